@@ -1,0 +1,119 @@
+"""The ``colorshare`` command: ``demo`` (the default job) and ``solve`` (an instance file)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+
+from .formulations.graph import SharingGraph
+from .solvers import Solution, available_backends, solve
+
+__all__ = ["main", "comparison_table", "parse_budget"]
+
+
+def parse_budget(text: str, graph: SharingGraph) -> float:
+    """A budget in parameters, or a percentage of the graph's dense size ("50%"), or "inf"."""
+    t = text.strip()
+    try:
+        if t.endswith("%"):
+            return float(t[:-1]) / 100.0 * graph.dense_size
+        return float(t)
+    except ValueError:
+        raise ValueError(f"budget {text!r} is neither a number of parameters nor a percentage like 50%") from None
+
+
+def _fmt(v: float | None, spec: str = ".6g") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def comparison_table(solutions: Sequence[Solution]) -> str:
+    """A plain-text table: backend, status, objective, bound, gap, memory, time."""
+    head = f"{'backend':<8} {'status':<10} {'objective':>12} {'bound':>12} {'gap':>10} {'memory':>14} {'time s':>8}"
+    rows = [head, "-" * len(head)]
+    for s in solutions:
+        rows.append(f"{s.backend:<8} {s.status.value:<10} {_fmt(s.objective):>12} {_fmt(s.bound):>12} "
+                    f"{_fmt(s.gap, '.2e'):>10} {_fmt(s.memory, 'd'):>14} {s.wall_time:>8.2f}")
+    return "\n".join(rows)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .instances import llama_graph
+
+    g = llama_graph(seed=args.seed)
+    budget = args.budget_fraction * g.dense_size
+    print(f"LLaMA-7B-shaped graph: {g.n} layers in {len(g.family_members)} families, "
+          f"{g.dense_size:,} parameters dense; budget {budget:,.0f} ({args.budget_fraction:.0%}); "
+          f"time limit {args.time_limit:g} s per backend")
+    avail = available_backends()
+    names = [b for b in (args.backends or list(avail)) if avail.get(b) is None]
+    for b, why in avail.items():
+        if why is not None:
+            print(f"skipping {b}: {why}")
+    sols = []
+    for name in (bar := tqdm(names, desc="solving", unit="backend", file=sys.stderr)):
+        bar.set_postfix_str(name)
+        sols.append(solve(g, budget, backend=name, time_limit=args.time_limit, seed=args.seed))
+    print(comparison_table(sols))
+    proven = [s for s in sols if s.status == "optimal"]
+    if proven:
+        best = min(s.objective for s in proven)  # type: ignore[type-var]
+        agree = all(abs(s.objective - best) <= 1e-6 * max(1.0, best) for s in proven)  # type: ignore[operator]
+        print(f"exact backends that proved optimality agree: {'yes' if agree else 'NO'} (optimum {best:.6g})")
+        for s in sols:
+            if s.objective is not None and s.status != "optimal":
+                print(f"{s.backend}: {100 * (s.objective - best) / max(best, 1e-12):.3f} % above the optimum")
+        if not agree:
+            return 1
+    return 0
+
+
+def _solve(args: argparse.Namespace) -> int:
+    from .io import load_instance
+
+    g = load_instance(args.instance)
+    budget = parse_budget(args.budget, g)
+    sol = solve(g, budget, backend=args.backend, time_limit=args.time_limit, seed=args.seed)
+    if args.json:
+        print(json.dumps(sol.to_dict(), indent=2))
+    else:
+        print(comparison_table([sol]))
+        if sol.colors is not None:
+            print("colors:", " ".join(map(str, sol.colors)))
+    return 0 if sol.status in ("optimal", "feasible") else (2 if sol.status == "infeasible" else 3)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``colorshare`` console script."""
+    p = argparse.ArgumentParser(prog="colorshare", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo", help="solve the LLaMA-7B-shaped demo graph with every backend and compare")
+    d.add_argument("--time-limit", type=float, default=10.0, help="seconds per backend (default 10)")
+    d.add_argument("--budget-fraction", type=float, default=0.5, help="budget as a fraction of dense size")
+    d.add_argument("--backends", nargs="*", help="subset of backends (default: all available)")
+    d.add_argument("--seed", type=int, default=0)
+    s = sub.add_parser("solve", help="solve an instance file (JSON; see colorshare.io)")
+    s.add_argument("instance")
+    s.add_argument("--budget", required=True, help="parameters, a percentage of the dense size (50%%), or inf")
+    s.add_argument("--backend", default="cpsat")
+    s.add_argument("--time-limit", type=float, default=None, help="seconds")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--json", action="store_true", help="print the whole Solution as JSON")
+    args = p.parse_args(argv)
+    try:
+        if args.command == "demo":
+            if not 0 < args.budget_fraction or math.isnan(args.budget_fraction):
+                raise ValueError("--budget-fraction must be > 0")
+            return _demo(args)
+        return _solve(args)
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"colorshare: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""What every formulation provides: an integer program, and maps between its vectors and sharing classes."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from .costs import Option
+from .graph import SharingGraph
+from .program import IntegerProgram
+
+__all__ = ["Formulation", "Chosen", "budget_hi"]
+
+Chosen = list[tuple[tuple[int, ...], Option]]
+"""A decoded solution: each class as (sorted member indices, the option it uses)."""
+
+
+def budget_hi(budget: float) -> float:
+    """Row upper bound for a budget in parameters (fractional budgets floor; inf = no budget)."""
+    return math.inf if math.isinf(budget) else float(math.floor(budget))
+
+
+class Formulation(ABC):
+    """An integer program for one graph and budget. ``exact_for`` says which cost model it is exact for."""
+
+    name: str = "abstract"
+    exact_for: tuple[str, ...] = ()
+
+    def __init__(self, graph: SharingGraph, budget: float) -> None:
+        if graph.kind not in self.exact_for:
+            raise ValueError(
+                f"formulation {self.name!r} is exact only for {', '.join(self.exact_for)} costs; "
+                f"this graph has {graph.kind} costs"
+            )
+        self.graph = graph
+        self.budget = budget
+        self.program: IntegerProgram = self._build()
+
+    @abstractmethod
+    def _build(self) -> IntegerProgram: ...
+
+    @abstractmethod
+    def decode(self, x: np.ndarray) -> Chosen:
+        """Classes of a 0/1 solution vector (rounded)."""
+
+    @abstractmethod
+    def encode(self, chosen: Chosen) -> np.ndarray | None:
+        """The 0/1 vector of a solution (for warm starts); None if the program cannot express it."""
+
+    def describe(self) -> str:
+        p = self.program
+        return f"{self.name} ({p.num_vars} vars, {p.num_rows} rows)"

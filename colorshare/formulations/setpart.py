@@ -1,0 +1,121 @@
+"""Set partitioning over enumerated (group, action) columns: exact for every cost model over its columns.
+
+One binary per column (a conflict-free same-family group with one of its actions, carrying the action's
+exact cost and memory); every layer covered exactly once; one knapsack row for the budget (parameters).
+Because a column fixes both the group and the action (tie, medoid, basis with rank r, dense, ...), the
+solver chooses groups and ranks jointly.
+
+Columns are enumerated up to ``max_group_size``; with a cap smaller than a family, or a ``group_filter``,
+the model is exact for that restricted column set only (the anchors of design.md section 3 are such
+restrictions: adjacent groups, singletons only, one group per family).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from .base import Chosen, Formulation, budget_hi
+from .costs import Option
+from .graph import SharingGraph
+from .program import IntegerProgram, ProgramBuilder
+
+__all__ = ["SetPartition", "enumerate_groups"]
+
+MAX_COLUMNS = 500_000
+
+
+def enumerate_groups(graph: SharingGraph, max_group_size: int | None = None) -> Iterator[tuple[int, ...]]:
+    """Every conflict-free same-family group (sorted tuple) of at most ``max_group_size`` layers."""
+    for members in graph.family_members.values():
+        cap = len(members) if max_group_size is None else max_group_size
+
+        def extend(group: tuple[int, ...], start: int) -> Iterator[tuple[int, ...]]:
+            yield group
+            if len(group) == cap:
+                return
+            for k in range(start, len(members)):
+                j = members[k]
+                if all(graph.can_share(i, j) for i in group):
+                    yield from extend(group + (j,), k + 1)
+
+        for k, i in enumerate(members):
+            yield from extend((i,), k + 1)
+
+
+class SetPartition(Formulation):
+    name = "setpart"
+    exact_for = ("medoid", "pairwise", "group")
+
+    def __init__(
+        self,
+        graph: SharingGraph,
+        budget: float,
+        max_group_size: int | None = None,
+        group_filter: Callable[[tuple[int, ...]], bool] | None = None,
+        max_columns: int = MAX_COLUMNS,
+    ) -> None:
+        if max_group_size is not None and (not isinstance(max_group_size, int) or max_group_size < 1):
+            raise ValueError(f"max_group_size must be a positive integer, got {max_group_size!r}")
+        self.max_group_size = max_group_size
+        self.group_filter = group_filter
+        self.max_columns = max_columns
+        largest = max(len(m) for m in graph.family_members.values())
+        self.restricted = group_filter is not None or (max_group_size is not None and max_group_size < largest)
+        super().__init__(graph, budget)
+
+    def _groups(self) -> Iterator[tuple[int, ...]]:
+        g = self.graph
+        table = getattr(g.model, "table", None)
+        if table is not None:
+            source: Iterator[tuple[int, ...]] = iter(sorted(table))
+        else:
+            source = enumerate_groups(g, self.max_group_size)
+        for group in source:
+            if self.max_group_size is not None and len(group) > self.max_group_size:
+                continue
+            if self.group_filter is not None and not self.group_filter(group):
+                continue
+            yield group
+
+    def _build(self) -> IntegerProgram:
+        g = self.graph
+        b = ProgramBuilder()
+        self.columns: list[tuple[tuple[int, ...], Option]] = []
+        cover: list[list[int]] = [[] for _ in range(g.n)]
+        for group in self._groups():
+            for opt in g.options(group):
+                v = b.var(opt.cost, f"c{len(self.columns)}")
+                self.columns.append((group, opt))
+                for i in group:
+                    cover[i].append(v)
+                if len(self.columns) > self.max_columns:
+                    raise ValueError(
+                        f"set partitioning would enumerate more than {self.max_columns} columns; "
+                        "pass max_group_size=K (a restriction) or use the pmedian/clique formulation"
+                    )
+        self.index = {(grp, o.action, o.memory, o.representative): k for k, (grp, o) in enumerate(self.columns)}
+        for i in range(g.n):
+            b.row(cover[i], [1.0] * len(cover[i]), 1.0, 1.0, f"cover{i}")
+        hi = budget_hi(self.budget)
+        if not math.isinf(hi):
+            b.row(list(range(len(self.columns))), [float(o.memory) for _, o in self.columns], -math.inf, hi, "budget")
+        return b.build()
+
+    def decode(self, x: np.ndarray) -> Chosen:
+        out = [self.columns[k] for k in np.flatnonzero(np.round(x) == 1)]
+        return sorted(out, key=lambda t: t[0][0])
+
+    def encode(self, chosen: Chosen) -> np.ndarray | None:
+        x = np.zeros(self.program.num_vars)
+        for group, opt in chosen:
+            k = self.index.get((group, opt.action, opt.memory, opt.representative))
+            if k is None:
+                k = next((k for k, (grp, o) in enumerate(self.columns)
+                          if grp == group and o.action == opt.action and o.memory == opt.memory), None)
+            if k is None:
+                return None
+            x[k] = 1
+        return x

@@ -1,0 +1,183 @@
+"""``solve()``: validate, build the formulation once, run a backend, check its answer, report."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from typing import Any
+
+from ..formulations.base import Chosen, Formulation
+from ..formulations.clique import CliquePartition
+from ..formulations.graph import SharingClass, SharingGraph
+from ..formulations.pmedian import PMedian
+from ..formulations.setpart import SetPartition
+from .decompose import solve_by_family
+from .greedy import greedy
+from .registry import get_backend
+from .solution import GAP_TOLERANCE, Solution, SolverError, Status, compute_gap
+
+__all__ = ["solve", "FORMULATIONS", "check_budget"]
+
+FORMULATIONS: dict[str, type[Formulation]] = {"pmedian": PMedian, "clique": CliquePartition, "setpart": SetPartition}
+_DEFAULT_FORMULATION = {"medoid": "pmedian", "pairwise": "clique", "group": "setpart"}
+
+
+def check_budget(budget: Any) -> float:
+    """A budget in parameters: a real number >= 0 (inf = no budget). ValueError otherwise."""
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Real):
+        raise ValueError(f"budget must be a number of parameters, got {type(budget).__name__} {budget!r}")
+    b = float(budget)
+    if math.isnan(b) or b < 0:
+        raise ValueError(f"budget must be >= 0 parameters, got {budget!r}")
+    return b
+
+
+def _check_time_limit(time_limit: Any) -> float | None:
+    if time_limit is None:
+        return None
+    if isinstance(time_limit, bool) or not isinstance(time_limit, numbers.Real) or not time_limit > 0:
+        raise ValueError(f"time_limit must be None or a number of seconds > 0, got {time_limit!r}")
+    return float(time_limit)
+
+
+def _verify(graph: SharingGraph, chosen: Chosen, budget: float, backend: str) -> list[SharingClass]:
+    """Re-derive every class from the graph in float64; SolverError if the answer breaks the model."""
+    seen = [0] * graph.n
+    out: list[SharingClass] = []
+    for group, opt in chosen:
+        for i in group:
+            seen[i] += 1
+        if len(group) > 1 and not graph.is_group(group):
+            bad = next((a, b) for k, a in enumerate(group) for b in group[k + 1 :] if not graph.can_share(a, b))
+            raise SolverError(
+                f"backend {backend!r} returned a class joining {graph.names[bad[0]]!r} and {graph.names[bad[1]]!r}, "
+                "which may not share (different family or conflict)"
+            )
+        exact = graph.best_option(group, action=opt.action, memory=opt.memory)
+        if exact is None:
+            raise SolverError(f"backend {backend!r} used action {opt.action!r} that group {group} does not have")
+        out.append(SharingClass(tuple(group), exact.action, exact.cost, exact.memory, exact.representative,
+                                dict(exact.params) if exact.params else None))
+    if any(s != 1 for s in seen):
+        i = next(k for k, s in enumerate(seen) if s != 1)
+        raise SolverError(f"backend {backend!r} placed layer {graph.names[i]!r} in {seen[i]} classes")
+    memory = sum(c.memory for c in out)
+    if memory > budget:
+        raise SolverError(f"backend {backend!r} returned {memory} parameters, over the budget {budget}")
+    return sorted(out, key=lambda c: c.members[0])
+
+
+def solve(
+    graph: SharingGraph,
+    budget: float,
+    backend: str = "cpsat",
+    time_limit: float | None = None,
+    seed: int = 0,
+    *,
+    formulation: str = "auto",
+    decompose: bool | str = "auto",
+    warm_start: bool = True,
+    **options: Any,
+) -> Solution:
+    """Choose which layers share so the surrogate loss is least and at most ``budget`` parameters are stored.
+
+    Parameters
+    ----------
+    graph : the :class:`SharingGraph`.
+    budget : most parameters stored for the graph's layers after sharing (``math.inf``: no budget).
+    backend : ``"cpsat"``, ``"highs"``, ``"pulp"`` or ``"anneal"`` (see :func:`available_backends`).
+    time_limit : seconds for the whole solve (None: run to optimality / the iteration limit).
+    seed : random seed passed to every solver.
+    formulation : ``"auto"`` (p-median for medoid costs, clique for pairwise, set partitioning for group
+        costs), ``"pmedian"``, ``"clique"`` or ``"setpart"``; exact backends only.
+    decompose : True solves a multi-family medoid graph family by family plus an exact knapsack over the
+        budget (families interact only through it); False solves one program; ``"auto"`` picks what is faster
+        for the backend (measured on the demo graph: split for cpsat and pulp, one program for highs).
+    warm_start : give the greedy solution to the solver as a hint (``facts["warm_start"]`` says its fate).
+    options : backend options (cpsat: ``precision``, ``workers``; highs/pulp: ``threads``; anneal:
+        ``iterations``, ``t_start``; all exact: ``log``); setpart: ``max_group_size``, ``group_filter``.
+
+    Returns
+    -------
+    :class:`Solution`; its objective and memory are recomputed from the graph, never taken from the solver.
+
+    Raises
+    ------
+    TypeError if ``graph`` is not a SharingGraph; ValueError for a bad budget, time limit, backend, option or
+    formulation; :class:`SolverError` if a backend's answer breaks the budget, a conflict or a family.
+
+    Example
+    -------
+    >>> from colorshare import SharingGraph, solve
+    >>> g = SharingGraph.from_matrix([[0, 1, 5], [1, 0, 5], [5, 5, 0]])
+    >>> sol = solve(g, budget=2, backend="highs")
+    >>> sol.status, sol.colors, sol.objective
+    (<Status.OPTIMAL: 'optimal'>, [0, 0, 1], 1.0)
+    """
+    t0 = time.perf_counter()
+    if not isinstance(graph, SharingGraph):
+        raise TypeError(f"graph must be a SharingGraph, got {type(graph).__name__}")
+    b = check_budget(budget)
+    limit = _check_time_limit(time_limit)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    backend_cls = get_backend(backend)
+    form_name = _DEFAULT_FORMULATION[graph.kind] if formulation == "auto" else formulation
+    if form_name not in FORMULATIONS:
+        raise ValueError(f"unknown formulation {formulation!r}; valid: auto, {', '.join(FORMULATIONS)}")
+    if decompose not in ("auto", True, False):
+        raise ValueError(f"decompose must be 'auto', True or False, got {decompose!r}")
+    form_opts = {k: options.pop(k) for k in ("max_group_size", "group_filter") if k in options}
+    if form_opts and form_name != "setpart":
+        raise ValueError(f"option(s) {', '.join(form_opts)} apply to the setpart formulation only")
+    facts: dict[str, Any] = {}
+
+    def finish(chosen: Chosen | None, claim: Status, bound: float | None) -> Solution:
+        if chosen is None:
+            status = Status.INFEASIBLE if claim == Status.INFEASIBLE else Status.UNKNOWN
+            return Solution(None, None, bound if status == Status.UNKNOWN else None, None, status,
+                            time.perf_counter() - t0, None, backend, b, [], facts)
+        classes = _verify(graph, chosen, b, backend)
+        objective = math.fsum(c.cost for c in classes)
+        memory = sum(c.memory for c in classes)
+        if bound is not None:
+            bound = min(bound, objective) if bound - objective <= 1e-9 * max(1.0, abs(objective)) else bound
+        gap = compute_gap(objective, bound)
+        status = Status.OPTIMAL if (claim == Status.OPTIMAL and gap is not None and gap <= GAP_TOLERANCE) \
+            else Status.FEASIBLE
+        colors = [0] * graph.n
+        for k, c in enumerate(classes):
+            for i in c.members:
+                colors[i] = k
+        return Solution(colors, objective, bound, gap, status, time.perf_counter() - t0, memory, backend, b,
+                        classes, facts)
+
+    if b < graph.min_memory():
+        facts["proof"] = f"budget {b:g} < {graph.min_memory()} parameters (one layer per family)"
+        return finish(None, Status.INFEASIBLE, None)
+    start = greedy(graph, b) if (warm_start or not backend_cls.exact) else None
+    facts["greedy_objective"] = None if start is None else math.fsum(o.cost for _, o in start)
+    solver = backend_cls()
+    if not backend_cls.exact:
+        if form_opts:
+            raise ValueError(f"option(s) {', '.join(form_opts)} do not apply to backend {backend!r}")
+        chosen, more = solver.solve_graph(graph, b, limit, int(seed), start, **options)  # type: ignore[attr-defined]
+        facts.update(more)
+        return finish(chosen, Status.FEASIBLE if chosen is not None else Status.UNKNOWN, None)
+    split = decompose is True or (decompose == "auto" and backend_cls.decompose_by_default)
+    if form_name == "pmedian" and split and len(graph.family_members) > 1 and graph.kind == "medoid":
+        chosen, claim, bound, more = solve_by_family(graph, b, solver, limit, int(seed), warm_start, options)
+        facts.update(more)
+        facts["formulation"] = "pmedian per family + knapsack"
+        return finish(chosen, claim, bound)
+    form = FORMULATIONS[form_name](graph, b, **form_opts)
+    facts["formulation"] = form.describe()
+    if getattr(form, "restricted", False):
+        facts["restricted"] = "optimal over the enumerated columns only"
+    hint = form.encode(start) if (warm_start and start is not None) else None
+    left = None if limit is None else max(1e-3, limit - (time.perf_counter() - t0))
+    raw = solver.solve_program(form.program, left, int(seed), hint, **options)
+    facts.update(raw.facts)
+    chosen = form.decode(raw.x) if raw.x is not None else None
+    return finish(chosen, raw.status, raw.bound)

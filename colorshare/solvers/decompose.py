@@ -1,0 +1,181 @@
+"""Exact family decomposition for medoid graphs.
+
+Families interact only through the budget: with ``C_f(k)`` the optimal p-median cost of family f using at
+most k classes, the optimum is ``min sum_f C_f(k_f)`` s.t. ``sum_f size_f * k_f <= budget`` (a multiple-choice
+knapsack, solved exactly by :func:`~colorshare.formulations.knapsack.multiple_choice_knapsack`).
+
+Not every ``C_f(k)`` is needed. Each family starts with an interval ``[L_f(k), U_f(k)]``: U from a greedy
+agglomerative chain, L from a cheap bound (the n-k cheapest nearest-classmate costs) and monotonicity
+(C_f is nonincreasing in k). The knapsack over the L's gives a bound, over the U's a solution; while they
+differ, the chosen backend solves exactly the (f, k) that the L-knapsack picks and are not yet exact. The
+bound returned is the L-knapsack's value, valid at every step (also when a time limit stops the loop).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from ..formulations.base import Chosen
+from ..formulations.costs import Option
+from ..formulations.graph import SharingGraph
+from ..formulations.knapsack import multiple_choice_knapsack
+from ..formulations.pmedian import PMedian
+from .backend import Backend
+from .solution import GAP_TOLERANCE, Status
+
+__all__ = ["solve_by_family"]
+
+
+class _Family:
+    """Bounds on C_f(k) for one family, k = 1..k_hi."""
+
+    def __init__(self, graph: SharingGraph, members: tuple[int, ...], k_hi: int) -> None:
+        self.graph = graph
+        self.members = members
+        self.size = int(graph.sizes[members[0]])
+        n = len(members)
+        self.k_hi = k_hi
+        self.lower = np.zeros(k_hi + 1)
+        self.upper = np.full(k_hi + 1, np.inf)
+        self.sol: list[Chosen | None] = [None] * (k_hi + 1)
+        self.exact = np.zeros(k_hi + 1, dtype=bool)
+        self.k_min = 1  # every k < k_min is proven infeasible
+        cost = graph.model.matrix  # type: ignore[attr-defined]
+        # L: at least n - k layers are served by another layer, each paying at least its cheapest option.
+        nearest = np.array([
+            min((cost[i, j] for j in members if graph.can_share(i, j)), default=np.inf) for i in members
+        ])
+        ordered = np.sort(nearest)
+        csum = np.concatenate(([0.0], np.cumsum(ordered)))
+        for k in range(1, k_hi + 1):
+            self.lower[k] = csum[n - k] if n - k >= 0 else 0.0
+        self._greedy_chain()
+        self.close()
+
+    def _greedy_chain(self) -> None:
+        g = self.graph
+        classes: list[tuple[tuple[int, ...], Option]] = [((i,), Option("medoid", 0.0, self.size, representative=i))
+                                                         for i in self.members]
+        while True:
+            k = len(classes)
+            if k <= self.k_hi:
+                self.offer(k, list(classes), exact=(k == len(self.members)))
+            if k == 1:
+                return
+            best = None
+            for a in range(k):
+                for b in range(a + 1, k):
+                    group = tuple(sorted(classes[a][0] + classes[b][0]))
+                    if not g.is_group(group):
+                        continue
+                    c, rep = g.model.group_cost(group)  # type: ignore[attr-defined]
+                    delta = c - classes[a][1].cost - classes[b][1].cost
+                    if best is None or delta < best[0]:
+                        best = (delta, a, b, group, Option("medoid", c, self.size, representative=rep))
+            if best is None:
+                return
+            _, a, b, group, opt = best
+            classes = [cl for t, cl in enumerate(classes) if t not in (a, b)] + [(group, opt)]
+
+    def offer(self, k: int, chosen: Chosen, exact: bool = False, bound: float | None = None) -> None:
+        c = math.fsum(o.cost for _, o in chosen)
+        if c < self.upper[k]:
+            self.upper[k], self.sol[k] = c, chosen
+        if bound is not None:
+            self.lower[k] = max(self.lower[k], bound)
+        if exact:
+            self.lower[k] = self.upper[k]
+            self.exact[k] = True
+
+    def infeasible_up_to(self, k: int) -> None:
+        self.k_min = max(self.k_min, k + 1)
+
+    def close(self) -> None:
+        """Monotonicity: a solution with k classes is one with at most k+1; C_f(k) >= C_f(k+1)."""
+        for k in range(2, self.k_hi + 1):
+            if self.upper[k - 1] < self.upper[k]:
+                self.upper[k], self.sol[k] = self.upper[k - 1], self.sol[k - 1]
+        for k in range(self.k_hi - 1, 0, -1):
+            self.lower[k] = max(self.lower[k], self.lower[k + 1])
+        self.lower = np.minimum(self.lower, self.upper)
+        finite = np.isfinite(self.upper)
+        tol = 1e-12 * np.maximum(1.0, np.abs(np.where(finite, self.upper, 0.0)))
+        self.exact |= finite & (self.lower >= np.where(finite, self.upper, 0.0) - tol)
+
+    def items(self, which: str) -> list[tuple[int, float]]:
+        vals = self.lower if which == "lower" else self.upper
+        return [(k * self.size, float(vals[k])) for k in range(self.k_min, self.k_hi + 1) if np.isfinite(vals[k])]
+
+
+def solve_by_family(
+    graph: SharingGraph,
+    budget: float,
+    backend: Backend,
+    time_limit: float | None,
+    seed: int,
+    warm_start: bool,
+    options: dict[str, Any],
+) -> tuple[Chosen | None, Status, float | None, dict[str, Any]]:
+    """Solve a medoid graph family by family; returns (classes, solver claim, bound, facts)."""
+    deadline = None if time_limit is None else time.perf_counter() + time_limit
+    sizes = {f: int(graph.sizes[m[0]]) for f, m in graph.family_members.items()}
+    floor_mem = sum(sizes.values())
+    fams: list[_Family] = []
+    for f, members in graph.family_members.items():
+        room = budget - (floor_mem - sizes[f])
+        k_hi = len(members) if math.isinf(room) else min(len(members), int(room // sizes[f]))
+        fams.append(_Family(graph, members, k_hi))
+    solved = 0
+    fates: dict[str, int] = {}
+    rounds = 0
+    timed_out = False
+    while True:
+        rounds += 1
+        lb = multiple_choice_knapsack([fm.items("lower") for fm in fams], budget)
+        if lb is None:  # every remaining choice is proven infeasible
+            facts = {"decomposition": "by family", "subproblems": solved, "warm_start": fates, "rounds": rounds}
+            return None, Status.INFEASIBLE, None, facts
+        ub = multiple_choice_knapsack([fm.items("upper") for fm in fams], budget)
+        if ub is not None and lb[0] >= ub[0] - GAP_TOLERANCE / 10 * max(1.0, abs(ub[0])):
+            break
+        lb_ks = [fm.k_min + pick for fm, pick in zip(fams, lb[1])]
+        todo = [(fm, k) for fm, k in zip(fams, lb_ks) if not fm.exact[k]]
+        if not todo or timed_out:
+            break
+        for fm, k in todo:
+            left = None if deadline is None else deadline - time.perf_counter()
+            if left is not None and left <= 0:
+                timed_out = True
+                break
+            form = PMedian(graph, math.inf, layers=fm.members, max_classes=k)
+            start = next((fm.sol[j] for j in range(k, 0, -1) if fm.sol[j] is not None), None)
+            hint = form.encode(start) if (warm_start and start is not None) else None
+            raw = backend.solve_program(form.program, left, seed, hint, **options)
+            solved += 1
+            fate = raw.facts.get("warm_start", "not given")
+            fates[fate] = fates.get(fate, 0) + 1
+            if raw.status == Status.INFEASIBLE:
+                fm.infeasible_up_to(k)
+            elif raw.x is not None:
+                fm.offer(k, form.decode(raw.x), exact=raw.status == Status.OPTIMAL, bound=raw.bound)
+            else:
+                timed_out = True
+            if raw.status not in (Status.OPTIMAL, Status.INFEASIBLE):
+                timed_out = True
+            fm.close()
+    facts = {"decomposition": "by family", "subproblems": solved, "warm_start": fates, "rounds": rounds}
+    lb = multiple_choice_knapsack([fm.items("lower") for fm in fams], budget)
+    ub = multiple_choice_knapsack([fm.items("upper") for fm in fams], budget)
+    bound = None if lb is None else lb[0]
+    if ub is None:
+        return None, Status.UNKNOWN, bound, facts
+    chosen: Chosen = []
+    for fm, pick in zip(fams, ub[1]):
+        items = [k for k in range(fm.k_min, fm.k_hi + 1) if np.isfinite(fm.upper[k])]
+        chosen.extend(fm.sol[items[pick]])  # type: ignore[arg-type]
+    proved = bound is not None and bound >= ub[0] - GAP_TOLERANCE / 10 * max(1.0, abs(ub[0]))
+    return sorted(chosen, key=lambda t: t[0][0]), Status.OPTIMAL if proved else Status.FEASIBLE, bound, facts

@@ -1,0 +1,94 @@
+"""Greedy construction: agglomerative merging until the budget holds. Warm start for every backend."""
+
+from __future__ import annotations
+
+import math
+
+from ..formulations.base import Chosen
+from ..formulations.costs import Option
+from ..formulations.graph import SharingGraph
+
+__all__ = ["greedy"]
+
+
+def _cheapest(options: list[Option]) -> Option | None:
+    return min(options, key=lambda o: (o.cost, o.memory)) if options else None
+
+
+def greedy(graph: SharingGraph, budget: float) -> Chosen | None:
+    """A budget-feasible coloring built by cheapest-per-parameter moves, or None if the greedy gets stuck.
+
+    Start from singletons with their cheapest action; while the memory (parameters) exceeds ``budget``, apply
+    the move with the least added cost per parameter saved: merge two classes of one family that may share,
+    or switch a class to a smaller action. None does not prove infeasibility.
+    """
+    classes: dict[int, tuple[tuple[int, ...], Option]] = {}
+    for i in range(graph.n):
+        opt = _cheapest(graph.options((i,)))
+        if opt is None:
+            return None
+        classes[i] = ((i,), opt)
+    next_id = graph.n
+    memory = sum(o.memory for _, o in classes.values())
+    merge_cache: dict[tuple[int, int], tuple[float, Option] | None] = {}
+
+    def best_move_option(opts: list[Option], old_cost: float, old_mem: int) -> tuple[float, Option] | None:
+        best = None
+        for o in opts:
+            saved = old_mem - o.memory
+            if saved <= 0:
+                continue
+            ratio = (o.cost - old_cost) / saved
+            if best is None or ratio < best[0]:
+                best = (ratio, o)
+        return best
+
+    def merge_score(a: int, b: int) -> tuple[float, Option] | None:
+        key = (a, b) if a < b else (b, a)
+        if key not in merge_cache:
+            (ga, oa), (gb, ob) = classes[a], classes[b]
+            if graph.families[ga[0]] != graph.families[gb[0]] or any(
+                j in graph.conflicts_of(i) for i in ga for j in gb
+            ):
+                merge_cache[key] = None
+            else:
+                group = tuple(sorted(ga + gb))
+                merge_cache[key] = best_move_option(graph.model.options(group, int(graph.sizes[group[0]])),
+                                                    oa.cost + ob.cost, oa.memory + ob.memory)
+        return merge_cache[key]
+
+    while memory > budget:
+        best: tuple[float, str, tuple[int, ...], Option] | None = None
+        ids = list(classes)
+        for cid in ids if graph.kind == "group" else ():  # matrix models have one action per group
+            g, o = classes[cid]
+            mv = best_move_option(graph.model.options(g, int(graph.sizes[g[0]])), o.cost, o.memory)
+            if mv is not None and (best is None or mv[0] < best[0]):
+                best = (mv[0], "switch", (cid,), mv[1])
+        by_family: dict[str, list[int]] = {}
+        for cid in ids:
+            by_family.setdefault(graph.families[classes[cid][0][0]], []).append(cid)
+        for fam_ids in by_family.values():
+            for k, a in enumerate(fam_ids):
+                for b in fam_ids[k + 1 :]:
+                    mv = merge_score(a, b)
+                    if mv is not None and (best is None or mv[0] < best[0]):
+                        best = (mv[0], "merge", (a, b), mv[1])
+        if best is None:
+            return None
+        _, kind, cids, opt = best
+        if kind == "switch":
+            g, old = classes[cids[0]]
+            memory += opt.memory - old.memory
+            classes[cids[0]] = (g, opt)
+            for key in [k for k in merge_cache if cids[0] in k]:
+                del merge_cache[key]
+        else:
+            a, b = cids
+            (ga, oa), (gb, ob) = classes.pop(a), classes.pop(b)
+            memory += opt.memory - oa.memory - ob.memory
+            classes[next_id] = (tuple(sorted(ga + gb)), opt)
+            next_id += 1
+    if math.isfinite(budget) and memory > budget:
+        return None
+    return sorted(classes.values(), key=lambda t: t[0][0])

@@ -1,0 +1,134 @@
+"""CBC through PuLP, with PuLP's bundled CBC binary.
+
+PuLP reports a time-limited run with a solution as "Optimal" (``LpStatus``); colorshare reads PuLP's separate
+``sol_status`` (integer-feasible vs optimal) and CBC's own log for the bound, so a stopped search is never
+called optimal.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from ..formulations.program import IntegerProgram
+from .backend import Backend, RawResult
+from .solution import GAP_TOLERANCE, Status
+
+__all__ = ["PulpCbcBackend"]
+
+
+class PulpCbcBackend(Backend):
+    name = "pulp"
+    description = "CBC through PuLP"
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        try:
+            import pulp
+        except ImportError as exc:  # pragma: no cover
+            return f"pulp is not importable ({exc})"
+        if not pulp.PULP_CBC_CMD().available():  # pragma: no cover - e.g. no CBC binary for this platform
+            return "PuLP's bundled CBC binary is not available on this platform"
+        return None
+
+    def solve_program(
+        self,
+        program: IntegerProgram,
+        time_limit: float | None,
+        seed: int,
+        hint: np.ndarray | None,
+        threads: int | None = None,
+        log: bool = False,
+        **options: Any,
+    ) -> RawResult:
+        import pulp
+
+        if options:
+            raise ValueError(f"unknown option(s) for backend 'pulp': {', '.join(options)}")
+        prob = pulp.LpProblem("colorshare", pulp.LpMinimize)
+        xs = [pulp.LpVariable(f"x{k}", lowBound=int(lo), upBound=int(hi), cat=pulp.LpInteger)
+              for k, (lo, hi) in enumerate(zip(program.col_lo, program.col_hi))]
+        prob += pulp.LpAffineExpression([(xs[k], float(program.c[k])) for k in range(len(xs))], constant=program.offset)
+        A = program.A.tocsr()
+        for r in range(program.num_rows):
+            s, e = A.indptr[r], A.indptr[r + 1]
+            expr = pulp.LpAffineExpression([(xs[j], float(v)) for j, v in zip(A.indices[s:e], A.data[s:e])])
+            lo, hi = program.row_lo[r], program.row_hi[r]
+            if lo == hi:
+                prob += expr == lo, f"r{r}"
+            else:
+                if not math.isinf(lo):
+                    prob += expr >= lo, f"r{r}lo"
+                if not math.isinf(hi):
+                    prob += expr <= hi, f"r{r}hi"
+        if hint is not None:
+            for v, val in zip(xs, hint):
+                v.setInitialValue(int(round(val)))
+        fd, log_path = tempfile.mkstemp(prefix="colorshare-cbc-", suffix=".log")
+        os.close(fd)
+        try:
+            cmd = pulp.PULP_CBC_CMD(
+                msg=False,
+                timeLimit=None if time_limit is None else max(float(time_limit), 0.01),
+                gapRel=GAP_TOLERANCE / 10,
+                gapAbs=1e-9,
+                warmStart=hint is not None,
+                threads=threads,
+                logPath=log_path,
+                options=[f"randomCbcSeed {int(seed) + 1}", f"randomSeed {int(seed) + 1}"],
+            )
+            prob.solve(cmd)
+            with open(log_path, errors="replace") as fh:
+                log_text = fh.read()
+        finally:
+            try:
+                os.unlink(log_path)
+            except OSError:
+                pass
+        facts: dict[str, Any] = {
+            "solver_status": pulp.LpStatus[prob.status],
+            "solution_status": pulp.LpSolution.get(prob.sol_status, str(prob.sol_status)),
+            "warm_start": _start_fate(hint, log_text),
+        }
+        result_line = re.search(r"^Result - (.*)$", log_text, re.M)
+        facts["stop_reason"] = result_line.group(1).strip() if result_line else None
+        if log:
+            facts["log"] = log_text
+        if prob.status == pulp.LpStatusInfeasible:  # CBC's "Infeasible" or "Integer infeasible": a proof
+            return RawResult(Status.INFEASIBLE, facts=facts)
+        has_x = prob.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
+        if not has_x:
+            return RawResult(Status.UNKNOWN, facts=facts)
+        x = np.array([v.value() or 0.0 for v in xs], dtype=np.float64)
+        proved = prob.sol_status == pulp.LpSolutionOptimal and (
+            result_line is None or result_line.group(1).startswith("Optimal")
+        )
+        bound = _bound_from_log(log_text)
+        if bound is None and proved:
+            bound = float(pulp.value(prob.objective))  # CBC proved its own objective optimal
+        return RawResult(Status.OPTIMAL if proved else Status.FEASIBLE, x, bound, facts)
+
+
+def _bound_from_log(log_text: str) -> float | None:
+    m = re.search(r"^Lower bound:\s*(-?[\d.eE+-]+)", log_text, re.M)
+    if m:
+        try:
+            return float(m.group(1))
+        except ValueError:
+            return None
+    return None
+
+
+def _start_fate(hint: np.ndarray | None, log_text: str) -> str:
+    if hint is None:
+        return "not given"
+    if "MIPStart provided solution" in log_text:
+        return "used"
+    if "MIPStart" in log_text or "mipstart" in log_text:
+        return "rejected"
+    return "given"
