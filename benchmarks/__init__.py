@@ -1,0 +1,1 @@
+"""colorshare's benchmark scripts (not timed tests): run them as ``python -m benchmarks.NAME``."""
