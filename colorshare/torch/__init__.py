@@ -1,0 +1,19 @@
+"""The PyTorch adapter: model -> graph, solution -> model, save/load. The only part of colorshare that imports torch.
+
+    from colorshare import solve
+    from colorshare.torch import build_graph, apply_coloring, stored_parameters, save_shared, load_shared
+    g = build_graph(model, batches)                     # layerwise curvature by default
+    sol = solve(g, 0.6 * g.dense_size, backend="highs")
+    shared = apply_coloring(model, g, sol)              # a copy; inplace=True changes model
+    assert stored_parameters(shared) == stored_parameters(model) - g.dense_size + sol.memory
+    save_shared(shared, "model.safetensors")
+"""
+
+from .apply import BasisLinear, apply_coloring, stored_parameters, untie
+from .curvature import CURVATURES, Curvature, estimate
+from .graph import ModelGraph, build_graph
+from .io import load_shared, save_shared
+from .targets import role_of, select_modules
+
+__all__ = ["build_graph", "apply_coloring", "stored_parameters", "save_shared", "load_shared", "untie",
+           "select_modules", "role_of", "estimate", "Curvature", "CURVATURES", "ModelGraph", "BasisLinear"]

@@ -1,0 +1,255 @@
+"""Curvature estimators over calibration batches, one per layer, and the quadratic surrogate they define.
+
+For a perturbation ``D = W' - W`` of a layer's weight (a d_out x d_in matrix; convolutions flattened to
+d_out x (d_in * kernel)), each :class:`Curvature` gives ``quad(D) ~ 1/2 vec(D)^T H vec(D)``:
+
+- ``layerwise``: H = I (x) Sigma with Sigma = E[x x^T] of the layer's inputs (forward hooks, float64): the
+  GPTQ/OBS proxy; ``quad(D) = 1/2 tr(D Sigma D^T)`` = half the mean squared output error. No loss needed.
+- ``fisher``: diagonal empirical Fisher, mean over batches of squared gradients.
+- ``hutchinson``: diagonal of the Hessian, ``E[z * Hz]`` with Rademacher z, Hessian-vector products by autograd.
+- ``spectrum``: top-k eigenpairs of the layer's Hessian block by Lanczos (scipy's eigsh on Hessian-vector
+  products) plus an isotropic rest ``sigma = (tr H - sum lambda) / (d - k)``, trace by Hutchinson.
+- ``trace``: ``H ~ (tr H / d) I`` (HAWQ-style), trace by Hutchinson.
+
+Negative curvature (possible away from a minimum, or by sampling noise) is clipped to 0 with a warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+__all__ = ["Curvature", "estimate", "CURVATURES", "forward", "matrix_of"]
+
+CURVATURES = ("layerwise", "fisher", "hutchinson", "spectrum", "trace")
+
+
+def forward(model: nn.Module, batch: Any) -> Any:
+    """Run ``model`` on one batch: a dict is passed as keyword arguments, a tuple/list by its first element
+    (the rest, e.g. targets, is for ``loss_fn``), anything else as the single argument."""
+    if isinstance(batch, dict):
+        return model(**batch)
+    if isinstance(batch, (tuple, list)):
+        return model(batch[0])
+    return model(batch)
+
+
+def matrix_of(weight: torch.Tensor) -> torch.Tensor:
+    """A weight as a d_out x d_in matrix (convolution kernels flattened)."""
+    return weight.reshape(weight.shape[0], -1)
+
+
+@dataclass
+class Curvature:
+    kind: str
+    sigma_in: torch.Tensor | None = None  # layerwise: d_in x d_in
+    diag: torch.Tensor | None = None  # fisher / hutchinson: d_out x d_in
+    scalar: float | None = None  # trace: tr H / d
+    vecs: torch.Tensor | None = None  # spectrum: d x k
+    vals: torch.Tensor | None = None  # spectrum: k
+    rest: float | None = None  # spectrum: isotropic rest
+
+    def quad(self, D: torch.Tensor) -> float:
+        """``1/2 vec(D)^T H vec(D)`` for a d_out x d_in perturbation (float64)."""
+        D = D.to(torch.float64)
+        if self.kind == "layerwise":
+            return 0.5 * float(torch.einsum("ij,jk,ik->", D, self.sigma_in, D))
+        if self.diag is not None:
+            return 0.5 * float((self.diag * D * D).sum())
+        if self.kind == "trace":
+            return 0.5 * self.scalar * float((D * D).sum())  # type: ignore[operator]
+        d = D.reshape(-1)
+        proj = self.vecs.T @ d  # type: ignore[union-attr]
+        return 0.5 * float((self.vals * proj**2).sum() + self.rest * (d @ d - proj @ proj))  # type: ignore[operator]
+
+    def weight_scale(self) -> torch.Tensor | float:
+        """The per-element weights of a curvature-weighted mean (tie): Sigma's role is handled separately."""
+        if self.diag is not None:
+            return self.diag
+        if self.kind == "trace":
+            return float(self.scalar)  # type: ignore[arg-type]
+        if self.kind == "spectrum":
+            d = self.vecs.shape[0]  # type: ignore[union-attr]
+            return float(self.vals.sum() + self.rest * (d - len(self.vals))) / d  # type: ignore[union-attr]
+        raise ValueError(self.kind)
+
+
+def _clip(t: torch.Tensor, what: str) -> torch.Tensor:
+    if (t < 0).any():
+        warnings.warn(f"{what}: {int((t < 0).sum())} negative curvature value(s) clipped to 0", RuntimeWarning,
+                      stacklevel=3)
+        t = t.clamp(min=0)
+    return t
+
+
+def _layer_inputs(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    x = x.detach()
+    if isinstance(module, nn.Linear):
+        return x.reshape(-1, x.shape[-1])
+    if isinstance(module, nn.Conv2d):
+        cols = torch.nn.functional.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)
+        return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+    if isinstance(module, nn.Conv1d):
+        cols = torch.nn.functional.unfold(x.unsqueeze(-1), (module.kernel_size[0], 1), (module.dilation[0], 1),
+                                          (module.padding[0], 0), (module.stride[0], 1))
+        return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+    raise TypeError(f"unsupported module {type(module).__name__}")
+
+
+def _layerwise(model: nn.Module, modules: dict[str, nn.Module], batches: Iterable[Any], bar: Any) -> dict:
+    sums = {n: None for n in modules}
+    counts = dict.fromkeys(modules, 0)
+
+    def hook(name: str) -> Callable:
+        def fn(mod: nn.Module, args: tuple, out: Any) -> None:
+            X = _layer_inputs(mod, args[0]).to(torch.float64)
+            s = X.T @ X
+            sums[name] = s if sums[name] is None else sums[name] + s
+            counts[name] += X.shape[0]
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in modules.items()]
+    try:
+        with torch.no_grad():
+            for batch in bar(batches):
+                forward(model, batch)
+    finally:
+        for h in handles:
+            h.remove()
+    out = {}
+    for n in modules:
+        if counts[n] == 0:
+            raise ValueError(f"layer {n!r} saw no input: the calibration batches never reach it")
+        out[n] = Curvature("layerwise", sigma_in=sums[n] / counts[n])
+    return out
+
+
+def _loss(model: nn.Module, batch: Any, loss_fn: Callable | None) -> torch.Tensor:
+    if loss_fn is None:
+        raise ValueError("this curvature estimator needs loss_fn(output, batch) -> scalar tensor")
+    loss = loss_fn(forward(model, batch), batch)
+    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+        raise ValueError("loss_fn must return a scalar tensor")
+    return loss
+
+
+def _fisher(model, modules, batches, loss_fn, bar) -> dict:
+    params = [m.weight for m in modules.values()]
+    acc = [torch.zeros_like(p, dtype=torch.float64) for p in params]
+    nb = 0
+    for batch in bar(batches):
+        grads = torch.autograd.grad(_loss(model, batch, loss_fn), params, allow_unused=True)
+        for a, g in zip(acc, grads):
+            if g is not None:
+                a += g.detach().to(torch.float64) ** 2
+        nb += 1
+    if nb == 0:
+        raise ValueError("no calibration batches")
+    return {n: Curvature("fisher", diag=matrix_of(a / nb)) for n, a in zip(modules, acc)}
+
+
+def _hvp(model, batch, loss_fn, params: Sequence[torch.Tensor], vs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    loss = _loss(model, batch, loss_fn)
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+    dot = sum((g * v).sum() for g, v in zip(grads, vs))
+    hv = torch.autograd.grad(dot, params, allow_unused=True)
+    return [torch.zeros_like(p) if h is None else h.detach() for p, h in zip(params, hv)]
+
+
+def _hutchinson_diag(model, modules, batches, loss_fn, probes, gen, bar) -> list[torch.Tensor]:
+    params = [m.weight for m in modules.values()]
+    acc = [torch.zeros_like(p, dtype=torch.float64) for p in params]
+    count = 0
+    for batch in bar(batches):
+        for _ in range(probes):
+            zs = [(torch.randint(0, 2, p.shape, generator=gen) * 2 - 1).to(p.dtype) for p in params]
+            hz = _hvp(model, batch, loss_fn, params, zs)
+            for a, z, h in zip(acc, zs, hz):
+                a += (z * h).to(torch.float64)
+            count += 1
+    if count == 0:
+        raise ValueError("no calibration batches")
+    return [a / count for a in acc]
+
+
+def _spectrum(model, modules, batches, loss_fn, k, probes, gen, bar) -> dict:
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    batches = list(batches)
+    diags = _hutchinson_diag(model, modules, batches, loss_fn, probes, gen, bar)
+    params = [m.weight for m in modules.values()]
+    out = {}
+    for idx, (name, p) in enumerate(tqdm(list(zip(modules, params)), desc="lanczos", leave=False, disable=bar is _quiet)):
+        d = p.numel()
+        kk = min(k, d - 1)
+
+        def matvec(v: np.ndarray, idx: int = idx, p: torch.Tensor = p) -> np.ndarray:
+            vs = [torch.zeros_like(q) for q in params]
+            vs[idx] = torch.as_tensor(np.asarray(v).reshape(p.shape), dtype=p.dtype)
+            tot = torch.zeros_like(p, dtype=torch.float64)
+            for batch in batches:
+                tot += _hvp(model, batch, loss_fn, params, vs)[idx].to(torch.float64)
+            return (tot / len(batches)).reshape(-1).numpy()
+
+        op = LinearOperator((d, d), matvec=matvec, dtype=np.float64)
+        vals, vecs = eigsh(op, k=kk, which="LA", tol=1e-6, v0=np.ones(d) / np.sqrt(d))
+        vals_t = _clip(torch.as_tensor(vals), f"{name} eigenvalues")
+        tr = float(diags[idx].sum())
+        rest = max(0.0, (tr - float(vals_t.sum())) / max(1, d - kk))
+        out[name] = Curvature("spectrum", vecs=torch.as_tensor(vecs), vals=vals_t, rest=rest)
+    return out
+
+
+def _quiet(it: Iterable) -> Iterable:
+    return it
+
+
+def estimate(
+    model: nn.Module,
+    modules: dict[str, nn.Module],
+    batches: Iterable[Any],
+    curvature: str = "layerwise",
+    loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
+    probes: int = 4,
+    k: int = 4,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Curvature]:
+    """One :class:`Curvature` per module name, estimated over ``batches`` (see the module docstring)."""
+    if curvature not in CURVATURES:
+        raise ValueError(f"unknown curvature {curvature!r}; valid: {', '.join(CURVATURES)}")
+
+    def bar(it: Iterable) -> Iterable:
+        return tqdm(it, desc=f"curvature ({curvature})", leave=False) if progress else it
+
+    gen = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    try:
+        if curvature == "layerwise":
+            return _layerwise(model, modules, batches, bar)
+        if curvature == "fisher":
+            return _fisher(model, modules, batches, loss_fn, bar)
+        if curvature == "spectrum":
+            return _spectrum(model, modules, batches, loss_fn, k, probes, gen, bar if progress else _quiet)
+        diags = _hutchinson_diag(model, modules, batches, loss_fn, probes, gen, bar)
+        if curvature == "hutchinson":
+            return {n: Curvature("hutchinson", diag=_clip(matrix_of(d), f"{n} Hessian diagonal"))
+                    for n, d in zip(modules, diags)}
+        out = {}
+        for n, d in zip(modules, diags):
+            t = float(d.sum()) / d.numel()
+            if t < 0:
+                warnings.warn(f"{n}: negative Hessian trace estimate clipped to 0", RuntimeWarning, stacklevel=2)
+                t = 0.0
+            out[n] = Curvature("trace", scalar=t)
+        return out
+    finally:
+        model.train(was_training)

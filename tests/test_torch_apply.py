@@ -1,0 +1,113 @@
+"""Applying a coloring: the memory identity to the element, ties that survive save/load and an optimizer step."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+from colorshare import solve  # noqa: E402
+from colorshare.torch import (  # noqa: E402
+    BasisLinear, apply_coloring, build_graph, load_shared, save_shared, stored_parameters, untie)
+
+
+def mlp(seed=0, width=16, depth=6):
+    torch.manual_seed(seed)
+    layers = [nn.Linear(8, width), nn.ReLU()]
+    for _ in range(depth):
+        layers += [nn.Linear(width, width), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(width, 3))
+
+
+def batches():
+    g = torch.Generator().manual_seed(1)
+    return [torch.randn(32, 8, generator=g) for _ in range(4)]
+
+
+@pytest.mark.parametrize("actions", [("tie", "dense"), ("medoid", "dense"), ("tie", "basis", "dense")])
+@pytest.mark.parametrize("frac", [0.3, 0.6, 0.9])
+def test_identity_holds_to_the_element(actions, frac, tmp_path):
+    model = mlp()
+    g = build_graph(model, batches(), actions=actions, progress=False)
+    sol = solve(g, frac * g.dense_size, backend="highs")
+    assert sol.status == "optimal"
+    shared = apply_coloring(model, g, sol)
+    assert stored_parameters(shared) == stored_parameters(model) - g.dense_size + sol.memory
+    assert stored_parameters(model) == sum(p.numel() for p in model.parameters())  # the original is untouched
+    path = tmp_path / "m.safetensors"
+    save_shared(shared, path)
+    # the file holds each stored tensor once: its size follows stored_parameters (4 bytes each + header)
+    assert stored_parameters(shared) * 4 <= path.stat().st_size <= stored_parameters(shared) * 4 + 20_000
+    restored = load_shared(path, mlp(seed=5))
+    x = torch.randn(7, 8)
+    assert torch.allclose(restored(x), shared(x), atol=1e-6)
+    assert stored_parameters(restored) == stored_parameters(shared)
+
+
+def test_tie_is_one_parameter_and_survives_load_and_optimizer_step(tmp_path):
+    model = mlp()
+    g = build_graph(model, batches(), actions=("tie", "dense"), progress=False)
+    sol = solve(g, 0.5 * g.dense_size, backend="highs")
+    shared = apply_coloring(model, g, sol)
+    tied = next(c for c in sol.classes if c.action == "tie")
+    a, b = (g.module_names[i] for i in tied.members[:2])
+    assert shared.get_submodule(a).weight is shared.get_submodule(b).weight
+    save_shared(shared, tmp_path / "m.safetensors")
+    restored = load_shared(tmp_path / "m.safetensors", mlp(seed=3))
+    wa, wb = restored.get_submodule(a).weight, restored.get_submodule(b).weight
+    assert wa.data_ptr() == wb.data_ptr()
+    opt = torch.optim.SGD(restored.parameters(), lr=0.1)
+    restored(torch.randn(4, 8)).sum().backward()
+    before = wb.detach().clone()
+    opt.step()
+    assert torch.equal(wa, wb) and not torch.equal(wb, before)
+    untie(restored)
+    assert restored.get_submodule(a).weight is not restored.get_submodule(b).weight
+    assert stored_parameters(restored) == sum(p.numel() for p in mlp().parameters())
+
+
+def test_basis_modules_share_u_and_untie_restores_linear():
+    model = mlp()
+    g = build_graph(model, batches(), actions=("basis", "dense"), ranks=[2, 4], progress=False)
+    sol = solve(g, 0.4 * g.dense_size, backend="highs")
+    shared = apply_coloring(model, g, sol)
+    grp = next((c for c in sol.classes if c.action == "basis" and len(c.members) > 1), None)
+    assert grp is not None, sol.classes
+    mods = [shared.get_submodule(g.module_names[i]) for i in grp.members]
+    assert all(isinstance(m, BasisLinear) for m in mods) and mods[0].basis is mods[1].basis
+    x = torch.randn(3, 8)
+    y = shared(x)
+    untie(shared)
+    assert not any(isinstance(m, BasisLinear) for m in shared.modules())
+    assert torch.allclose(shared(x), y, atol=1e-5)
+
+
+def test_errors_name_the_layer():
+    model = mlp()
+    g = build_graph(model, batches(), actions=("tie", "dense"), progress=False)
+    sol = solve(g, 0.5 * g.dense_size, backend="highs")
+    other = mlp(width=12)
+    with pytest.raises(ValueError, match=r"layer '2' has weight shape \(12, 12\)"):
+        apply_coloring(other, g, sol)
+    small = build_graph(mlp(depth=3), batches(), progress=False)
+    with pytest.raises(ValueError, match="graph has"):
+        apply_coloring(model, small, sol)
+    bad = solve(g, 0, backend="highs")
+    with pytest.raises(ValueError, match="no coloring"):
+        apply_coloring(model, g, bad)
+    with pytest.raises(ValueError, match="unknown action"):
+        build_graph(model, batches(), actions=("fold",), progress=False)
+
+
+def test_loss_based_graph_costs_match_surrogate():
+    model = mlp()
+    data = [(x, torch.randint(0, 3, (32,))) for x in batches()]
+    g = build_graph(model, data, curvature="fisher", progress=False,
+                    loss_fn=lambda out, b: nn.functional.cross_entropy(out, b[1]))
+    sol = solve(g, 0.5 * g.dense_size, backend="highs")
+    shared = apply_coloring(model, g, sol)
+    # predicted cost = sum over layers of 1/2 sum h * (W_new - W)^2, recomputed from the changed model
+    pred = 0.0
+    for i, name in enumerate(g.module_names):
+        D = shared.get_submodule(name).weight.detach().double() - model.get_submodule(name).weight.detach().double()
+        pred += g.curvatures[i].quad(D)
+    assert pred == pytest.approx(sol.objective, rel=1e-6, abs=1e-12)

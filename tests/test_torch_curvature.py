@@ -1,0 +1,105 @@
+"""Curvature estimators against the exact Hessian of tiny models."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+from colorshare.torch import estimate, select_modules  # noqa: E402
+
+
+def tiny():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 2)).double()
+    x = torch.randn(64, 4, dtype=torch.float64)
+    y = torch.randint(0, 2, (64,))
+    batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)]
+    return model, batches
+
+
+def loss_fn(out, batch):
+    return nn.functional.cross_entropy(out, batch[1])
+
+
+def exact_hessian(model, batches, layer):
+    w = model[layer].weight
+
+    def f(flat):
+        saved = w.data.clone()
+        tot = 0
+        for b in batches:
+            out = torch.func.functional_call(model, {f"{layer}.weight": flat.reshape(w.shape)}, (b[0],))
+            tot = tot + loss_fn(out, b)
+        w.data.copy_(saved)
+        return tot / len(batches)
+
+    return torch.autograd.functional.hessian(f, w.detach().reshape(-1).clone())
+
+
+def test_layerwise_cost_equals_measured_output_error():
+    model, batches = tiny()
+    mods = {"2": model[2]}
+    curv = estimate(model, mods, batches, "layerwise", progress=False)["2"]
+    D = torch.randn(3, 3, dtype=torch.float64) * 0.1
+    # measured: half the mean squared change of the layer's output over the calibration inputs
+    xs = torch.cat([torch.tanh(model[0](b[0])) for b in batches])
+    measured = 0.5 * ((xs @ D.T) ** 2).sum(1).mean()
+    assert curv.quad(D) == pytest.approx(float(measured), rel=1e-10)
+
+
+def test_hutchinson_diagonal_converges_to_exact():
+    model, batches = tiny()
+    H = exact_hessian(model, batches, 2)
+    curv = estimate(model, {"2": model[2]}, batches, "hutchinson", loss_fn, probes=400, progress=False)["2"]
+    est = curv.diag.reshape(-1)
+    exact = torch.diagonal(H).clamp(min=0)
+    assert torch.allclose(est, exact, atol=0.15 * float(exact.abs().max()) + 1e-6)
+
+
+def test_fisher_is_mean_squared_gradient():
+    model, batches = tiny()
+    curv = estimate(model, {"4": model[4]}, batches, "fisher", loss_fn, progress=False)["4"]
+    ref = torch.zeros_like(model[4].weight)
+    for b in batches:
+        model.zero_grad()
+        loss_fn(model(b[0]), b).backward()
+        ref += model[4].weight.grad ** 2
+    assert torch.allclose(curv.diag, ref / len(batches))
+
+
+def test_spectrum_top_eigenvalues_match_eigvalsh():
+    model, batches = tiny()
+    H = exact_hessian(model, batches, 2)
+    curv = estimate(model, {"2": model[2]}, batches, "spectrum", loss_fn, k=3, probes=200, progress=False)["2"]
+    top = np.sort(np.linalg.eigvalsh(H.numpy()))[::-1][:3]
+    assert np.allclose(np.sort(curv.vals.numpy())[::-1], np.clip(top, 0, None), rtol=1e-4, atol=1e-8)
+    # the quadratic form is exact on the top eigenvectors' span
+    v = curv.vecs[:, 0]
+    assert 2 * curv.quad(v.reshape(3, 3)) == pytest.approx(float(v @ H @ v), rel=1e-4)
+
+
+def test_trace_estimate_close_to_exact():
+    model, batches = tiny()
+    H = exact_hessian(model, batches, 4)
+    curv = estimate(model, {"4": model[4]}, batches, "trace", loss_fn, probes=300, progress=False)["4"]
+    assert curv.scalar == pytest.approx(float(torch.trace(H)) / H.shape[0], rel=0.15)
+
+
+def test_loss_based_estimators_need_loss_fn():
+    model, batches = tiny()
+    with pytest.raises(ValueError, match="loss_fn"):
+        estimate(model, {"2": model[2]}, batches, "fisher", progress=False)
+    with pytest.raises(ValueError, match="unknown curvature"):
+        estimate(model, {"2": model[2]}, batches, "magic", progress=False)
+
+
+def test_target_patterns():
+    model, _ = tiny()
+    with pytest.raises(ValueError, match="same-shaped peer"):
+        select_modules(model)  # all three Linear layers have different shapes
+    assert list(select_modules(model, targets=[r"[24]"])) == ["2", "4"]
+    with pytest.raises(ValueError, match="'attn' matches no"):
+        select_modules(model, targets=["attn"])
+    with pytest.raises(ValueError, match="exclude pattern"):
+        select_modules(model, targets=["2"], exclude=["9"])
