@@ -133,9 +133,6 @@ class AnnealBackend(Backend):
         def excess() -> float:
             return max(0.0, st.mem - budget)
 
-        def energy() -> float:
-            return st.cost + penalty * excess()
-
         best_chosen = st.chosen() if st.mem <= budget else None
         best_cost = st.cost if best_chosen is not None else math.inf
         t0 = time.perf_counter()
@@ -225,7 +222,6 @@ class AnnealBackend(Backend):
                 room = budget - (st.mem - st.opt[ca].memory)
                 if o.memory > room and penalty == 0:
                     continue
-                before = energy()
                 delta = o.cost - st.opt[ca].cost + penalty * (max(0.0, o.memory - room) - excess())
                 if temp0 is None:
                     samples.append(abs(delta))

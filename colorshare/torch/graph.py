@@ -90,7 +90,7 @@ class ModelGraph(SharingGraph):
                 else:
                     P = vecs[:, :r] @ vecs[:, :r].T
                     cost = sum(self.curvatures[i].quad(P @ self.weights[i] - self.weights[i]) for i in group)
-                out.append(Option(f"basis", cost, mem, params={"rank": int(r)}))
+                out.append(Option("basis", cost, mem, params={"rank": int(r)}))
         return out
 
 
