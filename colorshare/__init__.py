@@ -7,7 +7,7 @@
 """
 
 from .formulations.graph import SharingClass, SharingGraph
-from .solvers import Solution, SolverError, Status, available_backends, solve
+from .solvers import Solution, SolverError, Status, available_backends, evaluate, solve
 
-__all__ = ["SharingGraph", "SharingClass", "solve", "Solution", "Status", "SolverError", "available_backends"]
+__all__ = ["SharingGraph", "SharingClass", "solve", "evaluate", "Solution", "Status", "SolverError", "available_backends"]
 __version__ = "0.1.0"

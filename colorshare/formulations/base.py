@@ -28,7 +28,13 @@ class Formulation(ABC):
     name: str = "abstract"
     exact_for: tuple[str, ...] = ()
 
-    def __init__(self, graph: SharingGraph, budget: float) -> None:
+    supports_cost_cap: bool = False
+    """Whether the formulation can drop variables whose cost alone exceeds ``cost_cap`` (see below)."""
+
+    def __init__(self, graph: SharingGraph, budget: float, cost_cap: float | None = None) -> None:
+        """``cost_cap``: an upper bound on the optimum (e.g. a known coloring's cost). Costs are >= 0, so a
+        class (column, assignment) costing more than it is in no optimal coloring and may be left out; the
+        optimum and every proven bound stay those of the full model. Ignored where unsupported."""
         if graph.kind not in self.exact_for:
             raise ValueError(
                 f"formulation {self.name!r} is exact only for {', '.join(self.exact_for)} costs; "
@@ -36,6 +42,8 @@ class Formulation(ABC):
             )
         self.graph = graph
         self.budget = budget
+        self.cost_cap = cost_cap if self.supports_cost_cap else None
+        self.pruned = 0  # variables left out by cost_cap
         self.program: IntegerProgram = self._build()
 
     @abstractmethod
@@ -49,6 +57,14 @@ class Formulation(ABC):
     def encode(self, chosen: Chosen) -> np.ndarray | None:
         """The 0/1 vector of a solution (for warm starts); None if the program cannot express it."""
 
+    def keeps(self, cost: float) -> bool:
+        """False (and counted) for a cost above ``cost_cap``, with a relative margin of 1e-9."""
+        if self.cost_cap is None or cost <= self.cost_cap * (1 + 1e-9) + 1e-12:
+            return True
+        self.pruned += 1
+        return False
+
     def describe(self) -> str:
         p = self.program
-        return f"{self.name} ({p.num_vars} vars, {p.num_rows} rows)"
+        pruned = f", {self.pruned} left out above the cost cap" if self.pruned else ""
+        return f"{self.name} ({p.num_vars} vars, {p.num_rows} rows{pruned})"

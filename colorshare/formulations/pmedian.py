@@ -32,13 +32,15 @@ __all__ = ["PMedian"]
 class PMedian(Formulation):
     name = "pmedian"
     exact_for = ("medoid",)
+    supports_cost_cap = True
 
     def __init__(
-        self, graph: SharingGraph, budget: float, layers: Sequence[int] | None = None, max_classes: int | None = None
+        self, graph: SharingGraph, budget: float, layers: Sequence[int] | None = None, max_classes: int | None = None,
+        cost_cap: float | None = None,
     ) -> None:
         self.layers = tuple(range(graph.n)) if layers is None else tuple(layers)
         self.max_classes = max_classes
-        super().__init__(graph, budget)
+        super().__init__(graph, budget, cost_cap)
 
     def _build(self) -> IntegerProgram:
         g = self.graph
@@ -49,7 +51,7 @@ class PMedian(Formulation):
         self.x: dict[tuple[int, int], int] = {}
         for i in self.layers:
             for j in g.family_members[g.families[i]]:
-                if j in layer_set and g.can_share(i, j):
+                if j in layer_set and g.can_share(i, j) and self.keeps(float(cost[i, j])):
                     self.x[i, j] = b.var(cost[i, j], f"x{i}_{j}")
         for i in self.layers:
             cols = [self.y[i]] + [self.x[i, j] for j in g.family_members[g.families[i]] if (i, j) in self.x]

@@ -48,6 +48,7 @@ def enumerate_groups(graph: SharingGraph, max_group_size: int | None = None) -> 
 class SetPartition(Formulation):
     name = "setpart"
     exact_for = ("medoid", "pairwise", "group")
+    supports_cost_cap = True
 
     def __init__(
         self,
@@ -56,6 +57,7 @@ class SetPartition(Formulation):
         max_group_size: int | None = None,
         group_filter: Callable[[tuple[int, ...]], bool] | None = None,
         max_columns: int = MAX_COLUMNS,
+        cost_cap: float | None = None,
     ) -> None:
         if max_group_size is not None and (not isinstance(max_group_size, int) or max_group_size < 1):
             raise ValueError(f"max_group_size must be a positive integer, got {max_group_size!r}")
@@ -64,7 +66,7 @@ class SetPartition(Formulation):
         self.max_columns = max_columns
         largest = max(len(m) for m in graph.family_members.values())
         self.restricted = group_filter is not None or (max_group_size is not None and max_group_size < largest)
-        super().__init__(graph, budget)
+        super().__init__(graph, budget, cost_cap)
 
     def _groups(self) -> Iterator[tuple[int, ...]]:
         g = self.graph
@@ -87,6 +89,8 @@ class SetPartition(Formulation):
         cover: list[list[int]] = [[] for _ in range(g.n)]
         for group in self._groups():
             for opt in g.options(group):
+                if not self.keeps(opt.cost):
+                    continue
                 v = b.var(opt.cost, f"c{len(self.columns)}")
                 self.columns.append((group, opt))
                 for i in group:

@@ -144,8 +144,8 @@ class AnnealBackend(Backend):
             iterations = 0
         samples: list[float] = []
         while it < iterations:
-            if deadline is not None and (it & 63) == 0 and time.perf_counter() >= deadline:
-                break
+            if (it & 63) == 0 and (best_cost <= 0.0 or (deadline is not None and time.perf_counter() >= deadline)):
+                break  # costs are >= 0, so a zero-cost coloring cannot be improved
             if temp0 is None:
                 temp = math.inf  # calibration: the first 200 proposals measure typical |delta|
             else:

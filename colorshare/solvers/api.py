@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from ..formulations.base import Chosen, Formulation
+from ..formulations.costs import Option
 from ..formulations.clique import CliquePartition
 from ..formulations.graph import SharingClass, SharingGraph
 from ..formulations.pmedian import PMedian
@@ -17,7 +18,7 @@ from .greedy import greedy
 from .registry import get_backend
 from .solution import GAP_TOLERANCE, Solution, SolverError, Status, compute_gap
 
-__all__ = ["solve", "FORMULATIONS", "check_budget"]
+__all__ = ["solve", "evaluate", "FORMULATIONS", "check_budget"]
 
 FORMULATIONS: dict[str, type[Formulation]] = {"pmedian": PMedian, "clique": CliquePartition, "setpart": SetPartition}
 _DEFAULT_FORMULATION = {"medoid": "pmedian", "pairwise": "clique", "group": "setpart"}
@@ -43,6 +44,7 @@ def _check_time_limit(time_limit: Any) -> float | None:
 
 def _verify(graph: SharingGraph, chosen: Chosen, budget: float, backend: str) -> list[SharingClass]:
     """Re-derive every class from the graph in float64; SolverError if the answer breaks the model."""
+    who = "the given coloring" if backend == "given" else f"backend {backend!r}"
     seen = [0] * graph.n
     out: list[SharingClass] = []
     for group, opt in chosen:
@@ -51,20 +53,20 @@ def _verify(graph: SharingGraph, chosen: Chosen, budget: float, backend: str) ->
         if len(group) > 1 and not graph.is_group(group):
             bad = next((a, b) for k, a in enumerate(group) for b in group[k + 1 :] if not graph.can_share(a, b))
             raise SolverError(
-                f"backend {backend!r} returned a class joining {graph.names[bad[0]]!r} and {graph.names[bad[1]]!r}, "
+                f"{who} has a class joining {graph.names[bad[0]]!r} and {graph.names[bad[1]]!r}, "
                 "which may not share (different family or conflict)"
             )
         exact = graph.best_option(group, action=opt.action, memory=opt.memory)
         if exact is None:
-            raise SolverError(f"backend {backend!r} used action {opt.action!r} that group {group} does not have")
+            raise SolverError(f"{who} used action {opt.action!r} that group {group} does not have")
         out.append(SharingClass(tuple(group), exact.action, exact.cost, exact.memory, exact.representative,
                                 dict(exact.params) if exact.params else None))
     if any(s != 1 for s in seen):
         i = next(k for k, s in enumerate(seen) if s != 1)
-        raise SolverError(f"backend {backend!r} placed layer {graph.names[i]!r} in {seen[i]} classes")
+        raise SolverError(f"{who} placed layer {graph.names[i]!r} in {seen[i]} classes")
     memory = sum(c.memory for c in out)
     if memory > budget:
-        raise SolverError(f"backend {backend!r} returned {memory} parameters, over the budget {budget}")
+        raise SolverError(f"{who} stores {memory} parameters, over the budget {budget}")
     return sorted(out, key=lambda c: c.members[0])
 
 
@@ -156,13 +158,13 @@ def solve(
     if b < graph.min_memory():
         facts["proof"] = f"budget {b:g} < {graph.min_memory()} parameters (one layer per family)"
         return finish(None, Status.INFEASIBLE, None)
-    start = greedy(graph, b) if (warm_start or not backend_cls.exact) else None
+    start = greedy(graph, b)
     facts["greedy_objective"] = None if start is None else math.fsum(o.cost for _, o in start)
     solver = backend_cls()
     if not backend_cls.exact:
         if form_opts:
             raise ValueError(f"option(s) {', '.join(form_opts)} do not apply to backend {backend!r}")
-        chosen, more = solver.solve_graph(graph, b, limit, int(seed), start, **options)  # type: ignore[attr-defined]
+        chosen, more = solver.solve_graph(graph, b, limit, int(seed), start if warm_start else None, **options)  # type: ignore[attr-defined]
         facts.update(more)
         return finish(chosen, Status.FEASIBLE if chosen is not None else Status.UNKNOWN, None)
     split = decompose is True or (decompose == "auto" and backend_cls.decompose_by_default)
@@ -171,7 +173,14 @@ def solve(
         facts.update(more)
         facts["formulation"] = "pmedian per family + knapsack"
         return finish(chosen, claim, bound)
-    form = FORMULATIONS[form_name](graph, b, **form_opts)
+    # the greedy coloring's cost caps every class of an optimal one (costs are >= 0): smaller, better-scaled
+    # models. Valid only if the greedy coloring is in the model, i.e. passes a setpart restriction.
+    cap = facts["greedy_objective"]
+    if start is not None and form_opts:
+        cap_k, keep = form_opts.get("max_group_size"), form_opts.get("group_filter")
+        if any((cap_k is not None and len(grp) > cap_k) or (keep is not None and not keep(grp)) for grp, _ in start):
+            cap = None
+    form = FORMULATIONS[form_name](graph, b, cost_cap=cap, **form_opts)
     facts["formulation"] = form.describe()
     if getattr(form, "restricted", False):
         facts["restricted"] = "optimal over the enumerated columns only"
@@ -181,3 +190,70 @@ def solve(
     facts.update(raw.facts)
     chosen = form.decode(raw.x) if raw.x is not None else None
     return finish(chosen, raw.status, raw.bound)
+
+
+def evaluate(graph: SharingGraph, classes: Any, budget: float = math.inf) -> Solution:
+    """The :class:`Solution` of a given coloring on ``graph``, with every class's exact cost and memory.
+
+    Use it to score a hand-made coloring, or to carry a coloring chosen on one graph over to another graph of
+    the same layers (e.g. built with another curvature estimator) before ``apply_coloring``.
+
+    Parameters
+    ----------
+    graph : the :class:`SharingGraph`.
+    classes : one entry per class, each a :class:`SharingClass` or ``(members, action[, memory])``; the
+        memory (parameters, matched exactly) picks among an action's variants, e.g. the rank of ``basis``
+        (default: the cheapest variant).
+    budget : parameters; the coloring must fit it (default: no budget).
+
+    Returns
+    -------
+    A Solution with status "feasible" (nothing is proven), bound and gap None, backend "given".
+
+    Raises
+    ------
+    TypeError if ``graph`` is not a SharingGraph; SolverError if the coloring breaks the graph (a layer in no
+    class or two, a group that may not share, an action the group lacks) or the budget.
+
+    Example
+    -------
+    >>> from colorshare import SharingGraph, evaluate
+    >>> g = SharingGraph.from_matrix([[0, 1, 5], [1, 0, 5], [5, 5, 0]])
+    >>> evaluate(g, [((0, 1), "medoid"), ((2,), "medoid")]).objective
+    1.0
+    """
+    t0 = time.perf_counter()
+    if not isinstance(graph, SharingGraph):
+        raise TypeError(f"graph must be a SharingGraph, got {type(graph).__name__}")
+    b = check_budget(budget)
+    chosen: Chosen = []
+    for entry in classes:
+        if isinstance(entry, SharingClass):
+            members, action, memory = entry.members, entry.action, entry.memory
+        else:
+            members, action, *rest = entry
+            memory = rest[0] if rest else None
+        group = tuple(sorted(int(i) for i in members))
+        if any(not 0 <= i < graph.n for i in group):
+            raise SolverError(f"class {group} names a layer outside 0..{graph.n - 1}")
+        if len(group) > 1 and not graph.is_group(group):
+            raise SolverError(f"class {[graph.names[i] for i in group]} may not share (different family or conflict)")
+        chosen.append((group, Option(str(action), 0.0, 0 if memory is None else int(memory))))
+    exact: Chosen = []
+    for group, opt in chosen:
+        if opt.memory:
+            found = min((o for o in graph.options(group) if o.action == opt.action and o.memory == opt.memory),
+                        key=lambda o: o.cost, default=None)
+        else:
+            found = graph.best_option(group, action=opt.action)
+        if found is None:
+            raise SolverError(f"group {group} has no action {opt.action!r}"
+                              + (f" storing {opt.memory} parameters" if opt.memory else ""))
+        exact.append((group, found))
+    out = _verify(graph, exact, b, "given")
+    colors = [0] * graph.n
+    for k, c in enumerate(out):
+        for i in c.members:
+            colors[i] = k
+    return Solution(colors, math.fsum(c.cost for c in out), None, None, Status.FEASIBLE, time.perf_counter() - t0,
+                    sum(c.memory for c in out), "given", b, out, {})

@@ -11,6 +11,7 @@ import math
 import os
 import re
 import tempfile
+import warnings
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,15 @@ from .solution import GAP_TOLERANCE, Status
 __all__ = ["PulpCbcBackend"]
 
 
+def _cbc(**kwargs: Any) -> Any:
+    """PuLP's bundled CBC command, without PuLP 3.3's notice that it will move to an extra in PuLP 4."""
+    import pulp
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PULP_CBC_CMD is deprecated", category=DeprecationWarning)
+        return pulp.PULP_CBC_CMD(**kwargs)
+
+
 class PulpCbcBackend(Backend):
     name = "pulp"
     description = "CBC through PuLP"
@@ -29,10 +39,10 @@ class PulpCbcBackend(Backend):
     @classmethod
     def unavailable_reason(cls) -> str | None:
         try:
-            import pulp
+            import pulp  # noqa: F401
         except ImportError as exc:  # pragma: no cover
             return f"pulp is not importable ({exc})"
-        if not pulp.PULP_CBC_CMD().available():  # pragma: no cover - e.g. no CBC binary for this platform
+        if not _cbc().available():  # pragma: no cover - e.g. no CBC binary for this platform
             return "PuLP's bundled CBC binary is not available on this platform"
         return None
 
@@ -72,7 +82,7 @@ class PulpCbcBackend(Backend):
         fd, log_path = tempfile.mkstemp(prefix="colorshare-cbc-", suffix=".log")
         os.close(fd)
         try:
-            cmd = pulp.PULP_CBC_CMD(
+            cmd = _cbc(
                 msg=False,
                 timeLimit=None if time_limit is None else max(float(time_limit), 0.01),
                 gapRel=GAP_TOLERANCE / 10,
