@@ -81,15 +81,21 @@ class ModelGraph(SharingGraph):
         if "basis" in actions and self.is_linear[group[0]]:
             d_out, d_in = self.weights[group[0]].shape
             vals, vecs = self._eig(group)
+            layerwise = self.curvatures[group[0]].kind == "layerwise"
+            coeffs = [] if layerwise else [vecs.T @ self.weights[i] for i in group]
+            approx = [torch.zeros_like(self.weights[i]) for i in group] if coeffs else []
+            done = 0  # approx[k] = U_done U_done^T W_k, grown rank by rank instead of forming each projector
             for r in ranks:
                 mem = d_out * r + len(group) * r * d_in
                 if mem >= len(group) * m:
                     continue
-                if self.curvatures[group[0]].kind == "layerwise":
+                if layerwise:
                     cost = 0.5 * float(vals[r:].sum())
                 else:
-                    P = vecs[:, :r] @ vecs[:, :r].T
-                    cost = sum(self.curvatures[i].quad(P @ self.weights[i] - self.weights[i]) for i in group)
+                    for a, C in zip(approx, coeffs):
+                        a += vecs[:, done:r] @ C[done:r]
+                    done = r
+                    cost = sum(self.curvatures[i].quad(a - self.weights[i]) for a, i in zip(approx, group))
                 out.append(Option("basis", cost, mem, params={"rank": int(r)}))
         return out
 
