@@ -1,4 +1,4 @@
-"""The ``colorshare`` command: ``demo`` (the default job) and ``solve`` (an instance file)."""
+"""The ``colorshare`` command: ``demo`` (the default job), ``solve`` (an instance file), ``bench`` (the suite)."""
 
 from __future__ import annotations
 
@@ -103,7 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--time-limit", type=float, default=None, help="seconds")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--json", action="store_true", help="print the whole Solution as JSON")
+    from .bench.run import add_arguments, run_from_args
+
+    b = sub.add_parser("bench", help="the benchmark suite: solvers, compression on real models, surrogate fidelity")
+    add_arguments(b)
     args = p.parse_args(argv)
+    if args.command == "bench":
+        return run_from_args(args, b)
     try:
         if args.command == "demo":
             if not 0 < args.budget_fraction or math.isnan(args.budget_fraction):

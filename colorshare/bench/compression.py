@@ -1,0 +1,88 @@
+"""Compression at equal memory: every method, every budget, the surrogate and the real metrics of the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .. import solve
+from .methods import allowed_groups
+
+__all__ = ["COMPRESSION_COLUMNS", "Coloring", "method_runs", "run_compression"]
+
+COMPRESSION_COLUMNS = ("model", "method", "budget_fraction", "stored_parameters", "surrogate", "metric", "value")
+
+SOLVE_LIMIT = 300.0
+"""Seconds allowed to each method's solve (HiGHS); a run that stops early is reported as not optimal."""
+
+
+@dataclass
+class Coloring:
+    """A coloring evaluated on a model: its classes as (members, action, memory), for the fidelity study."""
+
+    name: str
+    model: str
+    classes: list[tuple[tuple[int, ...], str, int]]
+    surrogate: float
+    loss_increase: float | None = None
+    curvature: str = "layerwise"  # the estimator whose graph chose and applied it
+
+
+def method_runs(cfg: Any) -> list[tuple[str, str, int]]:
+    """(label, method, seed) for each configured method; ``random`` expands to ``random-s0`` ... per seed."""
+    out = []
+    for m in cfg.methods:
+        if m == "random":
+            out += [(f"random-s{s}", "random", cfg.seed + s) for s in range(cfg.random_seeds)]
+        else:
+            out.append((m, m, cfg.seed))
+    return out
+
+
+def run_compression(cfg: Any, case: Any, graph: Any, log: list[str],
+                    extra: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], list[Coloring]]:
+    """Sweep ``cfg.budgets`` x methods on one model case (``graph``: its layerwise graph); rows in
+    :data:`COMPRESSION_COLUMNS` (one per metric) plus a ``dense`` reference row per metric, and the colorings
+    with their measured loss increase. ``extra``: estimator -> graph under which ``optimal`` is solved too
+    (method ``optimal-<estimator>``; its surrogate column is in that estimator's units)."""
+    from ..torch import apply_coloring, stored_parameters
+
+    rows: list[dict[str, Any]] = []
+    colorings: list[Coloring] = []
+    base_params = stored_parameters(case.model)
+    base_loss = case.loss(case.model)
+
+    def add(method: str, frac: float, stored: int, surrogate: float, metrics: dict[str, float]) -> None:
+        for metric, value in metrics.items():
+            rows.append({"model": case.name, "method": method, "budget_fraction": frac, "stored_parameters": stored,
+                         "surrogate": surrogate, "metric": metric, "value": value})
+
+    add("dense", 1.0, graph.dense_size, 0.0, case.metrics(case.model))
+    runs = [(label, method, seed, "layerwise", graph) for label, method, seed in method_runs(cfg)]
+    runs += [(f"optimal-{est}", "optimal", cfg.seed, est, g) for est, g in (extra or {}).items()]
+    with tqdm(total=len(cfg.budgets) * len(runs), desc=f"compression {case.name}", disable=not cfg.progress) as pb:
+        for frac in cfg.budgets:
+            for label, method, seed, est, g in runs:
+                pb.set_postfix_str(f"{frac:.0%} {label}")
+                allowed = allowed_groups(g, method, cfg.group_size, seed)
+                opts = {} if allowed is None else {"group_filter": allowed.__contains__}
+                sol = solve(g, frac * g.dense_size, backend="highs", time_limit=SOLVE_LIMIT, seed=cfg.seed,
+                            formulation="setpart", **opts)
+                pb.update()
+                if sol.colors is None:
+                    log.append(f"{case.name} {label} at {frac:.0%}: {sol.status.value} (no coloring fits)")
+                    continue
+                if sol.status != "optimal":
+                    log.append(f"{case.name} {label} at {frac:.0%}: {sol.status.value}, gap {sol.gap}")
+                shared = apply_coloring(case.model, g, sol)
+                stored = stored_parameters(shared)
+                if stored != base_params - g.dense_size + sol.memory:
+                    raise AssertionError(f"{case.name} {label}: the model stores {stored} parameters, the solution "
+                                         f"says {base_params - g.dense_size + sol.memory}")
+                add(label, frac, sol.memory, sol.objective, case.metrics(shared))
+                colorings.append(Coloring(f"{label}@{frac:g}", case.name,
+                                          [(c.members, c.action, c.memory) for c in sol.classes], sol.objective,
+                                          case.loss(shared) - base_loss, est))
+    return rows, colorings

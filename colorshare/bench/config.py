@@ -1,0 +1,66 @@
+"""What one benchmark run does: the ``quick`` and ``full`` presets, overridable field by field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BenchConfig", "PRESETS", "SECTIONS", "MODELS"]
+
+SECTIONS = ("solvers", "compression", "fidelity")
+MODELS = ("digits-mlp", "minilm-l6")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Settings of a run. Times in seconds; budgets as fractions of the dense size of the target layers."""
+
+    out: Path = Path("bench-results")
+    sections: tuple[str, ...] = SECTIONS
+    models: tuple[str, ...] = MODELS
+    device: str = "cpu"
+    seed: int = 0
+    time_limit: float = 10.0
+    backends: tuple[str, ...] | None = None  # None: every available backend
+    planted_sizes: tuple[int, ...] = (8, 14, 28, 56, 112, 224, 448)  # layers; 7 families from 14 on
+    ranked_layers: tuple[int, ...] = (4, 6, 8, 10)  # layers per family of the set-partitioning instances
+    mycielski: tuple[int, ...] = (3, 4, 5, 6)  # chromatic numbers of the built-in coloring instances
+    data: Path | None = None  # folder with dimacs/ and pmed/ (published optima), optional
+    dimacs: tuple[str, ...] = ("myciel3", "myciel4", "myciel5", "queen5_5", "queen6_6", "1-FullIns_3")
+    pmed: tuple[str, ...] = ("pmed1", "pmed2", "pmed3", "pmed4")
+    sweep_instances: tuple[str, ...] = ("llama7b-224", "planted-448", "ranked-40")  # gap versus time
+    sweep_limits: tuple[float, ...] = (1.0, 3.0, 30.0)  # besides time_limit
+    model_budget: float = 0.5  # budget of the real models' graphs in the solver comparison
+    budgets: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
+    methods: tuple[str, ...] = ("optimal", "adjacent", "per-layer", "all-shared", "similarity", "random")
+    group_size: int = 2  # k of adjacent / similarity / random
+    random_seeds: int = 3
+    optimal_curvatures: tuple[str, ...] = ("trace",)  # also solve `optimal` under these (optimal-<name>)
+    estimators: tuple[str, ...] = ("layerwise", "fisher", "hutchinson", "spectrum", "trace")
+    fidelity_colorings: int = 60  # at least this many colorings per estimator (random ones fill up)
+    fidelity_models: tuple[str, ...] = MODELS  # the others: layerwise on their compression colorings only
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def with_(self, **changes: Any) -> BenchConfig:
+        """A copy with ``changes`` (None values are ignored, so CLI defaults can be passed through)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+PRESETS: dict[str, BenchConfig] = {
+    "full": BenchConfig(),
+    "quick": BenchConfig(
+        time_limit=5.0,
+        planted_sizes=(8, 28, 56, 224),
+        ranked_layers=(4, 6),
+        mycielski=(3, 4, 5),
+        sweep_instances=("llama7b-224",),
+        sweep_limits=(1.0, 2.0),
+        budgets=(0.7, 0.5),
+        random_seeds=2,
+        optimal_curvatures=(),
+        fidelity_colorings=50,
+        fidelity_models=("digits-mlp",),
+    ),
+}

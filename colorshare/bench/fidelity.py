@@ -1,0 +1,69 @@
+"""Surrogate fidelity: for many colorings, each curvature estimator's predicted loss increase against the
+measured one (the calibration loss of the compressed model minus the original's), and Spearman's rho."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .. import evaluate
+from .compression import Coloring
+
+__all__ = ["FIDELITY_COLUMNS", "random_colorings", "run_fidelity", "spearman"]
+
+FIDELITY_COLUMNS = ("model", "curvature", "coloring", "predicted", "measured")
+
+
+def random_colorings(graph: Any, count: int, seed: int, model: str) -> list[Coloring]:
+    """``count`` random colorings: each family split into random groups of 1..4 layers, each group given a
+    random one of its actions (tie, a basis rank, dense for a singleton), so memory spans a wide range."""
+    rng = random.Random(seed)
+    out = []
+    for k in range(count):
+        classes = []
+        for members in graph.family_members.values():
+            rest = list(members)
+            rng.shuffle(rest)
+            while rest:
+                size = min(len(rest), rng.randint(1, 4))
+                group, rest = tuple(sorted(rest[:size])), rest[size:]
+                opt = rng.choice(graph.options(group))
+                classes.append((group, opt.action, opt.memory))
+        out.append(Coloring(f"random-partition-{k}", model, classes, evaluate(graph, classes).objective))
+    return out
+
+
+def spearman(x: list[float], y: list[float]) -> float:
+    """Spearman's rank correlation (scipy), NaN when either side is constant."""
+    from scipy.stats import spearmanr
+
+    if len(set(x)) < 2 or len(set(y)) < 2:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
+
+
+def run_fidelity(cfg: Any, case: Any, colorings: list[Coloring], estimators: list[str],
+                 graph_for: Callable[[str], Any]) -> list[dict[str, Any]]:
+    """Take the model's graph under each of ``estimators`` (``graph_for(name)``), carry every coloring over to
+    it (its own tie centers and costs), apply it and measure the loss increase. Rows in
+    :data:`FIDELITY_COLUMNS`."""
+    from ..torch import apply_coloring
+
+    rows = []
+    base = case.loss(case.model)
+    with tqdm(total=len(estimators) * len(colorings), desc=f"fidelity {case.name}",
+              disable=not cfg.progress) as pb:
+        for est in estimators:
+            pb.set_postfix_str(f"{est}: curvature")
+            g = graph_for(est)
+            pb.set_postfix_str(est)
+            for c in colorings:
+                sol = evaluate(g, c.classes)
+                measured = case.loss(apply_coloring(case.model, g, sol)) - base
+                rows.append({"model": case.name, "curvature": est, "coloring": c.name, "predicted": sol.objective,
+                             "measured": measured})
+                pb.update()
+    return rows

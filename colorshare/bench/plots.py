@@ -1,0 +1,137 @@
+"""The PNG plots of a run (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from .fidelity import spearman
+
+__all__ = ["write_plots"]
+
+_FLOOR = 1e-7  # where a gap of 0 is drawn on a log axis
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt: Any, fig: Any, path: Path, title: str | None = None) -> None:
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _gap_vs_time(plt: Any, cfg: Any, rows: list[dict[str, Any]], path: Path) -> None:
+    insts = [n for n in cfg.sweep_instances if any(r["instance"] == n for r in rows)]
+    if not insts:
+        return
+    fig, axes = plt.subplots(1, len(insts), figsize=(5.5 * len(insts), 4), squeeze=False)
+    for ax, inst in zip(axes[0], insts):
+        rs = [r for r in rows if r["instance"] == inst]
+        for b in dict.fromkeys(r["backend"] for r in rs):
+            pts = sorted((float(r["time_limit"]), r["wall_time"], r["gap"]) for r in rs if r["backend"] == b)
+            pts = [(t, g) for _, t, g in pts if g is not None]
+            if pts:
+                ax.plot([t for t, _ in pts], [max(g, _FLOOR) for _, g in pts], "o-", label=b)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.axhline(_FLOOR, color="grey", lw=0.5, ls=":")
+        ax.set_xlabel("wall time (s), one point per time limit")
+        ax.set_ylabel(f"relative gap ({_FLOOR:g} = proven optimal)")
+        ax.set_title(inst)
+        ax.legend(fontsize=8)
+    _save(plt, fig, path, "Gap versus time (anneal has no bound, so no gap)")
+
+
+def _time_vs_size(plt: Any, cfg: Any, res: dict[str, Any], path: Path) -> None:
+    fams = res.get("families", {})
+    rows = [r for r in res["solvers"] if math.isclose(float(r["time_limit"]), cfg.time_limit)]
+    groups = [f for f in ("planted", "ranked", "coloring", "dimacs", "pmedian") if any(fams.get(r["instance"]) == f for r in rows)]
+    if not groups:
+        return
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 4), squeeze=False)
+    for ax, fam in zip(axes[0], groups):
+        rs = [r for r in rows if fams.get(r["instance"]) == fam]
+        for k, b in enumerate(dict.fromkeys(r["backend"] for r in rs)):
+            pts = sorted((r["n_layers"], r["wall_time"], r["status"]) for r in rs if r["backend"] == b)
+            color = f"C{k}"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", color=color, alpha=0.5)
+            proven = [p for p in pts if p[2] in ("optimal", "infeasible")]
+            other = [p for p in pts if p[2] not in ("optimal", "infeasible")]
+            ax.plot([p[0] for p in proven], [p[1] for p in proven], "o", color=color, label=b)
+            ax.plot([p[0] for p in other], [p[1] for p in other], "x", color=color)
+        ax.axhline(cfg.time_limit, color="grey", lw=0.5, ls=":")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("layers (graph nodes)")
+        ax.set_ylabel("wall time (s)")
+        ax.set_title(f"{fam} (o proven, x not)")
+        ax.legend(fontsize=8)
+    _save(plt, fig, path)
+
+
+def _pareto(plt: Any, rows: list[dict[str, Any]], model: str, path: Path) -> None:
+    rs = [r for r in rows if r["model"] == model]
+    metrics = list(dict.fromkeys(r["metric"] for r in rs))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        series: dict[str, dict[float, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
+        for r in rs:
+            if r["metric"] != metric or r["method"] == "dense":
+                continue
+            m = "random" if r["method"].startswith("random-s") else r["method"]
+            series[m][r["budget_fraction"]].append((r["stored_parameters"], r["value"]))
+        for k, (m, by_frac) in enumerate(series.items()):
+            pts = sorted((statistics.fmean(p for p, _ in v), statistics.fmean(x for _, x in v),
+                          statistics.pstdev([x for _, x in v])) for v in by_frac.values())
+            style = {"lw": 2.5, "zorder": 5} if m == "optimal" else {"lw": 1.2}
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts] if m == "random" else None,
+                        marker="o", ms=4, label=m, color=f"C{k}", capsize=2, **style)
+        dense = [r["value"] for r in rs if r["metric"] == metric and r["method"] == "dense"]
+        if dense:
+            ax.axhline(dense[0], color="black", ls="--", lw=0.8, label="dense model")
+        ax.set_xlabel("stored parameters of the target layers")
+        ax.set_ylabel(metric)
+        ax.legend(fontsize=8)
+    _save(plt, fig, path, f"{model}: quality versus memory at equal budgets")
+
+
+def _fidelity(plt: Any, rows: list[dict[str, Any]], model: str, path: Path) -> None:
+    rs = [r for r in rows if r["model"] == model]
+    ests = list(dict.fromkeys(r["curvature"] for r in rs))
+    fig, axes = plt.subplots(1, len(ests), figsize=(3.6 * len(ests), 3.6), squeeze=False)
+    for ax, est in zip(axes[0], ests):
+        e = [r for r in rs if r["curvature"] == est]
+        x = [r["predicted"] for r in e]
+        y = [r["measured"] for r in e]
+        ax.scatter([max(v, 1e-12) for v in x], y, s=10, alpha=0.7)
+        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=1e-3)
+        ax.set_xlabel("predicted loss increase")
+        ax.set_ylabel("measured loss increase")
+        ax.set_title(f"{est}: rho {spearman(x, y):.3f}")
+    _save(plt, fig, path, f"{model}: surrogate fidelity ({len(rs) // max(1, len(ests))} colorings per estimator)")
+
+
+def write_plots(cfg: Any, res: dict[str, Any]) -> None:
+    """gap_vs_time.png, time_vs_size.png, pareto_<model>.png, fidelity_<model>.png (where there is data)."""
+    plt = _plt()
+    out = Path(cfg.out)
+    if res["solvers"]:
+        _gap_vs_time(plt, cfg, res["solvers"], out / "gap_vs_time.png")
+        _time_vs_size(plt, cfg, res, out / "time_vs_size.png")
+    for model in dict.fromkeys(r["model"] for r in res["compression"]):
+        _pareto(plt, res["compression"], model, out / f"pareto_{model}.png")
+    for model in dict.fromkeys(r["model"] for r in res["fidelity"]):
+        _fidelity(plt, res["fidelity"], model, out / f"fidelity_{model}.png")

@@ -1,0 +1,205 @@
+"""``colorshare bench``: run the suite, write the CSVs, summary.md and plots, fail loudly on disagreement."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import MODELS, PRESETS, SECTIONS, BenchConfig
+
+__all__ = ["run_suite", "main", "add_arguments", "config_from_args", "write_csv"]
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
+    """Rows as CSV with exactly ``columns`` (None written as an empty cell)."""
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="raise")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r[k] is None else r[k]) for k in columns})
+
+
+class ModelRun:
+    """One model of the run: its case, and its graphs per curvature estimator (built once, on first use)."""
+
+    def __init__(self, cfg: BenchConfig, name: str, log: list[str]) -> None:
+        from ..torch.models import MODEL_CASES
+
+        t0 = time.perf_counter()
+        if cfg.progress:
+            print(f"[bench] {name}: loading / training and building its graph", flush=True)
+        self.cfg, self.name, self.log = cfg, name, log
+        self.case = MODEL_CASES[name](device=cfg.device)
+        self.graphs: dict[str, Any] = {}
+        self.graph = self.graph_for("layerwise")
+        self.seconds = time.perf_counter() - t0
+
+    def supports(self, estimator: str) -> bool:
+        return self.case.estimators is None or estimator in self.case.estimators
+
+    def graph_for(self, estimator: str) -> Any:
+        """The model's graph under ``estimator`` (warnings, e.g. negative curvature clipped, go to the log)."""
+        if estimator not in self.graphs:
+            import warnings
+
+            from ..torch import build_graph
+
+            c = self.case
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self.graphs[estimator] = build_graph(
+                    c.model, c.batches, c.targets, estimator, loss_fn=c.loss_fn, ranks=c.ranks, seed=self.cfg.seed,
+                    progress=self.cfg.progress and estimator == "layerwise")
+            if caught:
+                self.log.append(f"{self.name} {estimator}: {len(caught)} warning(s), e.g. {caught[0].message}")
+        return self.graphs[estimator]
+
+
+def run_suite(cfg: BenchConfig) -> dict[str, Any]:
+    """Run the configured sections and write everything into ``cfg.out``.
+
+    Returns a dict with the rows of each section, the agreement evidence and the run's notes. Raises
+    :class:`~colorshare.bench.solvers.AgreementError` after writing the files if exact backends disagree.
+    """
+    from .report import write_report
+    from .solvers import SOLVER_COLUMNS, AgreementError, check_agreement, run_solvers, solver_instances
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    log: list[str] = []
+    res: dict[str, Any] = {"config": cfg, "log": log, "solvers": [], "compression": [], "fidelity": [],
+                           "agreement": [], "timings": {}}
+    needs_models = bool(cfg.models) and any(s in cfg.sections for s in SECTIONS)
+    runs = {name: ModelRun(cfg, name, log) for name in cfg.models} if needs_models else {}
+    for name, mr in runs.items():
+        res["timings"][f"{name}: model + graph"] = mr.seconds
+        nf = len(mr.graph.family_members)
+        log.append(f"{name}: {mr.graph.n} target layers in {nf} famil{'y' if nf == 1 else 'ies'}, dense size "
+                   f"{mr.graph.dense_size} parameters")
+    error: AgreementError | None = None
+    if "solvers" in cfg.sections:
+        t0 = time.perf_counter()
+        instances = solver_instances(cfg, {n: mr.graph for n, mr in runs.items()})
+        res["solvers"] = run_solvers(cfg, instances)
+        write_csv(out / "solvers.csv", SOLVER_COLUMNS, res["solvers"])
+        res["known"] = {i.name: i.known for i in instances}
+        res["families"] = {i.name: i.family for i in instances}
+        try:
+            res["agreement"] = check_agreement(res["solvers"], res["known"])
+        except AgreementError as exc:
+            error = exc
+            res["agreement"] = ["FAILED: " + line for line in str(exc).splitlines()]
+        res["timings"]["solvers"] = time.perf_counter() - t0
+    colorings: dict[str, list[Any]] = {}
+    if "compression" in cfg.sections or "fidelity" in cfg.sections:
+        from .compression import COMPRESSION_COLUMNS, run_compression
+
+        t0 = time.perf_counter()
+        for name, mr in runs.items():
+            extra = {e: mr.graph_for(e) for e in cfg.optimal_curvatures if mr.supports(e)}
+            rows, cols = run_compression(cfg, mr.case, mr.graph, log, extra)
+            res["compression"] += rows
+            colorings[name] = cols
+        write_csv(out / "compression.csv", COMPRESSION_COLUMNS, res["compression"])
+        res["timings"]["compression"] = time.perf_counter() - t0
+    if "fidelity" in cfg.sections:
+        from .fidelity import FIDELITY_COLUMNS, random_colorings, run_fidelity
+
+        t0 = time.perf_counter()
+        for name, mr in runs.items():
+            case = mr.case
+            if name not in cfg.fidelity_models or case.loss_fn is None:
+                # the layerwise surrogate against the measured loss of the compression runs' colorings
+                res["fidelity"] += [{"model": name, "curvature": "layerwise", "coloring": c.name,
+                                     "predicted": c.surrogate, "measured": c.loss_increase} for c in colorings[name]
+                                    if c.curvature == "layerwise"]
+                continue
+            cols = list(colorings[name])
+            cols += random_colorings(mr.graph, max(0, cfg.fidelity_colorings - len(cols)), cfg.seed, name)
+            ests = [e for e in cfg.estimators if mr.supports(e)]
+            if case.info.get("left out"):
+                log.append(f"{name} fidelity: left out {case.info['left out']}")
+            res["fidelity"] += run_fidelity(cfg, case, cols, ests, mr.graph_for)
+        write_csv(out / "fidelity.csv", FIDELITY_COLUMNS, res["fidelity"])
+        res["timings"]["fidelity"] = time.perf_counter() - t0
+    res["timings"]["total"] = time.perf_counter() - t_start
+    write_report(cfg, res)
+    if error is not None:
+        raise error
+    return res
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="the short preset (under 10 minutes on 2 cores)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: bench-results)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="where the models run (default cpu)")
+    p.add_argument("--time-limit", type=float, default=None, help="seconds per solve in the solver comparison")
+    p.add_argument("--sections", nargs="+", choices=SECTIONS, default=None, help="subset of sections")
+    p.add_argument("--models", nargs="*", choices=MODELS, default=None, help="subset of models (none: no models)")
+    p.add_argument("--budgets", nargs="+", type=float, default=None, help="budget fractions, e.g. 0.9 0.5")
+    p.add_argument("--backends", nargs="+", default=None, help="subset of backends (default: all available)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="folder with dimacs/ and pmed/ instances and their published optima (optional)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    """The preset chosen by ``--quick`` with the given overrides; ValueError naming a bad value."""
+    cfg = PRESETS["quick" if args.quick else "full"]
+    if args.time_limit is not None and not (args.time_limit > 0 and math.isfinite(args.time_limit)):
+        raise ValueError(f"--time-limit must be a positive number of seconds, got {args.time_limit}")
+    if args.budgets is not None and not all(0 < b <= 1 for b in args.budgets):
+        raise ValueError(f"--budgets must be fractions in (0, 1], got {args.budgets}")
+    if args.data is not None and not (args.data / "dimacs").is_dir():
+        raise ValueError(f"--data {args.data} has no dimacs/ folder")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda, but torch sees no CUDA device")
+    if args.backends:
+        from ..solvers.registry import get_backend
+
+        for b in args.backends:
+            get_backend(b)
+    return cfg.with_(
+        out=args.out, device=args.device, time_limit=args.time_limit,
+        sections=tuple(args.sections) if args.sections else None,
+        models=tuple(args.models) if args.models is not None else None,
+        budgets=tuple(args.budgets) if args.budgets else None,
+        backends=tuple(args.backends) if args.backends else None, data=args.data, seed=args.seed,
+        progress=False if args.no_progress else None,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m benchmarks``: parse ``argv`` and run; the exit code of :func:`run_from_args`."""
+    p = argparse.ArgumentParser(prog="colorshare bench", description="Run the benchmark suite.")
+    add_arguments(p)
+    args = p.parse_args(argv)
+    return run_from_args(args, p)
+
+
+def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run with parsed arguments; exit code 0, 1 if exact backends disagree, 2 for a bad argument."""
+    from .solvers import AgreementError
+
+    try:
+        cfg = config_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        res = run_suite(cfg)
+    except AgreementError as exc:
+        print(f"\nBENCHMARK FAILED: {exc}\n(results written to {cfg.out})")
+        return 1
+    print(f"\nwrote {', '.join(sorted(p.name for p in Path(cfg.out).iterdir()))} to {cfg.out} "
+          f"in {res['timings']['total']:.0f} s")
+    return 0

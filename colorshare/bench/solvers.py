@@ -1,0 +1,209 @@
+"""Solver comparison: instance families of growing size, every backend under the same time limit, and the
+cross-check that fails the run loudly when exact backends contradict each other or a published optimum."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import solve
+from ..formulations.graph import SharingGraph
+from ..formulations.setpart import enumerate_groups
+from ..instances import LLAMA7B_ROLES, planted_graph, read_dimacs, read_pmedian
+from ..solvers.registry import available_backends, get_backend
+
+
+__all__ = ["Instance", "SOLVER_COLUMNS", "AgreementError", "solver_instances", "run_solvers", "check_agreement",
+           "largest_optimal"]
+
+SOLVER_COLUMNS = ("instance", "n_layers", "backend", "time_limit", "objective", "bound", "gap", "status", "wall_time")
+
+REL_TOL = 1e-5
+"""Relative tolerance of the agreement check (each optimal claim is within 1e-6 of its own proof)."""
+
+
+class AgreementError(RuntimeError):
+    """Exact backends contradict each other or a published optimum: some backend's answer is wrong."""
+
+
+@dataclass
+class Instance:
+    """One solver benchmark instance. ``known``: a published/constructed optimum (objective, or "infeasible")."""
+
+    name: str
+    family: str
+    graph: SharingGraph
+    budget: float
+    known: float | str | None = None
+
+
+def _planted(size: int, seed: int) -> Instance:
+    roles = dict(list(LLAMA7B_ROLES.items())[: 2 if size < 14 else 7])
+    g = planted_graph(layers=max(2, size // len(roles)), roles=roles, seed=seed)
+    name = "llama7b-224" if g.n == 224 else f"planted-{g.n}"
+    return Instance(name, "planted", g, 0.5 * g.dense_size)
+
+
+def _coloring(name: str, n: int, edges: Iterable[tuple[int, int]], chi: int, family: str) -> Iterator[Instance]:
+    """A graph-coloring instance as a sharing graph: zero costs, conflicts = edges, budget = number of colors."""
+    g = SharingGraph.from_matrix(np.zeros((n, n)), conflicts=list(edges))
+    yield Instance(f"{name}@{chi}", family, g, chi, 0.0)
+    yield Instance(f"{name}@{chi - 1}", family, g, chi - 1, "infeasible")
+
+
+def solver_instances(cfg: Any, model_graphs: dict[str, SharingGraph] | None = None) -> list[Instance]:
+    """Every instance of the run: planted medoid graphs, set partitioning with ranks (needs torch), the real
+    models' graphs, coloring instances with known chromatic numbers, and (with ``cfg.data``) DIMACS and
+    OR-Library p-median instances with published optima."""
+    import networkx as nx
+
+    out = [_planted(s, cfg.seed) for s in cfg.planted_sizes]
+    if cfg.ranked_layers:
+        from ..torch import build_graph
+        from ..torch.models import fine_ranks, planted_stack
+
+        for layers in cfg.ranked_layers:
+            model, batches = planted_stack(families=4, layers=layers, seed=cfg.seed)
+            g = build_graph(model, batches, ranks=fine_ranks, progress=False)
+            out.append(Instance(f"ranked-{g.n}", "ranked", g, 0.5 * g.dense_size))
+    for name, g in (model_graphs or {}).items():
+        out.append(Instance(name, "model", g, cfg.model_budget * g.dense_size))
+    for chi in cfg.mycielski:
+        m = nx.mycielski_graph(chi)
+        out.extend(_coloring(f"mycielski{chi}", m.number_of_nodes(), m.edges(), chi, "coloring"))
+    if cfg.data is not None:
+        data = Path(cfg.data)
+        with open(data / "dimacs" / "chromatic.csv") as fh:
+            chis = {r["name"]: int(r["chi"]) for r in csv.DictReader(fh)}
+        for name in cfg.dimacs:
+            n, edges = read_dimacs(data / "dimacs" / f"{name}.col")
+            out.extend(_coloring(name, n, edges, chis[name], "dimacs"))
+        with open(data / "pmed" / "optima.csv") as fh:
+            optima = {r["name"]: float(r["optimum"]) for r in csv.DictReader(fh)}
+        for name in cfg.pmed:
+            dist, p = read_pmedian(data / "pmed" / f"{name}.txt")
+            out.append(Instance(name, "pmedian", SharingGraph.from_matrix(dist), p, optima[name]))
+    return out
+
+
+def _warm(graph: SharingGraph) -> None:
+    """Evaluate a group oracle on every group once, so no backend's time includes the model's linear algebra."""
+    if graph.kind == "group" and getattr(graph.model, "table", None) is None:
+        for group in enumerate_groups(graph):
+            graph.options(group)
+
+
+def _row(inst: Instance, backend: str, limit: float, sol: Any) -> dict[str, Any]:
+    return {"instance": inst.name, "n_layers": inst.graph.n, "backend": backend, "time_limit": limit,
+            "objective": sol.objective, "bound": sol.bound, "gap": sol.gap, "status": sol.status.value,
+            "wall_time": round(sol.wall_time, 4)}
+
+
+def run_solvers(cfg: Any, instances: list[Instance],
+                solve_fn: Callable[..., Any] | None = None) -> list[dict[str, Any]]:
+    """Every backend on every instance under ``cfg.time_limit``, then the time-limit sweep on
+    ``cfg.sweep_instances``. Rows in :data:`SOLVER_COLUMNS`. Does not check agreement (see
+    :func:`check_agreement`). ``solve_fn`` replaces :func:`colorshare.solve` (tests use it to inject a
+    wrong answer)."""
+    solve_fn = solve_fn or solve
+    backends = list(cfg.backends) if cfg.backends else [b for b, why in available_backends().items() if why is None]
+    by_name = {i.name: i for i in instances}
+    jobs = [(inst, cfg.time_limit) for inst in instances]
+    jobs += [(by_name[n], t) for n in cfg.sweep_instances if n in by_name for t in cfg.sweep_limits
+             if t != cfg.time_limit]
+    rows = []
+    warmed: set[int] = set()
+    with tqdm(total=len(jobs) * len(backends), desc="solvers", disable=not cfg.progress) as pb:
+        for inst, limit in jobs:
+            if id(inst.graph) not in warmed:
+                _warm(inst.graph)
+                warmed.add(id(inst.graph))
+            for b in backends:
+                pb.set_postfix_str(f"{inst.name} {b} {limit:g}s")
+                sol = solve_fn(inst.graph, inst.budget, backend=b, time_limit=limit, seed=cfg.seed)
+                rows.append(_row(inst, b, limit, sol))
+                pb.update()
+    return rows
+
+
+def _exact(backend: str) -> bool:
+    try:
+        return get_backend(backend).exact
+    except ValueError:
+        return False
+
+
+def check_agreement(rows: list[dict[str, Any]], known: dict[str, float | str | None] | None = None) -> list[str]:
+    """Cross-check the exact backends on each instance; returns the lines of evidence that they agree.
+
+    Fails (raises :class:`AgreementError` listing every contradiction) when, on one instance: two optimal
+    claims differ by more than :data:`REL_TOL`; a proven bound exceeds a coloring some backend found; one
+    backend proves infeasibility while another found a coloring; or an optimal claim, a coloring or an
+    infeasibility proof contradicts the published optimum in ``known``.
+    """
+    known = known or {}
+    problems, evidence = [], []
+
+    def tol(*v: float) -> float:
+        return REL_TOL * max(1.0, *(abs(x) for x in v))
+
+    for name in dict.fromkeys(r["instance"] for r in rows):
+        rs = [r for r in rows if r["instance"] == name]
+        exact = [r for r in rs if _exact(r["backend"])]
+        opt = [r for r in exact if r["status"] == "optimal"]
+        found = [r for r in rs if r["objective"] is not None]
+        infeasible = [r for r in exact if r["status"] == "infeasible"]
+        for a, b in itertools.combinations(opt, 2):
+            if abs(a["objective"] - b["objective"]) > tol(a["objective"], b["objective"]):
+                problems.append(f"{name}: {a['backend']} (limit {a['time_limit']:g}s) proves {a['objective']!r} "
+                                f"optimal, {b['backend']} (limit {b['time_limit']:g}s) proves {b['objective']!r}")
+        for a in exact:
+            if a["bound"] is None:
+                continue
+            for b in found:
+                if a["bound"] > b["objective"] + tol(a["bound"], b["objective"]):
+                    problems.append(f"{name}: {a['backend']} (limit {a['time_limit']:g}s) claims bound "
+                                    f"{a['bound']!r}, but {b['backend']} found a coloring of cost {b['objective']!r}")
+        if infeasible and found:
+            problems.append(f"{name}: {infeasible[0]['backend']} proves the budget infeasible, but "
+                            f"{found[0]['backend']} found a coloring")
+        k = known.get(name)
+        if k == "infeasible" and found:
+            problems.append(f"{name}: published infeasible, but {found[0]['backend']} found a coloring")
+        elif isinstance(k, float):
+            for r in opt:
+                if abs(r["objective"] - k) > tol(k):
+                    problems.append(f"{name}: {r['backend']} proves {r['objective']!r} optimal; published optimum {k!r}")
+            for r in found:
+                if r["objective"] < k - tol(k):
+                    problems.append(f"{name}: {r['backend']} found {r['objective']!r}, below the published optimum {k!r}")
+            for r in infeasible:
+                problems.append(f"{name}: {r['backend']} proves infeasible; published optimum {k!r}")
+        if opt:
+            evidence.append(f"{name}: {len({r['backend'] for r in opt})} exact backend(s) prove "
+                            f"{opt[0]['objective']:.6g} optimal" + (" = published" if isinstance(k, float) else ""))
+        elif infeasible:
+            evidence.append(f"{name}: infeasible, proven by {', '.join(sorted({r['backend'] for r in infeasible}))}")
+    if problems:
+        raise AgreementError("exact backends disagree:\n  " + "\n  ".join(problems))
+    return evidence
+
+
+def largest_optimal(rows: list[dict[str, Any]], time_limit: float) -> dict[str, tuple[int, str] | None]:
+    """Per backend, the largest instance (layers, name) it proved optimal within ``time_limit``."""
+    out: dict[str, tuple[int, str] | None] = {}
+    for r in rows:
+        out.setdefault(r["backend"], None)
+        if r["status"] == "optimal" and math.isclose(float(r["time_limit"]), time_limit):
+            cur = out[r["backend"]]
+            if cur is None or int(r["n_layers"]) > cur[0]:
+                out[r["backend"]] = (int(r["n_layers"]), r["instance"])
+    return out

@@ -1,0 +1,215 @@
+"""The benchmark suite itself: a tiny run end to end, its files, and the agreement check firing."""
+
+import csv
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from colorshare import SharingGraph, SolverError, evaluate, solve
+from colorshare.bench import PRESETS, AgreementError, check_agreement
+from colorshare.bench import solvers as bench_solvers
+from colorshare.bench.compression import COMPRESSION_COLUMNS
+from colorshare.bench.fidelity import FIDELITY_COLUMNS
+from colorshare.bench.methods import allowed_groups
+from colorshare.bench.solvers import SOLVER_COLUMNS, Instance, run_solvers
+from colorshare.cli import main as cli_main
+
+
+def _tiny(tmp_path, **kw):
+    base = dict(out=tmp_path, models=(), budgets=(0.6,), time_limit=1.0, planted_sizes=(8,), ranked_layers=(),
+                mycielski=(3,), sweep_instances=("planted-8",), sweep_limits=(0.5,), random_seeds=1,
+                estimators=("layerwise", "fisher"), fidelity_colorings=12, progress=False)
+    base.update(kw)
+    return PRESETS["quick"].with_(**base)
+
+
+def _read(path):
+    with open(path, newline="") as fh:
+        r = csv.DictReader(fh)
+        return r.fieldnames, list(r)
+
+
+def _row(instance, backend, objective, bound=None, status="optimal", limit=1.0):
+    return {"instance": instance, "n_layers": 4, "backend": backend, "time_limit": limit, "objective": objective,
+            "bound": bound if bound is not None else (objective if status == "optimal" else None), "gap": None,
+            "status": status, "wall_time": 0.1}
+
+
+# ---- agreement check ------------------------------------------------------------------------------------
+def test_agreement_passes_on_consistent_rows():
+    rows = [_row("a", "cpsat", 1.0), _row("a", "highs", 1.0 + 1e-9), _row("a", "anneal", 1.2, status="feasible"),
+            _row("b", "highs", None, status="infeasible"), _row("b", "pulp", None, status="infeasible")]
+    evidence = check_agreement(rows, {"b": "infeasible"})
+    assert any("a: 2 exact" in e for e in evidence) and any("b: infeasible" in e for e in evidence)
+
+
+@pytest.mark.parametrize("rows, known, needle", [
+    ([_row("a", "cpsat", 1.0), _row("a", "highs", 1.5)], {}, "highs"),                    # two optima differ
+    ([_row("a", "cpsat", 2.0, bound=1.9, status="feasible"), _row("a", "anneal", 1.5, status="feasible")],
+     {}, "claims bound"),                                                                   # bound above a coloring
+    ([_row("a", "highs", None, status="infeasible"), _row("a", "anneal", 3.0, status="feasible")], {}, "infeasible"),
+    ([_row("a", "highs", 5820.0)], {"a": 5819.0}, "published optimum"),                      # published optimum
+    ([_row("a", "cpsat", None, status="infeasible")], {"a": 0.0}, "published optimum"),
+])
+def test_agreement_fires(rows, known, needle):
+    with pytest.raises(AgreementError, match=needle):
+        check_agreement(rows, known)
+
+
+def test_agreement_fires_on_a_deliberately_wrong_backend_result():
+    """A backend that returns a worse coloring and claims it optimal (bound = its objective) is caught."""
+    g = SharingGraph.from_matrix(np.array([[0, 1, 4, 4], [1, 0, 4, 4], [4, 4, 0, 2], [4, 4, 2, 0.0]]))
+    inst = Instance("toy", "test", g, 2, None)
+
+    def lying_solve(graph, budget, backend, **kw):
+        sol = solve(graph, budget, backend=backend, **kw)
+        if backend == "pulp":  # claim a coloring 10 % worse than the truth is optimal
+            return dataclasses.replace(sol, objective=sol.objective * 1.1 + 1, bound=sol.objective * 1.1 + 1)
+        return sol
+
+    cfg = _tiny(None, backends=("cpsat", "highs", "pulp"), sweep_instances=())
+    rows = run_solvers(cfg, [inst], solve_fn=lying_solve)
+    assert check_agreement(run_solvers(cfg, [inst]))  # the honest run agrees
+    with pytest.raises(AgreementError, match="pulp"):
+        check_agreement(rows)
+
+
+def test_suite_fails_loudly_and_keeps_the_evidence(tmp_path, monkeypatch, capsys):
+    real = bench_solvers.solve
+
+    def lying_solve(graph, budget, backend, **kw):
+        sol = real(graph, budget, backend=backend, **kw)
+        if backend == "highs" and sol.objective:
+            return dataclasses.replace(sol, objective=2 * sol.objective, bound=2 * sol.objective)
+        return sol
+
+    monkeypatch.setattr(bench_solvers, "solve", lying_solve)
+    code = cli_main(["bench", "--quick", "--out", str(tmp_path), "--sections", "solvers", "--models",
+                     "--time-limit", "1", "--backends", "highs", "pulp", "--no-progress"])
+    assert code == 1
+    assert "BENCHMARK FAILED" in capsys.readouterr().out
+    assert (tmp_path / "solvers.csv").exists() and "FAILED" in (tmp_path / "summary.md").read_text()
+
+
+# ---- methods --------------------------------------------------------------------------------------------
+def _two_families():
+    cost = np.ones((10, 10)) - np.eye(10)
+    return SharingGraph.from_matrix(cost, sizes=[4] * 5 + [9] * 5)
+
+
+def _is_partition(groups, g):
+    for members in g.family_members.values():
+        mine = [grp for grp in groups if grp[0] in members]
+        assert sorted(i for grp in mine for i in grp) == list(members)
+
+
+def test_method_groups():
+    g = _two_families()
+    assert allowed_groups(g, "optimal") is None
+    assert allowed_groups(g, "per-layer") == {(i,) for i in range(10)}
+    assert allowed_groups(g, "all-shared") == {(0, 1, 2, 3, 4), (5, 6, 7, 8, 9)}
+    assert allowed_groups(g, "adjacent") == {(0, 1), (2, 3), (4,), (5, 6), (7, 8), (9,)}
+    assert allowed_groups(g, "adjacent", k=3) == {(0, 1, 2), (3, 4), (5, 6, 7), (8, 9)}
+    for seed in range(3):
+        r = allowed_groups(g, "random", seed=seed)
+        _is_partition(r, g)
+        assert sorted(len(x) for x in r) == [1, 1, 2, 2, 2, 2]
+    assert allowed_groups(g, "random", seed=0) != allowed_groups(g, "random", seed=1) or \
+        allowed_groups(g, "random", seed=0) != allowed_groups(g, "random", seed=2)
+    with pytest.raises(ValueError, match="similarity method needs a graph built from a model"):
+        allowed_groups(g, "similarity")
+    with pytest.raises(ValueError, match="unknown method 'best'"):
+        allowed_groups(g, "best")
+
+
+# ---- evaluate ---------------------------------------------------------------------------------------------
+def test_evaluate_scores_a_given_coloring():
+    g = _two_families()
+    sol = solve(g, 30, backend="highs")
+    assert sol.status == "optimal"
+    again = evaluate(g, sol.classes, budget=30)
+    assert again.objective == pytest.approx(sol.objective) and again.memory == sol.memory
+    assert again.status == "feasible" and again.bound is None
+    with pytest.raises(SolverError, match="placed layer"):
+        evaluate(g, [((0, 1), "medoid")])
+    with pytest.raises(SolverError, match="may not share"):
+        evaluate(g, [((0, 5), "medoid")] + [((i,), "medoid") for i in (1, 2, 3, 4, 6, 7, 8, 9)])
+    with pytest.raises(SolverError, match="over the budget"):
+        evaluate(g, [((i,), "medoid") for i in range(10)], budget=10)
+
+
+# ---- the whole suite, tiny ----------------------------------------------------------------------------------
+def test_tiny_run_end_to_end(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    from colorshare.bench import run_suite
+
+    cfg = _tiny(tmp_path, models=("digits-mlp",), ranked_layers=(4,), optimal_curvatures=("trace",))
+    res = run_suite(cfg)
+    for name in ("solvers.csv", "compression.csv", "fidelity.csv", "summary.md", "gap_vs_time.png",
+                 "time_vs_size.png", "pareto_digits-mlp.png", "fidelity_digits-mlp.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+
+    cols, rows = _read(tmp_path / "solvers.csv")
+    assert tuple(cols) == SOLVER_COLUMNS
+    insts = {r["instance"] for r in rows}
+    assert insts == {"planted-8", "ranked-16", "digits-mlp", "mycielski3@3", "mycielski3@2"}
+    assert len(rows) == (len(insts) + 1) * 4  # every backend on every instance + one sweep limit on planted-8
+    assert {r["status"] for r in rows if r["instance"] == "mycielski3@2" and r["backend"] != "anneal"} == {"infeasible"}
+    assert res["agreement"] and not any("FAILED" in e for e in res["agreement"])
+
+    cols, rows = _read(tmp_path / "compression.csv")
+    assert tuple(cols) == COMPRESSION_COLUMNS
+    dense = next(int(r["stored_parameters"]) for r in rows if r["method"] == "dense")
+    methods = {r["method"] for r in rows}
+    assert methods == {"dense", "optimal", "adjacent", "per-layer", "all-shared", "similarity", "random-s0",
+                       "optimal-trace"}
+    assert {r["metric"] for r in rows} == {"accuracy", "cross_entropy"}
+    surrogate = {r["method"]: float(r["surrogate"]) for r in rows if r["method"] not in ("dense", "optimal-trace")}
+    for r in rows:
+        if r["method"] != "dense":
+            assert int(r["stored_parameters"]) <= 0.6 * dense
+            assert 0.0 <= float(r["value"]) or r["metric"] == "cross_entropy"
+    # optimal's columns contain every method's, so its surrogate is never worse
+    assert all(surrogate["optimal"] <= s + 1e-9 * max(1, s) for s in surrogate.values())
+
+    cols, rows = _read(tmp_path / "fidelity.csv")
+    assert tuple(cols) == FIDELITY_COLUMNS
+    assert {r["curvature"] for r in rows} == {"layerwise", "fisher"}
+    per_est = [r for r in rows if r["curvature"] == "fisher"]
+    assert len(per_est) >= 12 and len({r["coloring"] for r in per_est}) == len(per_est)
+    assert all(math.isfinite(float(r["predicted"])) and math.isfinite(float(r["measured"])) for r in rows)
+
+    text = (tmp_path / "summary.md").read_text()
+    for needle in ("Machine:", "Spearman", "Largest instance", "Budget 60%", "highs"):
+        assert needle in text
+
+
+def test_bench_cli_rejects_bad_arguments(capsys):
+    for args, needle in ((["--budgets", "1.5"], "--budgets"), (["--time-limit", "-1"], "--time-limit"),
+                         (["--backends", "gurobi"], "unknown backend 'gurobi'")):
+        with pytest.raises(SystemExit) as exc:
+            cli_main(["bench", "--quick", *args])
+        assert exc.value.code == 2
+        assert needle in capsys.readouterr().err
+
+
+# ---- the cost cap under a restriction -------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["cpsat", "highs", "pulp"])
+def test_restricted_setpart_is_exact_although_greedy_uses_a_forbidden_group(backend):
+    """solve() caps column costs at the greedy coloring's cost; with a group filter that forbids the greedy's
+    groups, the cap would cut the restricted optimum, so it must not apply."""
+    from conftest import set_partitions
+
+    cost = np.array([[0, 1, 9, 9, 9], [1, 0, 9, 9, 9], [9, 9, 0, 9, 9], [9, 9, 9, 0, 2], [9, 9, 9, 2, 0.0]])
+    g = SharingGraph.from_matrix(cost, sizes=[5] * 5)
+    allowed = {(0,), (1,), (2,), (3,), (4,), (0, 2), (1, 2), (0, 3), (2, 4)}
+    sol = solve(g, 15, backend=backend, formulation="setpart", group_filter=allowed.__contains__)
+    best = min(sum(g.best_option(tuple(sorted(p))).cost for p in part)
+               for part in set_partitions(list(range(5)))
+               if all(tuple(sorted(p)) in allowed for p in part) and len(part) * 5 <= 15)
+    assert sol.status == "optimal" and sol.objective == pytest.approx(best)
+    assert sol.objective > solve(g, 15, backend=backend).objective  # the greedy's groups were indeed forbidden
