@@ -186,6 +186,10 @@ def test_tiny_run_end_to_end(tmp_path):
     text = (tmp_path / "summary.md").read_text()
     for needle in ("Machine:", "Spearman", "Largest instance", "Budget 60%", "highs"):
         assert needle in text
+    # the report can be rebuilt from the files alone, to the same tables
+    (tmp_path / "summary.md").unlink()
+    assert cli_main(["bench", "--report-only", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "summary.md").read_text().split("\n")[3:] == text.split("\n")[3:]
 
 
 def test_bench_cli_rejects_bad_arguments(capsys):

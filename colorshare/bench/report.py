@@ -15,7 +15,9 @@ from typing import Any
 from .fidelity import spearman
 from .solvers import largest_optimal
 
-__all__ = ["machine_info", "write_report", "headline"]
+__all__ = ["machine_info", "write_report", "headline", "headline_table", "HEADLINE_ORDER"]
+
+HEADLINE_ORDER = ("optimal", "optimal-trace", "adjacent", "per-layer", "all-shared", "similarity", "random")
 
 _LIBS = ("colorshare", "numpy", "scipy", "networkx", "ortools", "highspy", "pulp", "torch", "transformers",
          "scikit-learn", "matplotlib")
@@ -147,6 +149,21 @@ def headline(rows: list[dict[str, Any]], model: str, frac: float) -> list[tuple[
     return list(methods.items())
 
 
+def headline_table(rows: list[dict[str, Any]], frac: float = 0.5) -> list[str]:
+    """Markdown: per model and metric, every method's value at budget ``frac`` (random: mean of its seeds)."""
+    body, methods = [], [m for m in HEADLINE_ORDER if any(r["method"].startswith(m) for r in rows)]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        hl = dict(headline(rows, model, frac))
+        if not hl:
+            continue
+        metrics = list(dict.fromkeys(r["metric"] for r in rows if r["model"] == model))
+        for metric in metrics:
+            body.append([model, metric] + [_f(hl.get(m, {}).get(metric), ".4f") for m in methods])
+        body.append([model, "surrogate (layerwise)"] + [_f(hl.get(m, {}).get("surrogate"), ".4g")
+                                                         if m != "optimal-trace" else "(trace units)" for m in methods])
+    return _table(["model", "metric"] + methods, body) if body else []
+
+
 def _compression_section(cfg: Any, res: dict[str, Any]) -> list[str]:
     rows = res["compression"]
     lines = ["## 2. Compression at equal memory", ""]
@@ -213,12 +230,18 @@ def write_report(cfg: Any, res: dict[str, Any]) -> None:
              "Machine: " + f"{info['cpu']}, {info['cores']} cores, {info['memory']}; {info['os']}; Python {info['python']}.",
              "Libraries: " + ", ".join(f"{k} {v}" for k, v in info.items() if k in _LIBS), ""]
     lines += [f"- {n}" for n in res["log"] if "target layers" in n] + [""]
+    if any(math.isclose(r["budget_fraction"], 0.5) for r in res["compression"]):
+        lines += ["## Headline: every method at 50 % of the target layers' dense size", ""]
+        lines += headline_table(res["compression"], 0.5)
     if res["solvers"]:
         lines += _solver_section(cfg, res)
     if res["compression"]:
         lines += _compression_section(cfg, res)
     if res["fidelity"]:
         lines += _fidelity_section(res)
+    notes = [n for n in res["log"] if "target layers" not in n]
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     lines += ["## Timings", ""] + [f"- {k}: {v:.1f} s" for k, v in res["timings"].items()] + [""]
     (out / "summary.md").write_text("\n".join(lines))
     from .plots import write_plots

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -12,7 +14,12 @@ from typing import Any
 
 from .config import MODELS, PRESETS, SECTIONS, BenchConfig
 
-__all__ = ["run_suite", "main", "add_arguments", "config_from_args", "write_csv"]
+__all__ = ["run_suite", "main", "add_arguments", "config_from_args", "write_csv", "read_results"]
+
+_META = ("known", "families", "agreement", "log", "timings")
+_NUMERIC = {"n_layers": int, "time_limit": float, "objective": float, "bound": float, "gap": float,
+            "wall_time": float, "budget_fraction": float, "stored_parameters": int, "surrogate": float,
+            "value": float, "predicted": float, "measured": float}
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
@@ -129,10 +136,40 @@ def run_suite(cfg: BenchConfig) -> dict[str, Any]:
         write_csv(out / "fidelity.csv", FIDELITY_COLUMNS, res["fidelity"])
         res["timings"]["fidelity"] = time.perf_counter() - t0
     res["timings"]["total"] = time.perf_counter() - t_start
+    meta = {k: res.get(k) for k in _META}
+    meta["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
+    (out / "run.json").write_text(json.dumps(meta, indent=1, default=str))
     write_report(cfg, res)
     if error is not None:
         raise error
     return res
+
+
+def read_results(out: Path) -> tuple[BenchConfig, dict[str, Any]]:
+    """The config and results of a finished run, read back from ``out`` (CSVs + run.json)."""
+    meta = json.loads((Path(out) / "run.json").read_text())
+    fields = {f.name: f for f in dataclasses.fields(BenchConfig)}
+    conf = {}
+    for k, v in meta.pop("config").items():
+        if k not in fields:
+            continue
+        if isinstance(v, list):
+            v = tuple(v)
+        elif k in ("out", "data") and v is not None:
+            v = Path(v)
+        conf[k] = v
+    cfg = BenchConfig(**conf).with_(out=Path(out))
+    res: dict[str, Any] = dict(meta)
+    for section in SECTIONS:
+        path = Path(out) / f"{section}.csv"
+        rows = []
+        if path.exists():
+            with open(path, newline="") as fh:
+                for r in csv.DictReader(fh):
+                    rows.append({k: (None if v == "" else _NUMERIC[k](float(v)) if k in _NUMERIC else v)
+                                 for k, v in r.items()})
+        res[section] = rows
+    return cfg, res
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -148,6 +185,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder with dimacs/ and pmed/ instances and their published optima (optional)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--report-only", action="store_true",
+                   help="only rewrite summary.md and the plots from the results already in --out")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -191,6 +230,15 @@ def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     """Run with parsed arguments; exit code 0, 1 if exact backends disagree, 2 for a bad argument."""
     from .solvers import AgreementError
 
+    if args.report_only:
+        from .report import write_report
+
+        out = args.out or PRESETS["full"].out
+        if not (Path(out) / "run.json").exists():
+            parser.error(f"--report-only: {out} holds no finished run (run.json missing)")
+        write_report(*read_results(out))
+        print(f"rewrote summary.md and plots in {out}")
+        return 0
     try:
         cfg = config_from_args(args)
     except ValueError as exc:
