@@ -117,7 +117,14 @@ def _fidelity(plt: Any, rows: list[dict[str, Any]], model: str, path: Path) -> N
         y = [r["measured"] for r in e]
         ax.scatter([max(v, 1e-12) for v in x], y, s=10, alpha=0.7)
         ax.set_xscale("log")
-        ax.set_yscale("symlog", linthresh=1e-3)
+        if min(y, default=1.0) > 0:
+            ax.set_yscale("log")
+        else:
+            mags = sorted(abs(v) for v in y if v) or [1e-3]
+            ax.set_yscale("symlog", linthresh=max(1e-6, mags[len(mags) // 5]))
+        from matplotlib.ticker import NullFormatter
+
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("predicted loss increase")
         ax.set_ylabel("measured loss increase")
         ax.set_title(f"{est}: rho {spearman(x, y):.3f}")
