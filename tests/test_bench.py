@@ -217,3 +217,21 @@ def test_restricted_setpart_is_exact_although_greedy_uses_a_forbidden_group(back
                if all(tuple(sorted(p)) in allowed for p in part) and len(part) * 5 <= 15)
     assert sol.status == "optimal" and sol.objective == pytest.approx(best)
     assert sol.objective > solve(g, 15, backend=backend).objective  # the greedy's groups were indeed forbidden
+
+
+def test_bench_cli_names_what_is_missing(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["bench", "--quick", "--models", "digits-mlp"])
+    assert exc.value.code == 2 and "need torch" in capsys.readouterr().err
+
+
+def test_bench_cli_rejects_cuda_without_a_device(monkeypatch, capsys):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["bench", "--quick", "--device", "cuda"])
+    assert exc.value.code == 2 and "no CUDA device" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import importlib.util
 import json
 import math
 import time
@@ -198,6 +199,11 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         raise ValueError(f"--budgets must be fractions in (0, 1], got {args.budgets}")
     if args.data is not None and not (args.data / "dimacs").is_dir():
         raise ValueError(f"--data {args.data} has no dimacs/ folder")
+    models = tuple(args.models) if args.models is not None else cfg.models
+    missing = [m for m in ("torch", "sklearn", "matplotlib") if importlib.util.find_spec(m) is None]
+    if models and missing:
+        raise ValueError(f"the model sections need {', '.join(missing)}: pip install 'colorshare[torch,bench]' "
+                         "(or run only the solvers with --models and no names)")
     if args.device == "cuda":
         import torch
 
@@ -211,7 +217,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     return cfg.with_(
         out=args.out, device=args.device, time_limit=args.time_limit,
         sections=tuple(args.sections) if args.sections else None,
-        models=tuple(args.models) if args.models is not None else None,
+        models=models,
         budgets=tuple(args.budgets) if args.budgets else None,
         backends=tuple(args.backends) if args.backends else None, data=args.data, seed=args.seed,
         progress=False if args.no_progress else None,

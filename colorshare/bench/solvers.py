@@ -4,8 +4,10 @@ cross-check that fails the run loudly when exact backends contradict each other 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import itertools
 import math
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +68,9 @@ def solver_instances(cfg: Any, model_graphs: dict[str, SharingGraph] | None = No
     import networkx as nx
 
     out = [_planted(s, cfg.seed) for s in cfg.planted_sizes]
-    if cfg.ranked_layers:
+    if cfg.ranked_layers and importlib.util.find_spec("torch") is None:
+        warnings.warn("torch is not installed: the set-partitioning instances with ranks are left out", stacklevel=2)
+    elif cfg.ranked_layers:
         from ..torch import build_graph
         from ..torch.models import fine_ranks, planted_stack
 
