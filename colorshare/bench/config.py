@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ class BenchConfig:
     fidelity_colorings: int = 60  # at least this many colorings per estimator (random ones fill up)
     fidelity_models: tuple[str, ...] = MODELS  # the others: layerwise on their compression colorings only
     progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def with_(self, **changes: Any) -> BenchConfig:
         """A copy with ``changes`` (None values are ignored, so CLI defaults can be passed through)."""

@@ -95,7 +95,27 @@ def method_names() -> list[str]:
 
 
 def allowed_groups(graph: SharingGraph, method: str, k: int = 2, seed: int = 0) -> Groups | None:
-    """The groups ``method`` may form on ``graph`` (None: no restriction). ValueError for an unknown method."""
+    """The groups ``method`` may form on ``graph`` (None: no restriction); pass them to ``solve`` as
+    ``group_filter=groups.__contains__`` with ``formulation="setpart"``.
+
+    Parameters
+    ----------
+    graph : the sharing graph; ``similarity`` needs one from :func:`colorshare.torch.build_graph`.
+    method : one of :data:`METHODS`.
+    k : group size of ``adjacent``, ``similarity`` and ``random``.
+    seed : seed of ``random`` and of the spectral clustering.
+
+    Raises
+    ------
+    ValueError for an unknown method or a bad ``k``.
+
+    Example
+    -------
+    >>> from colorshare import SharingGraph
+    >>> g = SharingGraph.from_matrix([[0, 1, 2], [1, 0, 1], [2, 1, 0]])
+    >>> sorted(allowed_groups(g, "adjacent"))
+    [(0, 1), (2,)]
+    """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     if not isinstance(k, int) or k < 1:

@@ -68,17 +68,70 @@ class ModelRun:
         return self.graphs[estimator]
 
 
+def _solvers(cfg: BenchConfig, runs: dict[str, ModelRun], res: dict[str, Any]) -> Exception | None:
+    """The solver section; returns (not raises) an AgreementError so that the other sections still run."""
+    from .solvers import SOLVER_COLUMNS, AgreementError, check_agreement, run_solvers, solver_instances
+
+    instances = solver_instances(cfg, {n: mr.graph for n, mr in runs.items()})
+    res["solvers"] = run_solvers(cfg, instances)
+    write_csv(Path(cfg.out) / "solvers.csv", SOLVER_COLUMNS, res["solvers"])
+    res["known"] = {i.name: i.known for i in instances}
+    res["families"] = {i.name: i.family for i in instances}
+    try:
+        res["agreement"] = check_agreement(res["solvers"], res["known"])
+    except AgreementError as exc:
+        res["agreement"] = ["FAILED: " + line for line in str(exc).splitlines()]
+        return exc
+    return None
+
+
+def _compression(cfg: BenchConfig, runs: dict[str, ModelRun], res: dict[str, Any]) -> dict[str, list[Any]]:
+    """The compression section; returns each model's colorings (for the fidelity section)."""
+    from .compression import COMPRESSION_COLUMNS, run_compression
+
+    colorings = {}
+    for name, mr in runs.items():
+        extra = {e: mr.graph_for(e) for e in cfg.optimal_curvatures if mr.supports(e)}
+        rows, colorings[name] = run_compression(cfg, mr.case, mr.graph, res["log"], extra)
+        res["compression"] += rows
+    write_csv(Path(cfg.out) / "compression.csv", COMPRESSION_COLUMNS, res["compression"])
+    return colorings
+
+
+def _fidelity(cfg: BenchConfig, runs: dict[str, ModelRun], res: dict[str, Any],
+              colorings: dict[str, list[Any]]) -> None:
+    from .fidelity import FIDELITY_COLUMNS, random_colorings, run_fidelity
+
+    for name, mr in runs.items():
+        case = mr.case
+        if name not in cfg.fidelity_models or case.loss_fn is None:
+            # the layerwise surrogate against the measured loss of the compression runs' colorings
+            res["fidelity"] += [{"model": name, "curvature": "layerwise", "coloring": c.name,
+                                 "predicted": c.surrogate, "measured": c.loss_increase} for c in colorings[name]
+                                if c.curvature == "layerwise"]
+            continue
+        cols = list(colorings[name])
+        cols += random_colorings(mr.graph, max(0, cfg.fidelity_colorings - len(cols)), cfg.seed, name)
+        if case.info.get("left out"):
+            res["log"].append(f"{name} fidelity: left out {case.info['left out']}")
+        res["fidelity"] += run_fidelity(cfg, case, cols, [e for e in cfg.estimators if mr.supports(e)], mr.graph_for)
+    write_csv(Path(cfg.out) / "fidelity.csv", FIDELITY_COLUMNS, res["fidelity"])
+
+
 def run_suite(cfg: BenchConfig) -> dict[str, Any]:
     """Run the configured sections and write everything into ``cfg.out``.
 
     Returns a dict with the rows of each section, the agreement evidence and the run's notes. Raises
     :class:`~colorshare.bench.solvers.AgreementError` after writing the files if exact backends disagree.
+
+    Example
+    -------
+    >>> from colorshare.bench import PRESETS, run_suite
+    >>> res = run_suite(PRESETS["quick"].with_(out="bench-results", models=("digits-mlp",)))  # doctest: +SKIP
     """
     from .report import write_report
-    from .solvers import SOLVER_COLUMNS, AgreementError, check_agreement, run_solvers, solver_instances
 
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     log: list[str] = []
     res: dict[str, Any] = {"config": cfg, "log": log, "solvers": [], "compression": [], "fidelity": [],
@@ -90,56 +143,24 @@ def run_suite(cfg: BenchConfig) -> dict[str, Any]:
         nf = len(mr.graph.family_members)
         log.append(f"{name}: {mr.graph.n} target layers in {nf} famil{'y' if nf == 1 else 'ies'}, dense size "
                    f"{mr.graph.dense_size} parameters")
-    error: AgreementError | None = None
+    error = None
+    t0 = time.perf_counter()
     if "solvers" in cfg.sections:
-        t0 = time.perf_counter()
-        instances = solver_instances(cfg, {n: mr.graph for n, mr in runs.items()})
-        res["solvers"] = run_solvers(cfg, instances)
-        write_csv(out / "solvers.csv", SOLVER_COLUMNS, res["solvers"])
-        res["known"] = {i.name: i.known for i in instances}
-        res["families"] = {i.name: i.family for i in instances}
-        try:
-            res["agreement"] = check_agreement(res["solvers"], res["known"])
-        except AgreementError as exc:
-            error = exc
-            res["agreement"] = ["FAILED: " + line for line in str(exc).splitlines()]
+        error = _solvers(cfg, runs, res)
         res["timings"]["solvers"] = time.perf_counter() - t0
     colorings: dict[str, list[Any]] = {}
     if "compression" in cfg.sections or "fidelity" in cfg.sections:
-        from .compression import COMPRESSION_COLUMNS, run_compression
-
         t0 = time.perf_counter()
-        for name, mr in runs.items():
-            extra = {e: mr.graph_for(e) for e in cfg.optimal_curvatures if mr.supports(e)}
-            rows, cols = run_compression(cfg, mr.case, mr.graph, log, extra)
-            res["compression"] += rows
-            colorings[name] = cols
-        write_csv(out / "compression.csv", COMPRESSION_COLUMNS, res["compression"])
+        colorings = _compression(cfg, runs, res)
         res["timings"]["compression"] = time.perf_counter() - t0
     if "fidelity" in cfg.sections:
-        from .fidelity import FIDELITY_COLUMNS, random_colorings, run_fidelity
-
         t0 = time.perf_counter()
-        for name, mr in runs.items():
-            case = mr.case
-            if name not in cfg.fidelity_models or case.loss_fn is None:
-                # the layerwise surrogate against the measured loss of the compression runs' colorings
-                res["fidelity"] += [{"model": name, "curvature": "layerwise", "coloring": c.name,
-                                     "predicted": c.surrogate, "measured": c.loss_increase} for c in colorings[name]
-                                    if c.curvature == "layerwise"]
-                continue
-            cols = list(colorings[name])
-            cols += random_colorings(mr.graph, max(0, cfg.fidelity_colorings - len(cols)), cfg.seed, name)
-            ests = [e for e in cfg.estimators if mr.supports(e)]
-            if case.info.get("left out"):
-                log.append(f"{name} fidelity: left out {case.info['left out']}")
-            res["fidelity"] += run_fidelity(cfg, case, cols, ests, mr.graph_for)
-        write_csv(out / "fidelity.csv", FIDELITY_COLUMNS, res["fidelity"])
+        _fidelity(cfg, runs, res, colorings)
         res["timings"]["fidelity"] = time.perf_counter() - t0
     res["timings"]["total"] = time.perf_counter() - t_start
     meta = {k: res.get(k) for k in _META}
     meta["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
-    (out / "run.json").write_text(json.dumps(meta, indent=1, default=str))
+    (Path(cfg.out) / "run.json").write_text(json.dumps(meta, indent=1, default=str))
     write_report(cfg, res)
     if error is not None:
         raise error

@@ -152,6 +152,17 @@ def check_agreement(rows: list[dict[str, Any]], known: dict[str, float | str | N
     claims differ by more than :data:`REL_TOL`; a proven bound exceeds a coloring some backend found; one
     backend proves infeasibility while another found a coloring; or an optimal claim, a coloring or an
     infeasibility proof contradicts the published optimum in ``known``.
+
+    Example
+    -------
+    >>> rows = [dict(instance="a", n_layers=2, backend=b, time_limit=1.0, objective=v, bound=v, gap=0.0,
+    ...              status="optimal", wall_time=0.1) for b, v in (("highs", 1.0), ("cpsat", 2.0))]
+    >>> check_agreement(rows)
+    Traceback (most recent call last):
+    ...
+    colorshare.bench.solvers.AgreementError: exact backends disagree:
+      a: highs (limit 1s) proves 1.0 optimal, cpsat (limit 1s) proves 2.0
+      a: cpsat (limit 1s) claims bound 2.0, but highs found a coloring of cost 1.0
     """
     known = known or {}
     problems, evidence = [], []
