@@ -104,3 +104,21 @@ def test_target_patterns():
         select_modules(model, targets=["attn"])
     with pytest.raises(ValueError, match="exclude pattern"):
         select_modules(model, targets=["2"], exclude=["9"])
+
+
+def test_kfac_is_layerwise_scaled_to_the_hessian_trace():
+    """kfac = Sigma (x) h I with h such that tr H equals the trace estimator's (same probes, same seed)."""
+    model, batches = tiny()
+    mods = select_modules(model, ["0", "2"])
+    lw = estimate(model, mods, batches, "layerwise", progress=False)
+    tr = estimate(model, mods, batches, "trace", loss_fn, probes=8, seed=3, progress=False)
+    kf = estimate(model, mods, iter(batches), "kfac", loss_fn, probes=8, seed=3, progress=False)  # an iterator
+    for n, m in mods.items():
+        assert kf[n].kind == "layerwise"
+        h = float(kf[n].sigma_in[0, 0] / lw[n].sigma_in[0, 0])
+        assert torch.allclose(kf[n].sigma_in, h * lw[n].sigma_in, rtol=1e-12)
+        d_out, d_in = m.weight.shape
+        # tr(Sigma (x) h I_out) = h tr(Sigma) d_out  ==  (tr H / numel) * numel
+        assert h * float(torch.trace(lw[n].sigma_in)) * d_out == pytest.approx(tr[n].scalar * d_out * d_in, rel=1e-9)
+        D = torch.randn(d_out, d_in, dtype=torch.float64)
+        assert kf[n].quad(D) == pytest.approx(h * lw[n].quad(D), rel=1e-12)

@@ -43,7 +43,7 @@ def method_runs(cfg: Any) -> list[tuple[str, str, int]]:
 
 def run_compression(cfg: Any, case: Any, graph: Any, log: list[str],
                     extra: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], list[Coloring]]:
-    """Sweep ``cfg.budgets`` x methods on one model case (``graph``: its layerwise graph); rows in
+    """Sweep ``cfg.budgets`` x methods on one model case (``graph``: its graph under ``cfg.curvature``); rows in
     :data:`COMPRESSION_COLUMNS` (one per metric) plus a ``dense`` reference row per metric, and the colorings
     with their measured loss increase. ``extra``: estimator -> graph under which ``optimal`` is solved too
     (method ``optimal-<estimator>``; its surrogate column is in that estimator's units)."""
@@ -60,7 +60,7 @@ def run_compression(cfg: Any, case: Any, graph: Any, log: list[str],
                          "surrogate": surrogate, "metric": metric, "value": value})
 
     add("dense", 1.0, graph.dense_size, 0.0, case.metrics(case.model))
-    runs = [(label, method, seed, "layerwise", graph) for label, method, seed in method_runs(cfg)]
+    runs = [(label, method, seed, cfg.curvature, graph) for label, method, seed in method_runs(cfg)]
     runs += [(f"optimal-{est}", "optimal", cfg.seed, est, g) for est, g in (extra or {}).items()]
     with tqdm(total=len(cfg.budgets) * len(runs), desc=f"compression {case.name}", disable=not cfg.progress) as pb:
         for frac in cfg.budgets:

@@ -36,8 +36,9 @@ class BenchConfig:
     methods: tuple[str, ...] = ("optimal", "adjacent", "per-layer", "all-shared", "similarity", "random")
     group_size: int = 2  # k of adjacent / similarity / random
     random_seeds: int = 3
-    optimal_curvatures: tuple[str, ...] = ("trace",)  # also solve `optimal` under these (optimal-<name>)
-    estimators: tuple[str, ...] = ("layerwise", "fisher", "hutchinson", "spectrum", "trace")
+    curvature: str = "layerwise"  # the surrogate every compression method minimises
+    optimal_curvatures: tuple[str, ...] = ("trace", "kfac")  # also solve `optimal` under these (optimal-<name>)
+    estimators: tuple[str, ...] = ("layerwise", "fisher", "hutchinson", "spectrum", "trace", "kfac")
     fidelity_colorings: int = 60  # at least this many colorings per estimator (random ones fill up)
     fidelity_models: tuple[str, ...] = MODELS  # the others: layerwise on their compression colorings only
     progress: bool = True

@@ -17,7 +17,8 @@ from .solvers import largest_optimal
 
 __all__ = ["machine_info", "write_report", "headline", "headline_table", "HEADLINE_ORDER"]
 
-HEADLINE_ORDER = ("optimal", "optimal-trace", "adjacent", "per-layer", "all-shared", "similarity", "random")
+HEADLINE_ORDER = ("optimal", "optimal-kfac", "optimal-trace", "adjacent", "per-layer", "all-shared", "similarity",
+                  "random")
 
 _LIBS = ("colorshare", "numpy", "scipy", "networkx", "ortools", "highspy", "pulp", "torch", "transformers",
          "scikit-learn", "matplotlib")
@@ -159,8 +160,8 @@ def headline_table(rows: list[dict[str, Any]], frac: float = 0.5) -> list[str]:
         metrics = list(dict.fromkeys(r["metric"] for r in rows if r["model"] == model))
         for metric in metrics:
             body.append([model, metric] + [_f(hl.get(m, {}).get(metric), ".4f") for m in methods])
-        body.append([model, "surrogate (layerwise)"] + [_f(hl.get(m, {}).get("surrogate"), ".4g")
-                                                         if m != "optimal-trace" else "(trace units)" for m in methods])
+        body.append([model, "surrogate"] + [_f(hl.get(m, {}).get("surrogate"), ".4g")
+                                            if not m.startswith("optimal-") else "(own units)" for m in methods])
     return _table(["model", "metric"] + methods, body) if body else []
 
 
@@ -170,7 +171,7 @@ def _compression_section(cfg: Any, res: dict[str, Any]) -> list[str]:
     lines += ["Every method is the same set-partitioning model restricted to the groups its structure allows "
               "(see `colorshare/bench/methods.py`), solved by HiGHS under the same budget: the best "
               "configuration (actions, ranks) each structure can have. Budget = fraction of the dense size of "
-              "the target layers; surrogate = the layerwise second-order estimate the solver minimised "
+              f"the target layers; surrogate = the {cfg.curvature} second-order estimate the solver minimised "
               "(for `optimal-<estimator>`: the optimum under that estimator's graph, its surrogate in that "
               "estimator's units). `random` = mean over its seeds.", ""]
     for model in dict.fromkeys(r["model"] for r in rows):

@@ -44,7 +44,7 @@ class ModelRun:
         self.cfg, self.name, self.log = cfg, name, log
         self.case = MODEL_CASES[name](device=cfg.device)
         self.graphs: dict[str, Any] = {}
-        self.graph = self.graph_for("layerwise")
+        self.graph = self.graph_for(cfg.curvature)
         self.seconds = time.perf_counter() - t0
 
     def supports(self, estimator: str) -> bool:
@@ -62,7 +62,7 @@ class ModelRun:
                 warnings.simplefilter("always")
                 self.graphs[estimator] = build_graph(
                     c.model, c.batches, c.targets, estimator, loss_fn=c.loss_fn, ranks=c.ranks, seed=self.cfg.seed,
-                    progress=self.cfg.progress and estimator == "layerwise")
+                    progress=self.cfg.progress and estimator == self.cfg.curvature)
             if caught:
                 self.log.append(f"{self.name} {estimator}: {len(caught)} warning(s), e.g. {caught[0].message}")
         return self.graphs[estimator]
@@ -91,7 +91,7 @@ def _compression(cfg: BenchConfig, runs: dict[str, ModelRun], res: dict[str, Any
 
     colorings = {}
     for name, mr in runs.items():
-        extra = {e: mr.graph_for(e) for e in cfg.optimal_curvatures if mr.supports(e)}
+        extra = {e: mr.graph_for(e) for e in cfg.optimal_curvatures if mr.supports(e) and e != cfg.curvature}
         rows, colorings[name] = run_compression(cfg, mr.case, mr.graph, res["log"], extra)
         res["compression"] += rows
     write_csv(Path(cfg.out) / "compression.csv", COMPRESSION_COLUMNS, res["compression"])
@@ -105,10 +105,10 @@ def _fidelity(cfg: BenchConfig, runs: dict[str, ModelRun], res: dict[str, Any],
     for name, mr in runs.items():
         case = mr.case
         if name not in cfg.fidelity_models or case.loss_fn is None:
-            # the layerwise surrogate against the measured loss of the compression runs' colorings
-            res["fidelity"] += [{"model": name, "curvature": "layerwise", "coloring": c.name,
+            # the run's surrogate against the measured loss of the compression runs' colorings
+            res["fidelity"] += [{"model": name, "curvature": cfg.curvature, "coloring": c.name,
                                  "predicted": c.surrogate, "measured": c.loss_increase} for c in colorings[name]
-                                if c.curvature == "layerwise"]
+                                if c.curvature == cfg.curvature]
             continue
         cols = list(colorings[name])
         cols += random_colorings(mr.graph, max(0, cfg.fidelity_colorings - len(cols)), cfg.seed, name)
@@ -206,6 +206,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=None,
                    help="folder with dimacs/ and pmed/ instances and their published optima (optional)")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--curvature", default=None,
+                   help="the surrogate all compression methods minimise (default layerwise; e.g. kfac)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--report-only", action="store_true",
                    help="only rewrite summary.md and the plots from the results already in --out")
@@ -235,8 +237,13 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 
         for b in args.backends:
             get_backend(b)
+    if args.curvature is not None:
+        from ..torch import CURVATURES
+
+        if args.curvature not in CURVATURES:
+            raise ValueError(f"--curvature {args.curvature!r} is unknown; valid: {', '.join(CURVATURES)}")
     return cfg.with_(
-        out=args.out, device=args.device, time_limit=args.time_limit,
+        curvature=args.curvature, out=args.out, device=args.device, time_limit=args.time_limit,
         sections=tuple(args.sections) if args.sections else None,
         models=models,
         budgets=tuple(args.budgets) if args.budgets else None,

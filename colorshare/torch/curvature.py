@@ -10,6 +10,10 @@ d_out x (d_in * kernel)), each :class:`Curvature` gives ``quad(D) ~ 1/2 vec(D)^T
 - ``spectrum``: top-k eigenpairs of the layer's Hessian block by Lanczos (scipy's eigsh on Hessian-vector
   products) plus an isotropic rest ``sigma = (tr H - sum lambda) / (d - k)``, trace by Hutchinson.
 - ``trace``: ``H ~ (tr H / d) I`` (HAWQ-style), trace by Hutchinson.
+- ``kfac``: ``H ~ Sigma (x) h I`` (K-FAC with an isotropic output factor): the ``layerwise`` input covariance,
+  scaled per layer by ``h = (tr H / d) * d_in / tr Sigma`` from the Hutchinson trace, so that
+  ``tr H`` matches ``trace``. Input-aware like ``layerwise`` (same tie centers and whitened bases), but
+  layers are weighted by how much the loss cares about their outputs. Returned with kind ``layerwise``.
 
 Negative curvature (possible away from a minimum, or by sampling noise) is clipped to 0 with a warning.
 """
@@ -28,7 +32,7 @@ from tqdm.auto import tqdm
 
 __all__ = ["Curvature", "estimate", "CURVATURES", "forward", "matrix_of"]
 
-CURVATURES = ("layerwise", "fisher", "hutchinson", "spectrum", "trace")
+CURVATURES = ("layerwise", "fisher", "hutchinson", "spectrum", "trace", "kfac")
 
 
 def forward(model: nn.Module, batch: Any) -> Any:
@@ -243,6 +247,9 @@ def estimate(
             return _fisher(model, modules, batches, loss_fn, bar)
         if curvature == "spectrum":
             return _spectrum(model, modules, batches, loss_fn, k, probes, gen, bar if progress else _quiet)
+        if curvature == "kfac":
+            batches = list(batches)  # two passes
+            inputs = _layerwise(model, modules, batches, bar)
         diags = _hutchinson_diag(model, modules, batches, loss_fn, probes, gen, bar)
         if curvature == "hutchinson":
             return {n: Curvature("hutchinson", diag=_clip(matrix_of(d), f"{n} Hessian diagonal"))
@@ -254,6 +261,12 @@ def estimate(
                 warnings.warn(f"{n}: negative Hessian trace estimate clipped to 0", RuntimeWarning, stacklevel=2)
                 t = 0.0
             out[n] = Curvature("trace", scalar=t)
+        if curvature == "kfac":
+            for n, d in zip(modules, diags):
+                sigma = inputs[n].sigma_in
+                tr = float(torch.trace(sigma))
+                h = out[n].scalar * matrix_of(d).shape[1] / tr if tr > 0 else 0.0  # type: ignore[operator]
+                out[n] = Curvature("layerwise", sigma_in=h * sigma)
         return out
     finally:
         model.train(was_training)

@@ -130,7 +130,7 @@ def build_graph(
         arguments, so a transformers model works as it is). Iterated once (twice for ``spectrum``).
     targets, exclude : module name patterns (regex full match or name suffix); default every Linear/Conv
         with a same-shaped peer. A pattern matching nothing is a ValueError naming it.
-    curvature : ``layerwise`` (no loss needed), ``fisher``, ``hutchinson``, ``spectrum``, ``trace``.
+    curvature : ``layerwise`` (no loss needed), ``fisher``, ``hutchinson``, ``spectrum``, ``trace``, ``kfac``.
     loss_fn : ``loss_fn(output, batch) -> scalar`` for the loss-based estimators.
     actions : subset of ``tie``, ``medoid``, ``basis``, ``dense`` (dense is always available to singletons).
     ranks : rank menu for ``basis`` (default d/16, d/8, d/4, d/2 with d = min(d_out, d_in)), or a function of

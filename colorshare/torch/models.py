@@ -186,7 +186,7 @@ def minilm_l6(calibration: int = 256, held_out: int = 512, device: str = "cpu", 
 
     return ModelCase("minilm-l6", model, batches, MINILM_TARGETS, loss_fn, metrics, loss,
                      {"cosine": True, "nn_overlap": True},
-                     estimators=("layerwise", "hutchinson", "trace"),
+                     estimators=("layerwise", "hutchinson", "trace", "kfac"),
                      info={"calibration": len(calib), "held_out": len(held), "max_length": max_length,
                            "left out": "fisher (the gradient of the distillation loss is 0 at the original model, "
                                        "so its empirical Fisher is 0); spectrum (Lanczos: too slow on a CPU)"})
