@@ -111,3 +111,22 @@ def test_loss_based_graph_costs_match_surrogate():
         D = shared.get_submodule(name).weight.detach().double() - model.get_submodule(name).weight.detach().double()
         pred += g.curvatures[i].quad(D)
     assert pred == pytest.approx(sol.objective, rel=1e-6, abs=1e-12)
+
+
+def test_tie_center_keeps_the_mean_where_no_calibration_input_reaches():
+    """Input 3 is 0 for both layers (constant pixel, dead unit): the tie center's column 3 is the plain mean,
+    not an arbitrary least-squares value, and it is the same on every call."""
+    from colorshare.torch import build_graph
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    with torch.no_grad():
+        model[0].weight[3] = 0.0
+        model[0].bias[3] = -1.0  # unit 3 never fires
+    x = torch.randn(256, 4)
+    x[:, 3] = 0.0
+    g = build_graph(model, [x], progress=False)
+    W = g.tie_center((0, 1))
+    mean = (g.weights[0] + g.weights[1]) / 2
+    assert torch.allclose(W[:, 3], mean[:, 3], atol=1e-6)
+    assert torch.equal(W, g.tie_center((0, 1))) and bool(torch.isfinite(W).all())

@@ -34,9 +34,16 @@ class ModelGraph(SharingGraph):
         Ws = [self.weights[i] for i in group]
         cs = [self.curvatures[i] for i in group]
         if cs[0].kind == "layerwise":
+            # (S + eps I) W^T = R^T + eps mean^T: input directions the calibration data never excites (dead
+            # units, constant pixels) keep the plain mean instead of an arbitrary, unstable least-squares value
             S = sum(c.sigma_in for c in cs)
             R = sum(W @ c.sigma_in for W, c in zip(Ws, cs))
-            return torch.linalg.lstsq(S, R.T, rcond=None).solution.T if bool(S.abs().sum() > 0) else sum(Ws) / len(Ws)
+            mean = sum(Ws) / len(Ws)
+            eps = 1e-6 * float(torch.trace(S)) / S.shape[0]
+            if eps <= 0:
+                return mean
+            eye = torch.eye(S.shape[0], dtype=S.dtype)
+            return torch.linalg.solve(S + eps * eye, (R + eps * mean).T).T
         scales = [c.weight_scale() for c in cs]
         tot = sum(scales)
         num = sum(s * W for s, W in zip(scales, Ws))
