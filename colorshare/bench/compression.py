@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 from .. import solve
 from .methods import allowed_groups
 
-__all__ = ["COMPRESSION_COLUMNS", "Coloring", "method_runs", "run_compression"]
+__all__ = ["COMPRESSION_COLUMNS", "Coloring", "method_runs", "method_of", "run_compression"]
 
 COMPRESSION_COLUMNS = ("model", "method", "budget_fraction", "stored_parameters", "surrogate", "metric", "value")
 
@@ -28,6 +28,11 @@ class Coloring:
     surrogate: float
     loss_increase: float | None = None
     curvature: str = "layerwise"  # the estimator whose graph chose and applied it
+
+
+def method_of(label: str) -> str:
+    """The method a row's label belongs to: ``random-s1`` -> ``random``; other labels are their own method."""
+    return "random" if label.startswith("random-s") else label
 
 
 def method_runs(cfg: Any) -> list[tuple[str, str, int]]:

@@ -8,6 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from .compression import method_of
 from .fidelity import spearman
 
 __all__ = ["write_plots"]
@@ -57,7 +58,8 @@ def _gap_vs_time(plt: Any, cfg: Any, rows: list[dict[str, Any]], path: Path) -> 
 def _time_vs_size(plt: Any, cfg: Any, res: dict[str, Any], path: Path) -> None:
     fams = res.get("families", {})
     rows = [r for r in res["solvers"] if math.isclose(float(r["time_limit"]), cfg.time_limit)]
-    groups = [f for f in ("planted", "ranked", "coloring", "dimacs", "pmedian") if any(fams.get(r["instance"]) == f for r in rows)]
+    present = {fams.get(r["instance"]) for r in rows}
+    groups = [f for f in ("planted", "ranked", "coloring", "dimacs", "pmedian") if f in present]
     if not groups:
         return
     fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 4), squeeze=False)
@@ -90,7 +92,7 @@ def _pareto(plt: Any, rows: list[dict[str, Any]], model: str, path: Path) -> Non
         for r in rs:
             if r["metric"] != metric or r["method"] == "dense":
                 continue
-            m = "random" if r["method"].startswith("random-s") else r["method"]
+            m = method_of(r["method"])
             series[m][r["budget_fraction"]].append((r["stored_parameters"], r["value"]))
         for k, (m, by_frac) in enumerate(series.items()):
             pts = sorted((statistics.fmean(p for p, _ in v), statistics.fmean(x for _, x in v),

@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .compression import method_of
 from .fidelity import spearman
 from .solvers import largest_optimal
 
@@ -84,8 +85,9 @@ def _solver_section(cfg: Any, res: dict[str, Any]) -> list[str]:
     for inst in dict.fromkeys(r["instance"] for r in main):
         some = next(r for r in main if r["instance"] == inst)
         k = known.get(inst)
-        cells = [inst, fam.get(inst, ""), str(some["n_layers"]), "-" if k is None else (k if isinstance(k, str) else _f(k, ".6g"))]
-        objs = [by[(inst, b)]["objective"] for b in backends if (inst, b) in by and by[(inst, b)]["objective"] is not None]
+        shown = "-" if k is None else (k if isinstance(k, str) else _f(k, ".6g"))
+        cells = [inst, fam.get(inst, ""), str(some["n_layers"]), shown]
+        objs = [r["objective"] for b in backends if (r := by.get((inst, b))) and r["objective"] is not None]
         cells.append(_f(min(objs), ".6g") if objs else "-")
         ref = by.get((inst, "pulp"))
         for b in backends:
@@ -143,7 +145,7 @@ def headline(rows: list[dict[str, Any]], model: str, frac: float) -> list[tuple[
         vals: dict[str, list[float]] = defaultdict(list)
         for r in rows:
             if r["model"] == model and r["metric"] == src and math.isclose(r["budget_fraction"], frac):
-                m = "random" if r["method"].startswith("random-s") else r["method"]
+                m = method_of(r["method"])
                 vals[m].append(r[key])
         for m, v in vals.items():
             methods.setdefault(m, {})[metric] = statistics.fmean(v)
@@ -241,7 +243,7 @@ def write_report(cfg: Any, res: dict[str, Any]) -> None:
     out = Path(cfg.out)
     info = machine_info()
     lines = ["# colorshare benchmark results", "",
-             f"Run {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}; sections: {', '.join(cfg.sections)}; "
+             f"Run {res.get('started') or _dt.datetime.now().strftime('%Y-%m-%d %H:%M')}; sections: {', '.join(cfg.sections)}; "
              f"models: {', '.join(cfg.models) or 'none'}; device {cfg.device}; seed {cfg.seed}; total "
              f"{res['timings'].get('total', 0):.0f} s.", "",
              "Machine: " + f"{info['cpu']}, {info['cores']} cores, {info['memory']}; {info['os']}; Python {info['python']}.",

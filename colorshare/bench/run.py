@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import datetime
 import importlib.util
 import json
 import math
@@ -17,7 +18,7 @@ from .config import MODELS, PRESETS, SECTIONS, BenchConfig
 
 __all__ = ["run_suite", "main", "add_arguments", "config_from_args", "write_csv", "read_results"]
 
-_META = ("known", "families", "agreement", "log", "timings")
+_META = ("started", "known", "families", "agreement", "log", "timings")
 _NUMERIC = {"n_layers": int, "time_limit": float, "objective": float, "bound": float, "gap": float,
             "wall_time": float, "budget_fraction": float, "stored_parameters": int, "surrogate": float,
             "value": float, "predicted": float, "measured": float}
@@ -134,7 +135,8 @@ def run_suite(cfg: BenchConfig) -> dict[str, Any]:
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     log: list[str] = []
-    res: dict[str, Any] = {"config": cfg, "log": log, "solvers": [], "compression": [], "fidelity": [],
+    started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    res: dict[str, Any] = {"started": started, "config": cfg, "log": log, "solvers": [], "compression": [], "fidelity": [],
                            "agreement": [], "timings": {}}
     needs_models = bool(cfg.models) and any(s in cfg.sections for s in SECTIONS)
     runs = {name: ModelRun(cfg, name, log) for name in cfg.models} if needs_models else {}

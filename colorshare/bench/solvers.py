@@ -196,10 +196,12 @@ def check_agreement(rows: list[dict[str, Any]], known: dict[str, float | str | N
         elif isinstance(k, float):
             for r in opt:
                 if abs(r["objective"] - k) > tol(k):
-                    problems.append(f"{name}: {r['backend']} proves {r['objective']!r} optimal; published optimum {k!r}")
+                    problems.append(f"{name}: {r['backend']} proves {r['objective']!r} optimal; "
+                                    f"published optimum {k!r}")
             for r in found:
                 if r["objective"] < k - tol(k):
-                    problems.append(f"{name}: {r['backend']} found {r['objective']!r}, below the published optimum {k!r}")
+                    problems.append(f"{name}: {r['backend']} found {r['objective']!r}, "
+                                    f"below the published optimum {k!r}")
             for r in infeasible:
                 problems.append(f"{name}: {r['backend']} proves infeasible; published optimum {k!r}")
         if opt:

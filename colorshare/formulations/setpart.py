@@ -22,7 +22,7 @@ from .costs import Option
 from .graph import SharingGraph
 from .program import IntegerProgram, ProgramBuilder
 
-__all__ = ["SetPartition", "enumerate_groups"]
+__all__ = ["SetPartition", "enumerate_groups", "admits"]
 
 MAX_COLUMNS = 500_000
 
@@ -43,6 +43,12 @@ def enumerate_groups(graph: SharingGraph, max_group_size: int | None = None) -> 
 
         for k, i in enumerate(members):
             yield from extend((i,), k + 1)
+
+
+def admits(group: tuple[int, ...], max_group_size: int | None = None,
+           group_filter: Callable[[tuple[int, ...]], bool] | None = None) -> bool:
+    """Whether a set partitioning restricted by ``max_group_size`` / ``group_filter`` has ``group``'s columns."""
+    return (max_group_size is None or len(group) <= max_group_size) and (group_filter is None or group_filter(group))
 
 
 class SetPartition(Formulation):
@@ -76,11 +82,8 @@ class SetPartition(Formulation):
         else:
             source = enumerate_groups(g, self.max_group_size)
         for group in source:
-            if self.max_group_size is not None and len(group) > self.max_group_size:
-                continue
-            if self.group_filter is not None and not self.group_filter(group):
-                continue
-            yield group
+            if admits(group, self.max_group_size, self.group_filter):
+                yield group
 
     def _build(self) -> IntegerProgram:
         g = self.graph

@@ -12,7 +12,7 @@ from ..formulations.costs import Option
 from ..formulations.clique import CliquePartition
 from ..formulations.graph import SharingClass, SharingGraph
 from ..formulations.pmedian import PMedian
-from ..formulations.setpart import SetPartition
+from ..formulations.setpart import SetPartition, admits
 from .decompose import solve_by_family
 from .greedy import greedy
 from .registry import get_backend
@@ -56,7 +56,10 @@ def _verify(graph: SharingGraph, chosen: Chosen, budget: float, backend: str) ->
                 f"{who} has a class joining {graph.names[bad[0]]!r} and {graph.names[bad[1]]!r}, "
                 "which may not share (different family or conflict)"
             )
-        exact = graph.best_option(group, action=opt.action, memory=opt.memory)
+        # the variant the answer names (same action and memory: e.g. a basis rank), else the cheapest smaller one
+        exact = min((o for o in graph.options(group) if o.action == opt.action and o.memory == opt.memory),
+                    key=lambda o: o.cost, default=None) or graph.best_option(group, action=opt.action,
+                                                                             memory=opt.memory)
         if exact is None:
             raise SolverError(f"{who} used action {opt.action!r} that group {group} does not have")
         out.append(SharingClass(tuple(group), exact.action, exact.cost, exact.memory, exact.representative,
@@ -68,6 +71,14 @@ def _verify(graph: SharingGraph, chosen: Chosen, budget: float, backend: str) ->
     if memory > budget:
         raise SolverError(f"{who} stores {memory} parameters, over the budget {budget}")
     return sorted(out, key=lambda c: c.members[0])
+
+
+def _colors(n: int, classes: list[SharingClass]) -> list[int]:
+    colors = [0] * n
+    for k, c in enumerate(classes):
+        for i in c.members:
+            colors[i] = k
+    return colors
 
 
 def solve(
@@ -148,11 +159,7 @@ def solve(
         gap = compute_gap(objective, bound)
         status = Status.OPTIMAL if (claim == Status.OPTIMAL and gap is not None and gap <= GAP_TOLERANCE) \
             else Status.FEASIBLE
-        colors = [0] * graph.n
-        for k, c in enumerate(classes):
-            for i in c.members:
-                colors[i] = k
-        return Solution(colors, objective, bound, gap, status, time.perf_counter() - t0, memory, backend, b,
+        return Solution(_colors(graph.n, classes), objective, bound, gap, status, time.perf_counter() - t0, memory, backend, b,
                         classes, facts)
 
     if b < graph.min_memory():
@@ -176,10 +183,8 @@ def solve(
     # the greedy coloring's cost caps every class of an optimal one (costs are >= 0): smaller, better-scaled
     # models. Valid only if the greedy coloring is in the model, i.e. passes a setpart restriction.
     cap = facts["greedy_objective"]
-    if start is not None and form_opts:
-        cap_k, keep = form_opts.get("max_group_size"), form_opts.get("group_filter")
-        if any((cap_k is not None and len(grp) > cap_k) or (keep is not None and not keep(grp)) for grp, _ in start):
-            cap = None
+    if start is not None and not all(admits(grp, **form_opts) for grp, _ in start):
+        cap = None
     form = FORMULATIONS[form_name](graph, b, cost_cap=cap, **form_opts)
     facts["formulation"] = form.describe()
     if getattr(form, "restricted", False):
@@ -238,22 +243,13 @@ def evaluate(graph: SharingGraph, classes: Any, budget: float = math.inf) -> Sol
             raise SolverError(f"class {group} names a layer outside 0..{graph.n - 1}")
         if len(group) > 1 and not graph.is_group(group):
             raise SolverError(f"class {[graph.names[i] for i in group]} may not share (different family or conflict)")
-        chosen.append((group, Option(str(action), 0.0, 0 if memory is None else int(memory))))
-    exact: Chosen = []
-    for group, opt in chosen:
-        if opt.memory:
-            found = min((o for o in graph.options(group) if o.action == opt.action and o.memory == opt.memory),
-                        key=lambda o: o.cost, default=None)
-        else:
-            found = graph.best_option(group, action=opt.action)
-        if found is None:
-            raise SolverError(f"group {group} has no action {opt.action!r}"
-                              + (f" storing {opt.memory} parameters" if opt.memory else ""))
-        exact.append((group, found))
-    out = _verify(graph, exact, b, "given")
-    colors = [0] * graph.n
-    for k, c in enumerate(out):
-        for i in c.members:
-            colors[i] = k
-    return Solution(colors, math.fsum(c.cost for c in out), None, None, Status.FEASIBLE, time.perf_counter() - t0,
-                    sum(c.memory for c in out), "given", b, out, {})
+        if memory is None:
+            cheapest = graph.best_option(group, action=str(action))
+            memory = None if cheapest is None else cheapest.memory
+        if memory is None or not any(o.action == action and o.memory == memory for o in graph.options(group)):
+            raise SolverError(f"group {group} has no action {action!r}"
+                              + (f" storing {memory} parameters" if memory is not None else ""))
+        chosen.append((group, Option(str(action), 0.0, int(memory))))
+    out = _verify(graph, chosen, b, "given")
+    return Solution(_colors(graph.n, out), math.fsum(c.cost for c in out), None, None, Status.FEASIBLE,
+                    time.perf_counter() - t0, sum(c.memory for c in out), "given", b, out, {})

@@ -134,7 +134,7 @@ def build_graph(
     ----------
     model : any ``nn.Module``; it is not modified.
     batches : iterable of model inputs (tensor; tuple whose first element is the input; dict of keyword
-        arguments, so a transformers model works as it is). Iterated once (twice for ``spectrum``).
+        arguments, so a transformers model works as it is). Iterated once (twice for ``spectrum``; ``kfac`` keeps a list).
     targets, exclude : module name patterns (regex full match or name suffix); default every Linear/Conv
         with a same-shaped peer. A pattern matching nothing is a ValueError naming it.
     curvature : ``layerwise`` (no loss needed), ``fisher``, ``hutchinson``, ``spectrum``, ``trace``, ``kfac``.
