@@ -194,7 +194,30 @@ def solve(
     raw = solver.solve_program(form.program, left, int(seed), hint, **options)
     facts.update(raw.facts)
     chosen = form.decode(raw.x) if raw.x is not None else None
+    if hint is not None and raw.status == Status.OPTIMAL and _contradicts(graph, chosen, raw.bound):
+        # a solver that claims optimality for a start its bound contradicts misread the start (HiGHS presolve,
+        # pitfalls.md): never return that as the answer; solve again from scratch, within the time left
+        facts["warm_start"] = "contradicted (claimed optimal, re-check disagrees); solved again without it"
+        left = None if limit is None else max(1e-3, limit - (time.perf_counter() - t0))
+        raw = solver.solve_program(form.program, left, int(seed), None, **options)
+        facts.update({k: v for k, v in raw.facts.items() if k != "warm_start"})
+        chosen = form.decode(raw.x) if raw.x is not None else None
     return finish(chosen, raw.status, raw.bound)
+
+
+def _contradicts(graph: SharingGraph, chosen: Chosen | None, bound: float | None) -> bool:
+    """Whether a claimed-optimal answer's float64 objective is off its own bound by more than the gap tolerance."""
+    if chosen is None:
+        return True
+    if bound is None:
+        return False
+    objective = math.fsum(o.cost for _, o in chosen)
+    try:
+        objective = math.fsum(c.cost for c in _verify(graph, chosen, math.inf, "check"))
+    except SolverError:
+        return True
+    gap = (objective - bound) / max(abs(objective), 1e-9)
+    return gap > GAP_TOLERANCE and objective - bound > 1e-9 * max(1.0, abs(objective))
 
 
 def evaluate(graph: SharingGraph, classes: Any, budget: float = math.inf) -> Solution:
