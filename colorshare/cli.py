@@ -1,4 +1,5 @@
-"""The ``colorshare`` command: ``demo`` (the default job), ``solve`` (an instance file), ``bench`` (the suite)."""
+"""The ``colorshare`` command: ``demo`` (the default job), ``solve`` (an instance file), ``bench`` (the suite),
+``compress`` (a model)."""
 
 from __future__ import annotations
 
@@ -103,6 +104,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--time-limit", type=float, default=None, help="seconds")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--json", action="store_true", help="print the whole Solution as JSON")
+    c = sub.add_parser("compress", help="compress a model (built-in name, local causal-LM folder or GGUF file)")
+    c.add_argument("model", help="smollm2-135m, minilm-l6, digits-mlp, or a path")
+    c.add_argument("--budget", required=True, help="stored parameters of the targeted layers: 50%% or a number")
+    c.add_argument("--out", required=True, help="folder for model.safetensors, report.json, report.md")
+    c.add_argument("--curvature", default=None, help="surrogate (default kfac); see colorshare.torch.CURVATURES")
+    c.add_argument("--backend", default="highs")
+    c.add_argument("--time-limit", type=float, default=300.0, help="seconds for the whole solve (default 300)")
+    c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--no-verify", action="store_true", help="skip reloading the saved file and re-measuring")
     from .bench.run import add_arguments, run_from_args
 
     b = sub.add_parser("bench", help="the benchmark suite: solvers, compression on real models, surrogate fidelity")
@@ -110,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.command == "bench":
         return run_from_args(args, b)
+    if args.command == "compress":
+        from .compress import main_from_args
+
+        return main_from_args(args)
     try:
         if args.command == "demo":
             if not 0 < args.budget_fraction or math.isnan(args.budget_fraction):

@@ -27,7 +27,7 @@ def batches():
 @pytest.mark.parametrize("frac", [0.3, 0.6, 0.9])
 def test_identity_holds_to_the_element(actions, frac, tmp_path):
     model = mlp()
-    g = build_graph(model, batches(), actions=actions, progress=False)
+    g = build_graph(model, batches(), actions=actions, trust_region=None, progress=False)
     sol = solve(g, frac * g.dense_size, backend="highs")
     assert sol.status == "optimal"
     shared = apply_coloring(model, g, sol)
@@ -45,7 +45,7 @@ def test_identity_holds_to_the_element(actions, frac, tmp_path):
 
 def test_tie_is_one_parameter_and_survives_load_and_optimizer_step(tmp_path):
     model = mlp()
-    g = build_graph(model, batches(), actions=("tie", "dense"), progress=False)
+    g = build_graph(model, batches(), actions=("tie", "dense"), trust_region=None, progress=False)
     sol = solve(g, 0.5 * g.dense_size, backend="highs")
     shared = apply_coloring(model, g, sol)
     tied = next(c for c in sol.classes if c.action == "tie")
@@ -67,7 +67,8 @@ def test_tie_is_one_parameter_and_survives_load_and_optimizer_step(tmp_path):
 
 def test_basis_modules_share_u_and_untie_restores_linear():
     model = mlp()
-    g = build_graph(model, batches(), actions=("basis", "dense"), ranks=[2, 4], progress=False)
+    g = build_graph(model, batches(), curvature="layerwise", actions=("basis", "dense"), ranks=[2, 4], trust_region=None,
+                    progress=False)
     sol = solve(g, 0.4 * g.dense_size, backend="highs")
     shared = apply_coloring(model, g, sol)
     grp = next((c for c in sol.classes if c.action == "basis" and len(c.members) > 1), None)
@@ -83,7 +84,7 @@ def test_basis_modules_share_u_and_untie_restores_linear():
 
 def test_errors_name_the_layer():
     model = mlp()
-    g = build_graph(model, batches(), actions=("tie", "dense"), progress=False)
+    g = build_graph(model, batches(), actions=("tie", "dense"), trust_region=None, progress=False)
     sol = solve(g, 0.5 * g.dense_size, backend="highs")
     other = mlp(width=12)
     with pytest.raises(ValueError, match=r"layer '2' has weight shape \(12, 12\)"):

@@ -7,6 +7,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+import math
+
 from .. import solve
 from .methods import allowed_groups
 
@@ -53,6 +55,7 @@ def run_compression(cfg: Any, case: Any, graph: Any, log: list[str],
     with their measured loss increase. ``extra``: estimator -> graph under which ``optimal`` is solved too
     (method ``optimal-<estimator>``; its surrogate column is in that estimator's units)."""
     from ..torch import apply_coloring, stored_parameters
+    from ..torch.baselines import baseline
 
     rows: list[dict[str, Any]] = []
     colorings: list[Coloring] = []
@@ -67,7 +70,8 @@ def run_compression(cfg: Any, case: Any, graph: Any, log: list[str],
     add("dense", 1.0, graph.dense_size, 0.0, case.metrics(case.model))
     runs = [(label, method, seed, cfg.curvature, graph) for label, method, seed in method_runs(cfg)]
     runs += [(f"optimal-{est}", "optimal", cfg.seed, est, g) for est, g in (extra or {}).items()]
-    with tqdm(total=len(cfg.budgets) * len(runs), desc=f"compression {case.name}", disable=not cfg.progress) as pb:
+    total = len(cfg.budgets) * (len(runs) + len(getattr(cfg, "baselines", ())))
+    with tqdm(total=total, desc=f"compression {case.name}", disable=not cfg.progress) as pb:
         for frac in cfg.budgets:
             for label, method, seed, est, g in runs:
                 pb.set_postfix_str(f"{frac:.0%} {label}")
@@ -90,4 +94,19 @@ def run_compression(cfg: Any, case: Any, graph: Any, log: list[str],
                 colorings.append(Coloring(f"{label}@{frac:g}", case.name,
                                           [(c.members, c.action, c.memory) for c in sol.classes], sol.objective,
                                           case.loss(shared) - base_loss, est))
+        baseline_graph = (extra or {}).get("layerwise", graph)
+        for frac in cfg.budgets:
+            for method in getattr(cfg, "baselines", ()):
+                pb.set_postfix_str(f"{frac:.0%} {method}")
+                if not all(baseline_graph.is_linear):
+                    continue
+                sol = baseline(baseline_graph, method, frac)
+                shared = apply_coloring(case.model, baseline_graph, sol)
+                stored = stored_parameters(shared)
+                if stored != base_params - baseline_graph.dense_size + sol.memory:
+                    raise AssertionError(f"{case.name} {method}: stored parameters differ from the plan")
+                # surrogate in the units of the run's graph, so that every row of a model compares
+                on_run = math.fsum(graph.basis_option(c.members, c.params["rank"], trust=False).cost
+                                   for c in sol.classes if c.action == "basis")
+                add(method, frac, sol.memory, on_run, case.metrics(shared))
     return rows, colorings

@@ -36,9 +36,10 @@ class BenchConfig:
     methods: tuple[str, ...] = ("optimal", "adjacent", "per-layer", "all-shared", "similarity", "random")
     group_size: int = 2  # k of adjacent / similarity / random
     random_seeds: int = 3
-    curvature: str = "layerwise"  # the surrogate every compression method minimises
-    optimal_curvatures: tuple[str, ...] = ("trace", "kfac")  # also solve `optimal` under these (optimal-<name>)
-    estimators: tuple[str, ...] = ("layerwise", "fisher", "hutchinson", "spectrum", "trace", "kfac")
+    curvature: str = "kfac"  # the surrogate every compression method minimises (the default pipeline's)
+    optimal_curvatures: tuple[str, ...] = ("layerwise", "trace")  # also solve `optimal` under these (optimal-<name>)
+    baselines: tuple[str, ...] = ("svd-uniform", "basis-sharing")  # the papers' baselines, at each budget
+    estimators: tuple[str, ...] = ("kfac", "layerwise", "fisher", "hutchinson", "spectrum", "trace")
     fidelity_colorings: int = 60  # at least this many colorings per estimator (random ones fill up)
     fidelity_models: tuple[str, ...] = MODELS  # the others: layerwise on their compression colorings only
     progress: bool = True
@@ -59,7 +60,7 @@ PRESETS: dict[str, BenchConfig] = {
         sweep_limits=(1.0, 2.0),
         budgets=(0.7, 0.5),
         random_seeds=2,
-        optimal_curvatures=(),
+        optimal_curvatures=("layerwise",),
         fidelity_colorings=50,
         fidelity_models=("digits-mlp",),
     ),

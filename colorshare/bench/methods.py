@@ -69,7 +69,7 @@ def _similarity(graph: SharingGraph, k: int, seed: int) -> Groups:
         if len(members) < 3:
             out.add(tuple(members))
             continue
-        W = np.stack([np.asarray(weights[i]).ravel() for i in members])
+        W = np.stack([np.asarray(weights[i].cpu()).ravel() for i in members])
         d2 = ((W[:, None, :] - W[None, :, :]) ** 2).sum(-1)
         scale = np.median(d2[np.triu_indices(len(members), 1)]) or 1.0
         affinity = np.exp(-d2 / scale)

@@ -61,8 +61,11 @@ class ModelRun:
             c = self.case
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
+                # kfac: the default self-distillation Fisher (a distillation loss has zero gradient at the dense
+                # model); no trust region, so that every coloring can be carried between estimators' graphs
                 self.graphs[estimator] = build_graph(
-                    c.model, c.batches, c.targets, estimator, loss_fn=c.loss_fn, ranks=c.ranks, seed=self.cfg.seed,
+                    c.model, c.batches, c.targets, estimator, loss_fn=None if estimator == "kfac" else c.loss_fn,
+                    ranks=c.ranks, seed=self.cfg.seed, trust_region=None,
                     progress=self.cfg.progress and estimator == self.cfg.curvature)
             if caught:
                 self.log.append(f"{self.name} {estimator}: {len(caught)} warning(s), e.g. {caught[0].message}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Option", "CostModel", "MedoidCosts", "PairwiseCosts", "GroupCosts"]
+__all__ = ["Option", "CostModel", "MedoidCosts", "PairwiseCosts", "GroupCosts", "SeparableBound"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,22 @@ class Option:
     memory: int
     representative: int | None = None
     params: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class SeparableBound:
+    """A lower bound on the options of every group (of 2+ members) within one family, separable by member.
+
+    For any group S of the family and any of its options o there is one bound b of the family's list with
+    ``o.cost >= sum_{i in S} b.costs[i]`` and ``o.memory >= b.fixed + |S| * b.per_member`` (parameters).
+    ``costs`` is indexed by position in the family (``inf`` = no group containing that member has this kind
+    of option). Column generation prices groups and states a global lower bound with it.
+    """
+
+    label: str
+    fixed: int
+    per_member: int
+    costs: np.ndarray
 
 
 def _check_square(name: str, matrix: Any, n: int | None) -> np.ndarray:
@@ -166,8 +182,10 @@ class GroupCosts(CostModel):
 
     kind = "group"
 
-    def __init__(self, source: Mapping[tuple[int, ...], Iterable[OptionLike]] | Callable[..., Any]) -> None:
+    def __init__(self, source: Mapping[tuple[int, ...], Iterable[OptionLike]] | Callable[..., Any],
+                 bounds: Callable[[tuple[int, ...]], list[SeparableBound]] | None = None) -> None:
         self._cache: dict[tuple[int, ...], list[Option]] = {}
+        self._bounds = bounds
         if callable(source) and not isinstance(source, Mapping):
             self._oracle: Callable[..., Any] | None = source
             self.table: dict[tuple[int, ...], list[Option]] | None = None
@@ -181,6 +199,15 @@ class GroupCosts(CostModel):
                 self.table[key] = [_as_option(o, key) for o in opts]
         else:
             raise TypeError(f"group costs must be a mapping or a callable, got {type(source).__name__}")
+
+    @property
+    def has_bounds(self) -> bool:
+        """Whether :meth:`bounds` is known (it makes column generation possible, with a global bound)."""
+        return self._bounds is not None
+
+    def bounds(self, family: tuple[int, ...]) -> list[SeparableBound]:
+        """:class:`SeparableBound` list of a family (sorted member indices); [] when none is known."""
+        return [] if self._bounds is None else list(self._bounds(family))
 
     def options(self, group: tuple[int, ...], size: int) -> list[Option]:
         if self.table is not None:

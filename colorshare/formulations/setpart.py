@@ -13,7 +13,7 @@ restrictions: adjacent groups, singletons only, one group per family).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -64,21 +64,28 @@ class SetPartition(Formulation):
         group_filter: Callable[[tuple[int, ...]], bool] | None = None,
         max_columns: int = MAX_COLUMNS,
         cost_cap: float | None = None,
+        groups: Iterable[tuple[int, ...]] | None = None,
     ) -> None:
+        """``groups``: an explicit candidate list (e.g. generated columns); the model is then exact over the
+        columns of those groups only (``restricted``)."""
         if max_group_size is not None and (not isinstance(max_group_size, int) or max_group_size < 1):
             raise ValueError(f"max_group_size must be a positive integer, got {max_group_size!r}")
         self.max_group_size = max_group_size
         self.group_filter = group_filter
         self.max_columns = max_columns
+        self.candidates = None if groups is None else [tuple(sorted(int(i) for i in grp)) for grp in groups]
         largest = max(len(m) for m in graph.family_members.values())
-        self.restricted = group_filter is not None or (max_group_size is not None and max_group_size < largest)
+        self.restricted = group_filter is not None or (max_group_size is not None and max_group_size < largest) \
+            or self.candidates is not None
         super().__init__(graph, budget, cost_cap)
 
     def _groups(self) -> Iterator[tuple[int, ...]]:
         g = self.graph
         table = getattr(g.model, "table", None)
-        if table is not None:
-            source: Iterator[tuple[int, ...]] = iter(sorted(table))
+        if self.candidates is not None:
+            source: Iterator[tuple[int, ...]] = iter(self.candidates)
+        elif table is not None:
+            source = iter(sorted(table))
         else:
             source = enumerate_groups(g, self.max_group_size)
         for group in source:

@@ -13,6 +13,7 @@ from ..formulations.clique import CliquePartition
 from ..formulations.graph import SharingClass, SharingGraph
 from ..formulations.pmedian import PMedian
 from ..formulations.setpart import SetPartition, admits
+from .colgen import estimated_groups, generate_columns
 from .decompose import solve_by_family
 from .greedy import greedy
 from .registry import get_backend
@@ -142,8 +143,11 @@ def solve(
     if decompose not in ("auto", True, False):
         raise ValueError(f"decompose must be 'auto', True or False, got {decompose!r}")
     form_opts = {k: options.pop(k) for k in ("max_group_size", "group_filter") if k in options}
+    columns = options.pop("columns", "auto")
     if form_opts and form_name != "setpart":
         raise ValueError(f"option(s) {', '.join(form_opts)} apply to the setpart formulation only")
+    if columns not in ("auto", "all", "generate"):
+        raise ValueError(f"columns must be 'auto', 'all' or 'generate', got {columns!r}")
     facts: dict[str, Any] = {}
 
     def finish(chosen: Chosen | None, claim: Status, bound: float | None) -> Solution:
@@ -165,7 +169,14 @@ def solve(
     if b < graph.min_memory():
         facts["proof"] = f"budget {b:g} < {graph.min_memory()} parameters (one layer per family)"
         return finish(None, Status.INFEASIBLE, None)
-    start = greedy(graph, b)
+    generate = form_name == "setpart" and backend_cls.exact and graph.kind == "group" and (
+        columns == "generate" or (columns == "auto" and getattr(graph.model, "table", None) is None
+                                  and "group_filter" not in form_opts
+                                  and estimated_groups(graph, form_opts.get("max_group_size")) > MAX_ENUMERATED_GROUPS))
+    if generate:
+        return _solve_generated(graph, b, backend_cls(), limit, int(seed), t0, form_opts.get("max_group_size"),
+                                options, facts, finish)
+    start = greedy(graph, b, form_opts.get("max_group_size"))
     facts["greedy_objective"] = None if start is None else math.fsum(o.cost for _, o in start)
     solver = backend_cls()
     if not backend_cls.exact:
@@ -203,6 +214,35 @@ def solve(
         facts.update({k: v for k, v in raw.facts.items() if k != "warm_start"})
         chosen = form.decode(raw.x) if raw.x is not None else None
     return finish(chosen, raw.status, raw.bound)
+
+
+MAX_ENUMERATED_GROUPS = 2000
+"""Above this many groups (all families, up to ``max_group_size``), ``columns="auto"`` generates columns."""
+
+
+def _solve_generated(graph: SharingGraph, b: float, solver: Any, limit: float | None, seed: int, t0: float,
+                     max_group_size: int | None, options: dict[str, Any], facts: dict[str, Any],
+                     finish: Any) -> Solution:
+    """Column generation, then the integer program over the generated columns, within one time limit: the
+    generation may use 60 % of it. The bound is the generation's global Lagrangian bound, so "optimal" means
+    proven for the whole space, never only over the columns."""
+    deadline = None if limit is None else t0 + 0.6 * limit
+    cs = generate_columns(graph, b, deadline, max_group_size)
+    form = SetPartition(graph, b, groups=cs.groups)
+    facts.update({"formulation": form.describe() + " over generated columns", "columns": len(form.columns),
+                  "column_generation": cs.facts, "global_bound": cs.bound, "greedy_objective": None})
+    left = None if limit is None else max(1e-3, limit - (time.perf_counter() - t0))
+    raw = solver.solve_program(form.program, left, seed, None, **options)
+    facts.update(raw.facts)
+    facts["column_bound"] = raw.bound
+    chosen = form.decode(raw.x) if raw.x is not None else None
+    if chosen is not None:
+        facts["restricted"] = (f"{'optimal' if raw.status == Status.OPTIMAL else 'best found'} over "
+                               f"{len(form.columns)} generated columns")
+    if chosen is None and raw.status == Status.INFEASIBLE:
+        facts["restricted"] = f"no coloring over the {len(form.columns)} generated columns (not a proof)"
+        return finish(None, Status.UNKNOWN, cs.bound)
+    return finish(chosen, raw.status if chosen is not None else Status.UNKNOWN, cs.bound)
 
 
 def _contradicts(graph: SharingGraph, chosen: Chosen | None, bound: float | None) -> bool:

@@ -15,12 +15,13 @@ def _cheapest(options: list[Option]) -> Option | None:
     return min(options, key=lambda o: (o.cost, o.memory)) if options else None
 
 
-def greedy(graph: SharingGraph, budget: float) -> Chosen | None:
+def greedy(graph: SharingGraph, budget: float, max_group_size: int | None = None) -> Chosen | None:
     """A budget-feasible coloring built by cheapest-per-parameter moves, or None if the greedy gets stuck.
 
     Start from singletons with their cheapest action; while the memory (parameters) exceeds ``budget``, apply
     the move with the least added cost per parameter saved: merge two classes of one family that may share,
-    or switch a class to a smaller action. None does not prove infeasibility.
+    or switch a class to a smaller action. None does not prove infeasibility. Merges never form a group of
+    more than ``max_group_size`` layers (none at all for 1).
     """
     classes: dict[int, tuple[tuple[int, ...], Option]] = {}
     for i in range(graph.n):
@@ -68,9 +69,11 @@ def greedy(graph: SharingGraph, budget: float) -> Chosen | None:
         by_family: dict[str, list[int]] = {}
         for cid in ids:
             by_family.setdefault(graph.families[classes[cid][0][0]], []).append(cid)
-        for fam_ids in by_family.values():
+        for fam_ids in by_family.values() if max_group_size != 1 else ():
             for k, a in enumerate(fam_ids):
                 for b in fam_ids[k + 1 :]:
+                    if max_group_size is not None and len(classes[a][0]) + len(classes[b][0]) > max_group_size:
+                        continue
                     mv = merge_score(a, b)
                     if mv is not None and (best is None or mv[0] < best[0]):
                         best = (mv[0], "merge", (a, b), mv[1])

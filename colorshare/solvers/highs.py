@@ -82,23 +82,7 @@ class HighsBackend(Backend):
                 h.setOptionValue("threads", int(threads))
             if time_limit is not None:
                 h.setOptionValue("time_limit", float(time_limit))
-            inf = highspy.kHighsInf
-            lp = highspy.HighsLp()
-            n = program.num_vars
-            lp.num_col_ = n
-            lp.num_row_ = program.num_rows
-            lp.col_cost_ = program.c
-            lp.offset_ = program.offset
-            lp.col_lower_ = program.col_lo
-            lp.col_upper_ = program.col_hi
-            lp.row_lower_ = np.where(np.isinf(program.row_lo), -inf, program.row_lo)
-            lp.row_upper_ = np.where(np.isinf(program.row_hi), inf, program.row_hi)
-            A = program.A.tocsc()
-            lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-            lp.a_matrix_.start_ = A.indptr.astype(np.int32)
-            lp.a_matrix_.index_ = A.indices.astype(np.int32)
-            lp.a_matrix_.value_ = A.data
-            lp.integrality_ = [highspy.HighsVarType.kInteger] * n
+            lp = _to_lp(program, integer=True)
             h.passModel(lp)
             if hint is not None:
                 sol = highspy.HighsSolution()
@@ -136,6 +120,45 @@ class HighsBackend(Backend):
             claim = Status.OPTIMAL if status == ms.kOptimal else Status.FEASIBLE
             return RawResult(claim, x, bound, facts)
         return RawResult(Status.UNKNOWN, facts=facts)
+
+
+def _to_lp(program: IntegerProgram, integer: bool) -> Any:
+    """The program as a ``highspy.HighsLp`` (CSC matrix passed as is)."""
+    import highspy
+
+    inf = highspy.kHighsInf
+    lp = highspy.HighsLp()
+    n = program.num_vars
+    lp.num_col_ = n
+    lp.num_row_ = program.num_rows
+    lp.col_cost_ = program.c
+    lp.offset_ = program.offset
+    lp.col_lower_ = program.col_lo
+    lp.col_upper_ = program.col_hi
+    lp.row_lower_ = np.where(np.isinf(program.row_lo), -inf, program.row_lo)
+    lp.row_upper_ = np.where(np.isinf(program.row_hi), inf, program.row_hi)
+    A = program.A.tocsc()
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = A.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = A.indices.astype(np.int32)
+    lp.a_matrix_.value_ = A.data
+    if integer:
+        lp.integrality_ = [highspy.HighsVarType.kInteger] * n
+    return lp
+
+
+def solve_lp(program: IntegerProgram, time_limit: float | None = None) -> tuple[str, float, np.ndarray, np.ndarray]:
+    """The LP relaxation of ``program`` by HiGHS: (status word, value, x, row duals). Duals follow HiGHS's
+    convention (minimisation: ``c - A^T y`` are the reduced costs; ``y <= 0`` on a binding ``<=`` row)."""
+    h = _new_highs()
+    h.setOptionValue("output_flag", False)
+    if time_limit is not None:
+        h.setOptionValue("time_limit", float(time_limit))
+    h.passModel(_to_lp(program, integer=False))
+    h.run()
+    status = h.modelStatusToString(h.getModelStatus())
+    sol = h.getSolution()
+    return status, float(h.getInfo().objective_function_value), np.asarray(sol.col_value), np.asarray(sol.row_dual)
 
 
 def _start_fate(hint: np.ndarray | None, log_text: str) -> str:

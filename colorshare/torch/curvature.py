@@ -10,10 +10,13 @@ d_out x (d_in * kernel)), each :class:`Curvature` gives ``quad(D) ~ 1/2 vec(D)^T
 - ``spectrum``: top-k eigenpairs of the layer's Hessian block by Lanczos (scipy's eigsh on Hessian-vector
   products) plus an isotropic rest ``sigma = (tr H - sum lambda) / (d - k)``, trace by Hutchinson.
 - ``trace``: ``H ~ (tr H / d) I`` (HAWQ-style), trace by Hutchinson.
-- ``kfac``: ``H ~ Sigma (x) h I`` (K-FAC with an isotropic output factor): the ``layerwise`` input covariance,
-  scaled per layer by ``h = (tr H / d) * d_in / tr Sigma`` from the Hutchinson trace, so that
-  ``tr H`` matches ``trace``. Input-aware like ``layerwise`` (same tie centers and whitened bases), but
-  layers are weighted by how much the loss cares about their outputs. Returned with kind ``layerwise``.
+- ``kfac`` (the default): K-FAC with both factors, reduced to what a sharing cost needs. The input factor is
+  ``layerwise``'s ``Sigma = E[x x^T]``; the output factor ``G = E[g g^T]`` of the gradients at the layer's
+  output is gathered in the same pass and enters as its per-layer scale ``h = tr G / d_out`` (its diagonal
+  is kept as ``out_diag``). ``quad(D) = h/2 tr(D Sigma D^T)``. Without a ``loss_fn`` the gradients are those
+  of the sampled self-distillation Fisher (:func:`colorshare.torch.stats.sampled_fisher_loss`), positive
+  semi-definite by construction and needing no labels; with one, the empirical Fisher of that loss. Layers
+  the loss never reaches are left out with a warning. Returned with kind ``layerwise`` and ``scale = h``.
 
 Negative curvature (possible away from a minimum, or by sampling noise) is clipped to 0 with a warning.
 """
@@ -30,19 +33,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["Curvature", "estimate", "CURVATURES", "forward", "matrix_of"]
+from .stats import forward, layer_statistics, sampled_fisher_loss
 
-CURVATURES = ("layerwise", "fisher", "hutchinson", "spectrum", "trace", "kfac")
+__all__ = ["Curvature", "estimate", "CURVATURES", "forward", "matrix_of", "DEFAULT_CURVATURE"]
 
-
-def forward(model: nn.Module, batch: Any) -> Any:
-    """Run ``model`` on one batch: a dict is passed as keyword arguments, a tuple/list by its first element
-    (the rest, e.g. targets, is for ``loss_fn``), anything else as the single argument."""
-    if isinstance(batch, dict):
-        return model(**batch)
-    if isinstance(batch, (tuple, list)):
-        return model(batch[0])
-    return model(batch)
+CURVATURES = ("kfac", "layerwise", "fisher", "hutchinson", "spectrum", "trace")
+DEFAULT_CURVATURE = "kfac"
 
 
 def matrix_of(weight: torch.Tensor) -> torch.Tensor:
@@ -53,7 +49,9 @@ def matrix_of(weight: torch.Tensor) -> torch.Tensor:
 @dataclass
 class Curvature:
     kind: str
-    sigma_in: torch.Tensor | None = None  # layerwise: d_in x d_in
+    sigma_in: torch.Tensor | None = None  # layerwise: d_in x d_in (E[x x^T], on the layer's device)
+    scale: float = 1.0  # layerwise: output factor tr(G) / d_out (kfac); 1 for plain layerwise
+    out_diag: torch.Tensor | None = None  # kfac: diagonal of G (d_out), kept for inspection
     diag: torch.Tensor | None = None  # fisher / hutchinson: d_out x d_in
     scalar: float | None = None  # trace: tr H / d
     vecs: torch.Tensor | None = None  # spectrum: d x k
@@ -64,7 +62,8 @@ class Curvature:
         """``1/2 vec(D)^T H vec(D)`` for a d_out x d_in perturbation (float64)."""
         D = D.to(torch.float64)
         if self.kind == "layerwise":
-            return 0.5 * float(torch.einsum("ij,jk,ik->", D, self.sigma_in, D))
+            D = D.to(self.sigma_in.device)
+            return 0.5 * self.scale * float(torch.einsum("ij,jk,ik->", D, self.sigma_in, D))
         if self.diag is not None:
             return 0.5 * float((self.diag * D * D).sum())
         if self.kind == "trace":
@@ -93,45 +92,16 @@ def _clip(t: torch.Tensor, what: str) -> torch.Tensor:
     return t
 
 
-def _layer_inputs(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    x = x.detach()
-    if isinstance(module, nn.Linear):
-        return x.reshape(-1, x.shape[-1])
-    if isinstance(module, nn.Conv2d):
-        cols = torch.nn.functional.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)
-        return cols.transpose(1, 2).reshape(-1, cols.shape[1])
-    if isinstance(module, nn.Conv1d):
-        cols = torch.nn.functional.unfold(x.unsqueeze(-1), (module.kernel_size[0], 1), (module.dilation[0], 1),
-                                          (module.padding[0], 0), (module.stride[0], 1))
-        return cols.transpose(1, 2).reshape(-1, cols.shape[1])
-    raise TypeError(f"unsupported module {type(module).__name__}")
-
-
-def _layerwise(model: nn.Module, modules: dict[str, nn.Module], batches: Iterable[Any], bar: Any) -> dict:
-    sums = {n: None for n in modules}
-    counts = dict.fromkeys(modules, 0)
-
-    def hook(name: str) -> Callable:
-        def fn(mod: nn.Module, args: tuple, out: Any) -> None:
-            X = _layer_inputs(mod, args[0]).to(torch.float64)
-            s = X.T @ X
-            sums[name] = s if sums[name] is None else sums[name] + s
-            counts[name] += X.shape[0]
-        return fn
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in modules.items()]
-    try:
-        with torch.no_grad():
-            for batch in bar(batches):
-                forward(model, batch)
-    finally:
-        for h in handles:
-            h.remove()
+def _layerwise(model: nn.Module, modules: dict[str, nn.Module], batches: Iterable[Any], bar: Any,
+               fisher_loss: Callable | None = None) -> dict[str, Curvature]:
+    st = layer_statistics(model, modules, batches, bar, fisher_loss)
     out = {}
     for n in modules:
-        if counts[n] == 0:
-            raise ValueError(f"layer {n!r} saw no input: the calibration batches never reach it")
-        out[n] = Curvature("layerwise", sigma_in=sums[n] / counts[n])
+        if st.out_sq is None:
+            out[n] = Curvature("layerwise", sigma_in=st.sigma[n])
+        elif n in st.out_sq:
+            g = st.out_sq[n]
+            out[n] = Curvature("layerwise", sigma_in=st.sigma[n], scale=float(g.mean()), out_diag=g)
     return out
 
 
@@ -223,7 +193,7 @@ def estimate(
     model: nn.Module,
     modules: dict[str, nn.Module],
     batches: Iterable[Any],
-    curvature: str = "layerwise",
+    curvature: str = DEFAULT_CURVATURE,
     loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
     probes: int = 4,
     k: int = 4,
@@ -238,6 +208,11 @@ def estimate(
         return tqdm(it, desc=f"curvature ({curvature})", leave=False) if progress else it
 
     gen = torch.Generator().manual_seed(seed)
+    if loss_fn is None and curvature != "layerwise":
+        sample_gen = torch.Generator().manual_seed(seed + 1)
+
+        def loss_fn(output: Any, batch: Any) -> torch.Tensor:  # self-distillation, Fisher form (sampled labels)
+            return sampled_fisher_loss(output, batch, sample_gen)
     was_training = model.training
     model.eval()
     try:
@@ -248,8 +223,7 @@ def estimate(
         if curvature == "spectrum":
             return _spectrum(model, modules, batches, loss_fn, k, probes, gen, bar if progress else _quiet)
         if curvature == "kfac":
-            batches = list(batches)  # two passes
-            inputs = _layerwise(model, modules, batches, bar)
+            return _layerwise(model, modules, batches, bar, loss_fn)
         diags = _hutchinson_diag(model, modules, batches, loss_fn, probes, gen, bar)
         if curvature == "hutchinson":
             return {n: Curvature("hutchinson", diag=_clip(matrix_of(d), f"{n} Hessian diagonal"))
@@ -261,12 +235,6 @@ def estimate(
                 warnings.warn(f"{n}: negative Hessian trace estimate clipped to 0", RuntimeWarning, stacklevel=2)
                 t = 0.0
             out[n] = Curvature("trace", scalar=t)
-        if curvature == "kfac":
-            for n, d in zip(modules, diags):
-                sigma = inputs[n].sigma_in
-                tr = float(torch.trace(sigma))
-                h = out[n].scalar * matrix_of(d).shape[1] / tr if tr > 0 else 0.0  # type: ignore[operator]
-                out[n] = Curvature("layerwise", sigma_in=h * sigma)
         return out
     finally:
         model.train(was_training)

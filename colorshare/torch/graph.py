@@ -1,48 +1,123 @@
-"""Model -> graph: families by shape and role, curvature per layer, exact cost and memory of every action."""
+"""Model -> graph: families by shape and role, curvature per layer, exact cost and memory of every action.
+
+The graph keeps references to the model's own weights (no float64 copy of the model) and per-layer
+statistics on each layer's device. A group's costs are computed when a solver asks for them, from its
+members' statistics (a group's statistics are sums of its layers'), on the members' device.
+
+For the input-aware estimators (``kfac``, ``layerwise``: ``quad_i(D) = h_i/2 tr(D Sigma_i D^T)``) a shared
+basis of rank r costs half the discarded tail of the spectrum of ``sum_i h_i W_i Sigma_i W_i^T``. One
+eigendecomposition serves the whole rank menu, and it is taken on the smaller side: ``d_out x d_out``, or
+the Gram matrix of the whitened stack ``[W_1 L_1, ..., W_k L_k]`` (``k d_in`` square) when that is smaller
+(``Sigma_i = L_i L_i^T``; gate/up projections of a LLaMA are 1536 x 576).
+"""
 
 from __future__ import annotations
 
+import math
+import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from ..formulations.costs import GroupCosts, Option
+from ..formulations.costs import GroupCosts, Option, SeparableBound
 from ..formulations.graph import SharingGraph
-from .curvature import Curvature, estimate, matrix_of
+from .curvature import DEFAULT_CURVATURE, Curvature, estimate, matrix_of
 from .targets import role_of, select_modules
 
-__all__ = ["ModelGraph", "build_graph", "ACTIONS"]
+__all__ = ["ModelGraph", "build_graph", "ACTIONS", "DEFAULT_ACTIONS", "DEFAULT_TRUST_REGION", "rank_menu"]
 
 ACTIONS = ("tie", "medoid", "basis", "dense")
+DEFAULT_ACTIONS = ("tie", "basis", "dense")
+DEFAULT_TRUST_REGION = 0.6
+"""Default cap on each layer's relative whitened error ``||(W' - W) L||^2 / ||W L||^2`` (see build_graph)."""
+
+
+class _LRU:
+    """A cache bounded by bytes of tensors held (pitfalls.md: caches keyed by group grow with groups)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.data: OrderedDict[Any, torch.Tensor] = OrderedDict()
+
+    def get(self, key: Any, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if key in self.data:
+            self.data.move_to_end(key)
+            return self.data[key]
+        value = make()
+        size = value.numel() * value.element_size()
+        if size <= self.max_bytes:
+            self.data[key] = value
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, old = self.data.popitem(last=False)
+                self.bytes -= old.numel() * old.element_size()
+        return value
+
+
+@dataclass
+class _Spectrum:
+    """A group's whitened spectrum: eigenvalues (descending, CPU float64) and each member's relative error
+    per rank (``rel_err[k, r]`` = discarded fraction of member k's whitened energy at rank r)."""
+
+    vals: np.ndarray
+    rel_err: np.ndarray
+
+
+def rank_menu(shape: tuple[int, ...]) -> list[int]:
+    """The default rank menu: multiples of a step (8 below 512, then 16 per 1024 of ``min(d_out, d_in)``)."""
+    d = min(shape[0], int(np.prod(shape[1:])))
+    step = 8 if d < 512 else 16 * math.ceil(d / 1024)
+    return list(range(step, d, step)) or [max(1, d // 2)]
 
 
 class ModelGraph(SharingGraph):
-    """A :class:`SharingGraph` built from a model: it keeps each layer's weight (float64 matrix) and
-    curvature, so the shared tensors of a solution can be computed exactly as the costs were."""
+    """A :class:`SharingGraph` built from a model: it keeps references to each layer's weight and its
+    curvature, so the shared tensors of a solution are computed exactly as the costs were."""
 
     module_names: tuple[str, ...]
     shapes: tuple[tuple[int, ...], ...]
-    weights: list[torch.Tensor]
     curvatures: list[Curvature]
     is_linear: list[bool]
+    trust_region: float | None
+
+    # ---- weights, on their own device ---------------------------------------------------------------------
+    def weight(self, i: int) -> torch.Tensor:
+        """Layer ``i``'s weight as a float64 d_out x d_in matrix on the layer's (or its curvature's) device."""
+        W = matrix_of(self._params[i].detach())
+        c = self.curvatures[i]
+        device = c.sigma_in.device if c.sigma_in is not None else W.device
+        return W.to(device=device, dtype=torch.float64)
+
+    @property
+    def weights(self) -> list[torch.Tensor]:
+        """Every layer's weight in float64 (a copy of all of them: for small models and tests only)."""
+        return [self.weight(i) for i in range(self.n)]
+
+    def _input_aware(self, i: int) -> bool:
+        return self.curvatures[i].kind == "layerwise"
 
     # ---- the shared tensors of each action --------------------------------------------------------------
     def tie_center(self, group: Sequence[int]) -> torch.Tensor:
         """The curvature-weighted mean ``argmin_W sum_i quad_i(W - W_i)`` (d_out x d_in, float64)."""
-        Ws = [self.weights[i] for i in group]
+        Ws = [self.weight(i) for i in group]
         cs = [self.curvatures[i] for i in group]
         if cs[0].kind == "layerwise":
             # (S + eps I) W^T = R^T + eps mean^T: input directions the calibration data never excites (dead
             # units, constant pixels) keep the plain mean instead of an arbitrary, unstable least-squares value
-            S = sum(c.sigma_in for c in cs)
-            R = sum(W @ c.sigma_in for W, c in zip(Ws, cs))
+            S = sum(c.scale * c.sigma_in for c in cs)
+            R = sum(c.scale * (W @ c.sigma_in) for W, c in zip(Ws, cs))
             mean = sum(Ws) / len(Ws)
             eps = 1e-6 * float(torch.trace(S)) / S.shape[0]
             if eps <= 0:
                 return mean
-            eye = torch.eye(S.shape[0], dtype=S.dtype)
+            eye = torch.eye(S.shape[0], dtype=S.dtype, device=S.device)
             return torch.linalg.solve(S + eps * eye, (R + eps * mean).T).T
         scales = [c.weight_scale() for c in cs]
         tot = sum(scales)
@@ -53,26 +128,103 @@ class ModelGraph(SharingGraph):
         return num / tot if tot > 0 else sum(Ws) / len(Ws)
 
     def basis(self, group: Sequence[int], rank: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Shared basis U (d_out x rank) and per-layer coefficients C_i = U^T W_i (rank x d_in)."""
-        U = self._eig(tuple(group))[1][:, :rank]
-        return U, [U.T @ self.weights[i] for i in group]
+        """Shared basis U (d_out x rank, orthonormal) and per-layer coefficients C_i = U^T W_i (rank x d_in)."""
+        U = self._basis_vectors(tuple(group), rank)
+        return U, [U.T @ self.weight(i) for i in group]
 
-    def _eig(self, group: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        cache = self.__dict__.setdefault("_eig_cache", {})
-        if group not in cache:
-            G = sum(self._gram(i) for i in group)
-            vals, vecs = torch.linalg.eigh(G)
-            cache[group] = (vals.flip(0).clamp(min=0), vecs.flip(1))
-            if len(cache) > 4096:
-                cache.pop(next(iter(cache)))
-        return cache[group]
+    # ---- spectra -------------------------------------------------------------------------------------------
+    def _root(self, i: int) -> torch.Tensor:
+        """``L_i`` with ``h_i Sigma_i = L_i L_i^T`` (symmetric eigen-root: exact for singular Sigma)."""
+        c = self.curvatures[i]
+
+        def make() -> torch.Tensor:
+            vals, vecs = torch.linalg.eigh(c.sigma_in)
+            return vecs * vals.clamp(min=0).sqrt()
+        return math.sqrt(c.scale) * self._cache.get(("root", id(c.sigma_in)), make)
 
     def _gram(self, i: int) -> torch.Tensor:
-        W, c = self.weights[i], self.curvatures[i]
-        return W @ c.sigma_in @ W.T if c.kind == "layerwise" else W @ W.T
+        """``h_i W_i Sigma_i W_i^T`` (d_out x d_out) for input-aware curvature, else ``W_i W_i^T`` (cached)."""
+        def make() -> torch.Tensor:
+            W, c = self.weight(i), self.curvatures[i]
+            return c.scale * (W @ c.sigma_in @ W.T) if c.kind == "layerwise" else W @ W.T
+        return self._cache.get(("gram", i), make)
+
+    def _side(self, group: tuple[int, ...]) -> str:
+        d_out, d_in = self.shapes[group[0]][0], int(np.prod(self.shapes[group[0]][1:]))
+        return "in" if self._input_aware(group[0]) and len(group) * d_in < d_out else "out"
+
+    def _stack(self, group: tuple[int, ...]) -> torch.Tensor:
+        return torch.cat([self._cache.get(("z", i), lambda i=i: self.weight(i) @ self._root(i)) for i in group], dim=1)
+
+    def _spectrum(self, group: tuple[int, ...]) -> _Spectrum:
+        """Eigenvalues and per-member relative errors of ``group``'s shared basis at every rank."""
+        hit = self._spectra.get(group)
+        if hit is not None:
+            self._spectra.move_to_end(group)
+            return hit
+        if self._side(group) == "in":
+            Z = self._stack(group)
+            vals, V = torch.linalg.eigh(Z.T @ Z)
+            vals, V = vals.flip(0).clamp(min=0), V.flip(1)
+            pos = vals > vals[0] * 1e-13 if len(vals) and vals[0] > 0 else torch.zeros_like(vals, dtype=torch.bool)
+            U = (Z @ V[:, pos]) / vals[pos].sqrt()
+            d_in = Z.shape[1] // len(group)
+            blocks = [Z[:, k * d_in:(k + 1) * d_in] for k in range(len(group))]
+            proj = [((U.T @ B) ** 2).sum(1) for B in blocks]
+            tot = [float((B * B).sum()) for B in blocks]
+        else:
+            grams = [self._gram(i) for i in group]
+            vals, U = torch.linalg.eigh(sum(grams))
+            vals, U = vals.flip(0).clamp(min=0), U.flip(1)
+            proj = [torch.einsum("ij,jk,ki->i", U.T, G, U) for G in grams]
+            tot = [float(torch.trace(G)) for G in grams]
+        width = len(vals)
+        rel = np.ones((len(group), width + 1))
+        for k, (p, t) in enumerate(zip(proj, tot)):
+            captured = np.concatenate([[0.0], np.cumsum(p.double().cpu().numpy())])
+            captured = np.pad(captured, (0, width + 1 - len(captured)), mode="edge")
+            rel[k] = np.clip(1.0 - captured / t, 0.0, 1.0) if t > 0 else 0.0
+        spec = _Spectrum(vals.double().cpu().numpy(), rel)
+        self._spectra[group] = spec
+        while len(self._spectra) > self._max_spectra:
+            self._spectra.popitem(last=False)
+        return spec
+
+    def _basis_vectors(self, group: tuple[int, ...], rank: int) -> torch.Tensor:
+        if self._side(group) == "in":
+            Z = self._stack(group)
+            vals, V = torch.linalg.eigh(Z.T @ Z)
+            vals, V = vals.flip(0)[:rank].clamp(min=0), V.flip(1)[:, :rank]
+            U = Z @ V / vals.sqrt().clamp(min=1e-300)
+            # directions beyond the positive spectrum carry nothing: keep U orthonormal anyway
+            return torch.linalg.qr(U)[0] if bool((vals <= 0).any()) else U
+        G = sum(self._gram(i) for i in group)
+        return torch.linalg.eigh(G)[1].flip(1)[:, :rank]
 
     # ---- exact costs --------------------------------------------------------------------------------------
-    def _options(self, group: tuple[int, ...], ranks: Sequence[int], actions: Sequence[str]) -> list[Option]:
+    def _fits(self, errors: Iterable[float]) -> bool:
+        return self.trust_region is None or all(e <= self.trust_region + 1e-12 for e in errors)
+
+    def basis_option(self, group: Sequence[int], rank: int, trust: bool = True) -> Option | None:
+        """The exact cost and memory of a shared basis of any ``rank`` for ``group`` (None if out of the trust
+        region, unless ``trust=False``). Used for the baselines' ranks, which need not be on the menu."""
+        group = tuple(sorted(group))
+        d_out, d_in = self.shapes[group[0]][0], int(np.prod(self.shapes[group[0]][1:]))
+        mem = d_out * rank + len(group) * rank * d_in
+        if self._input_aware(group[0]):
+            spec = self._spectrum(group)
+            r = min(rank, len(spec.vals))
+            if trust and not self._fits(spec.rel_err[:, r]):
+                return None
+            return Option("basis", 0.5 * float(spec.vals[r:].sum()), mem, params={"rank": int(rank)})
+        saved, self.trust_region = self.trust_region, (self.trust_region if trust else None)
+        try:
+            return next(iter(self._generic_basis(group, [rank])), None)
+        finally:
+            self.trust_region = saved
+
+    def _options(self, group: tuple[int, ...]) -> list[Option]:
+        actions, ranks = self._actions, self._menus[self.shapes[group[0]]]
         m = int(self.sizes[group[0]])
         out: list[Option] = []
         if len(group) == 1:
@@ -80,48 +232,94 @@ class ModelGraph(SharingGraph):
         else:
             if "tie" in actions:
                 W = self.tie_center(group)
-                out.append(Option("tie", sum(self.curvatures[i].quad(W - self.weights[i]) for i in group), m))
+                errs = [self.curvatures[i].quad(W - self.weight(i)) for i in group]
+                if self._fits(e / max(self._energy(i), 1e-300) for e, i in zip(errs, group)):
+                    out.append(Option("tie", math.fsum(errs), m))
             if "medoid" in actions:
-                costs = [sum(self.curvatures[i].quad(self.weights[j] - self.weights[i]) for i in group) for j in group]
-                k = min(range(len(group)), key=costs.__getitem__)
-                out.append(Option("medoid", costs[k], m, representative=group[k]))
+                costs = [[self.curvatures[i].quad(self.weight(j) - self.weight(i)) for i in group] for j in group]
+                k = min(range(len(group)), key=lambda j: sum(costs[j]))
+                if self._fits(e / max(self._energy(i), 1e-300) for e, i in zip(costs[k], group)):
+                    out.append(Option("medoid", math.fsum(costs[k]), m, representative=group[k]))
         if "basis" in actions and self.is_linear[group[0]]:
-            d_out, d_in = self.weights[group[0]].shape
-            vals, vecs = self._eig(group)
-            layerwise = self.curvatures[group[0]].kind == "layerwise"
-            coeffs = [] if layerwise else [vecs.T @ self.weights[i] for i in group]
-            approx = [torch.zeros_like(self.weights[i]) for i in group] if coeffs else []
-            done = 0  # approx[k] = U_done U_done^T W_k, grown rank by rank instead of forming each projector
-            for r in ranks:
-                mem = d_out * r + len(group) * r * d_in
-                if mem >= len(group) * m:
-                    continue
-                if layerwise:
-                    cost = 0.5 * float(vals[r:].sum())
-                else:
-                    for a, C in zip(approx, coeffs):
-                        a += vecs[:, done:r] @ C[done:r]
-                    done = r
-                    cost = sum(self.curvatures[i].quad(a - self.weights[i]) for a, i in zip(approx, group))
-                out.append(Option("basis", cost, mem, params={"rank": int(r)}))
+            d_out, d_in = self.shapes[group[0]][0], int(np.prod(self.shapes[group[0]][1:]))
+            ranks = [r for r in ranks if d_out * r + len(group) * r * d_in < len(group) * m]
+            if self._input_aware(group[0]):
+                spec = self._spectrum(group)
+                tails = np.concatenate([np.cumsum(spec.vals[::-1])[::-1], [0.0]])
+                for r in ranks:
+                    rr = min(r, len(spec.vals))
+                    if self._fits(spec.rel_err[:, rr]):
+                        out.append(Option("basis", 0.5 * float(tails[rr]), d_out * r + len(group) * r * d_in,
+                                          params={"rank": int(r)}))
+            else:
+                out.extend(self._generic_basis(group, ranks))
         return out
 
+    def _energy(self, i: int) -> float:
+        """``quad_i(W_i)``: the surrogate of removing layer i entirely (the trust region's denominator)."""
+        if i not in self._energies:
+            self._energies[i] = self.curvatures[i].quad(self.weight(i))
+        return self._energies[i]
 
-def _default_ranks(shape: tuple[int, ...]) -> list[int]:
-    d = min(shape[0], int(torch.tensor(shape[1:]).prod()))
-    return sorted({max(1, d // f) for f in (16, 8, 4, 2)})
+    def _generic_basis(self, group: tuple[int, ...], ranks: Sequence[int]) -> list[Option]:
+        """Basis costs for the diagonal / spectral / scalar estimators: the left singular basis of the stack,
+        costs by each member's own quadratic form, grown rank by rank."""
+        d_out, d_in = self.shapes[group[0]][0], int(np.prod(self.shapes[group[0]][1:]))
+        G = sum(self._gram(i) for i in group)
+        vecs = torch.linalg.eigh(G)[1].flip(1)
+        Ws = [self.weight(i) for i in group]
+        coeffs = [vecs.T @ W for W in Ws]
+        approx = [torch.zeros_like(W) for W in Ws]
+        done = 0
+        out = []
+        for r in ranks:
+            for a, C in zip(approx, coeffs):
+                a += vecs[:, done:r] @ C[done:r]
+            done = r
+            errs = [self.curvatures[i].quad(a - W) for a, W, i in zip(approx, Ws, group)]
+            if self._fits(e / max(self._energy(i), 1e-300) for e, i in zip(errs, group)):
+                out.append(Option("basis", math.fsum(errs), d_out * r + len(group) * r * d_in, params={"rank": int(r)}))
+        return out
+
+    # ---- bounds for generated columns -------------------------------------------------------------------
+    def _bounds(self, family: tuple[int, ...]) -> list[SeparableBound]:
+        """Separable lower bounds on every option of every group (2+ members) of ``family``.
+
+        A shared basis of rank r costs at least the sum of its members' own best rank-r costs (each member
+        alone could do no worse with its own basis), and a member that leaves the trust region alone at rank r
+        leaves it in any group; a tie or medoid costs at least 0 and stores one layer.
+        """
+        i0 = family[0]
+        m = int(self.sizes[i0])
+        out = []
+        if ("tie" in self._actions or "medoid" in self._actions):
+            out.append(SeparableBound("tie/medoid", m, 0, np.zeros(len(family))))
+        if "basis" in self._actions and self.is_linear[i0] and self._input_aware(i0):
+            d_out, d_in = self.shapes[i0][0], int(np.prod(self.shapes[i0][1:]))
+            specs = [self._spectrum((i,)) for i in family]
+            for r in self._menus[self.shapes[i0]]:
+                costs = np.empty(len(family))
+                for k, s in enumerate(specs):
+                    rr = min(r, len(s.vals))
+                    ok = self.trust_region is None or s.rel_err[0, rr] <= self.trust_region + 1e-12
+                    costs[k] = 0.5 * float(s.vals[rr:].sum()) if ok else math.inf
+                out.append(SeparableBound(f"basis r={r}", d_out * r, r * d_in, costs))
+        elif "basis" in self._actions and self.is_linear[i0]:
+            return []  # no separable bound known for these estimators: columns are not generated
+        return out
 
 
 def build_graph(
     model: nn.Module,
     batches: Iterable[Any],
     targets: str | Iterable[str] | None = None,
-    curvature: str = "layerwise",
+    curvature: str = DEFAULT_CURVATURE,
     loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
     *,
     exclude: str | Iterable[str] | None = None,
-    actions: Sequence[str] = ("tie", "basis", "dense"),
+    actions: Sequence[str] = DEFAULT_ACTIONS,
     ranks: Sequence[int] | Callable[[tuple[int, ...]], Sequence[int]] | None = None,
+    trust_region: float | None = DEFAULT_TRUST_REGION,
     mix_roles: bool = False,
     probes: int = 4,
     k: int = 4,
@@ -132,21 +330,31 @@ def build_graph(
 
     Parameters
     ----------
-    model : any ``nn.Module``; it is not modified.
+    model : any ``nn.Module``, on any device (statistics stay on each layer's device); it is not modified.
     batches : iterable of model inputs (tensor; tuple whose first element is the input; dict of keyword
-        arguments, so a transformers model works as it is). Iterated once (twice for ``spectrum``; ``kfac`` keeps a list).
+        arguments, so a transformers model works as it is), on the model's device. Iterated once.
     targets, exclude : module name patterns (regex full match or name suffix); default every Linear/Conv
         with a same-shaped peer. A pattern matching nothing is a ValueError naming it.
-    curvature : ``layerwise`` (no loss needed), ``fisher``, ``hutchinson``, ``spectrum``, ``trace``, ``kfac``.
-    loss_fn : ``loss_fn(output, batch) -> scalar`` for the loss-based estimators.
+    curvature : ``kfac`` (default: input covariance x output-gradient Fisher of the self-distillation loss),
+        ``layerwise`` (input covariance only, no loss), ``fisher``, ``hutchinson``, ``spectrum``, ``trace``.
+    loss_fn : ``loss_fn(output, batch) -> scalar``; default: the sampled self-distillation Fisher
+        (KL of the next-token distribution for a causal LM, the pooled embedding for an encoder).
     actions : subset of ``tie``, ``medoid``, ``basis``, ``dense`` (dense is always available to singletons).
-    ranks : rank menu for ``basis`` (default d/16, d/8, d/4, d/2 with d = min(d_out, d_in)), or a function of
-        the weight shape.
+    ranks : rank menu for ``basis`` (default :func:`rank_menu`: multiples of 8 or 16), or a function of the shape.
+    trust_region : the largest relative whitened error ``||(W' - W) L||^2 / ||W L||^2`` any layer may take
+        (0..1; None: no limit). Options that break it are left out of the program, so no layer is driven to
+        nothing where the second-order model is not valid.
     mix_roles : let same-shaped layers of different roles share (default: a family = one role and shape).
 
     Returns
     -------
-    :class:`ModelGraph`: layer sizes are weight parameters; costs are group costs (solve with setpart).
+    :class:`ModelGraph`: layer sizes are weight parameters; costs are group costs (solve with setpart;
+    ``solve`` generates columns for families too large to enumerate).
+
+    Raises
+    ------
+    ValueError naming the layer whose weight holds NaN or inf, an unknown action or curvature, a pattern
+    that matches nothing, or a layer the calibration batches never reach.
 
     Example
     -------
@@ -156,26 +364,54 @@ def build_graph(
     bad = set(actions) - set(ACTIONS)
     if bad:
         raise ValueError(f"unknown action(s) {sorted(bad)}; valid: {', '.join(ACTIONS)}")
+    if trust_region is not None and not (isinstance(trust_region, (int, float)) and 0 < trust_region <= 1):
+        raise ValueError(f"trust_region must be None or a relative error in (0, 1], got {trust_region!r}")
     modules = select_modules(model, targets, exclude)
+    for n, m in modules.items():
+        w = m.weight.detach()
+        if not bool(torch.isfinite(w).all()):
+            bad_count = int((~torch.isfinite(w)).sum())
+            raise ValueError(f"layer {n!r} has {bad_count} NaN or infinite weight value(s); "
+                             "colorshare cannot estimate what sharing it costs")
     curv = estimate(model, modules, batches, curvature, loss_fn, probes=probes, k=k, seed=seed, progress=progress)
-    names = list(modules)
-    weights = [matrix_of(m.weight.detach()).to(torch.float64).cpu() for m in modules.values()]
-    shapes = [tuple(m.weight.shape) for m in modules.values()]
+    names = [n for n in modules if n in curv]
+    shapes = [tuple(modules[n].weight.shape) for n in names]
     fams = [f"{shape}" if mix_roles else f"{role_of(n)} {shape}" for n, shape in zip(names, shapes)]
     menus = {}
     for s in set(shapes):
-        menu = ranks(s) if callable(ranks) else (ranks if ranks is not None else _default_ranks(s))
-        menus[s] = sorted({int(r) for r in menu if 0 < int(r) < min(s[0], weights[shapes.index(s)].shape[1])})
+        d = min(s[0], int(np.prod(s[1:])))
+        menu = ranks(s) if callable(ranks) else (ranks if ranks is not None else rank_menu(s))
+        menus[s] = sorted({int(r) for r in menu if 0 < int(r) < d})
     holder: dict[str, ModelGraph] = {}
 
     def oracle(group: tuple[int, ...]) -> list[Option]:
-        return holder["g"]._options(group, menus[shapes[group[0]]], actions)
+        return holder["g"]._options(group)
 
-    g = ModelGraph(GroupCosts(oracle), [w.numel() for w in weights], (), names, fams, n=len(names))
+    def bounds(family: tuple[int, ...]) -> list[SeparableBound]:
+        return holder["g"]._bounds(family)
+
+    sizes = [int(np.prod(s)) for s in shapes]
+    g = ModelGraph(GroupCosts(oracle, bounds=bounds), sizes, (), names, fams, n=len(names))
     g.module_names = tuple(names)
     g.shapes = tuple(shapes)
-    g.weights = weights
+    g._params = [modules[n].weight for n in names]
     g.curvatures = [curv[n] for n in names]
     g.is_linear = [isinstance(modules[n], nn.Linear) for n in names]
+    g.trust_region = None if trust_region is None else float(trust_region)
+    g._actions = tuple(actions)
+    g._menus = menus
+    g._cache = _LRU(1024 * 2**20)
+    g._spectra = OrderedDict()
+    g._max_spectra = 4096
+    g._energies = {}
     holder["g"] = g
     return g
+
+
+def precompute(graph: ModelGraph, groups: Iterable[tuple[int, ...]], progress: bool = True) -> None:
+    """Evaluate the options of ``groups`` now, with a progress bar (the solver would otherwise do it lazily)."""
+    groups = list(groups)
+    for grp in tqdm(groups, desc="group costs", leave=False, disable=not progress):
+        graph.options(grp)
+    if not groups:
+        warnings.warn("no groups to precompute", RuntimeWarning, stacklevel=2)

