@@ -154,3 +154,20 @@ def test_smollm2_end_to_end_per_layer_ranks_beat_uniform_svd(tmp_path):
 
     again = case.metrics(load_shared(tmp_path / "s.safetensors", copy.deepcopy(case.model)))["perplexity"]
     assert again == pytest.approx(ppl, rel=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here (run benchmarks/gpu_scaling.py on one)")
+def test_cuda_and_cpu_give_the_same_coloring():
+    import copy
+
+    for cur in ("layerwise", "kfac"):
+        model = mlp(16)
+        data = [torch.randn(64, 8, generator=torch.Generator().manual_seed(k)) for k in range(4)]
+        sols = []
+        for dev in ("cpu", "cuda"):
+            m = copy.deepcopy(model).to(dev)
+            g = build_graph(m, [x.to(dev) for x in data], curvature=cur, ranks=[2, 4, 8], progress=False)
+            assert all(c.sigma_in.device.type == dev for c in g.curvatures)
+            sols.append(solve(g, 0.5 * g.dense_size, backend="highs"))
+        assert sols[0].colors == sols[1].colors
+        assert [c.params for c in sols[0].classes] == [c.params for c in sols[1].classes]

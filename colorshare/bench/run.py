@@ -51,25 +51,30 @@ class ModelRun:
     def supports(self, estimator: str) -> bool:
         return self.case.estimators is None or estimator in self.case.estimators
 
-    def graph_for(self, estimator: str) -> Any:
-        """The model's graph under ``estimator`` (warnings, e.g. negative curvature clipped, go to the log)."""
-        if estimator not in self.graphs:
+    def graph_for(self, estimator: str, trust: bool = True) -> Any:
+        """The model's graph under ``estimator`` (warnings, e.g. negative curvature clipped, go to the log).
+
+        ``trust``: with the default trust region (the default pipeline, for the compression section), or
+        without (fidelity: every coloring must carry over to every estimator's graph)."""
+        key = (estimator, trust)
+        if key not in self.graphs:
             import warnings
 
             from ..torch import build_graph
+            from ..torch.graph import DEFAULT_TRUST_REGION
 
             c = self.case
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 # kfac: the default self-distillation Fisher (a distillation loss has zero gradient at the dense
-                # model); no trust region, so that every coloring can be carried between estimators' graphs
-                self.graphs[estimator] = build_graph(
+                # model, so its empirical Fisher is 0)
+                self.graphs[key] = build_graph(
                     c.model, c.batches, c.targets, estimator, loss_fn=None if estimator == "kfac" else c.loss_fn,
-                    ranks=c.ranks, seed=self.cfg.seed, trust_region=None,
+                    ranks=c.ranks, seed=self.cfg.seed, trust_region=DEFAULT_TRUST_REGION if trust else None,
                     progress=self.cfg.progress and estimator == self.cfg.curvature)
             if caught:
                 self.log.append(f"{self.name} {estimator}: {len(caught)} warning(s), e.g. {caught[0].message}")
-        return self.graphs[estimator]
+        return self.graphs[key]
 
 
 def _solvers(cfg: BenchConfig, runs: dict[str, ModelRun], res: dict[str, Any]) -> Exception | None:
@@ -118,7 +123,8 @@ def _fidelity(cfg: BenchConfig, runs: dict[str, ModelRun], res: dict[str, Any],
         cols += random_colorings(mr.graph, max(0, cfg.fidelity_colorings - len(cols)), cfg.seed, name)
         if case.info.get("left out"):
             res["log"].append(f"{name} fidelity: left out {case.info['left out']}")
-        res["fidelity"] += run_fidelity(cfg, case, cols, [e for e in cfg.estimators if mr.supports(e)], mr.graph_for)
+        res["fidelity"] += run_fidelity(cfg, case, cols, [e for e in cfg.estimators if mr.supports(e)],
+                                         lambda e: mr.graph_for(e, trust=False))
     write_csv(Path(cfg.out) / "fidelity.csv", FIDELITY_COLUMNS, res["fidelity"])
 
 

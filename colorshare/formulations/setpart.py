@@ -115,7 +115,14 @@ class SetPartition(Formulation):
             b.row(cover[i], [1.0] * len(cover[i]), 1.0, 1.0, f"cover{i}")
         hi = budget_hi(self.budget)
         if not math.isinf(hi):
-            b.row(list(range(len(self.columns))), [float(o.memory) for _, o in self.columns], -math.inf, hi, "budget")
+            # memory in units of the columns' common divisor: the same integer row, with small coefficients that
+            # solvers' feasibility tolerances cannot blur (a 1e-6 slack on 1e5-parameter coefficients would)
+            mem = np.array([o.memory for _, o in self.columns], dtype=np.int64)
+            unit = int(np.gcd.reduce(mem)) if len(mem) and mem.any() else 1
+            unit = max(unit, 1)
+            self.memory_unit = unit
+            b.row(list(range(len(self.columns))), [float(m // unit) for m in mem], -math.inf, float(int(hi) // unit),
+                  "budget")
         return b.build()
 
     def decode(self, x: np.ndarray) -> Chosen:

@@ -1,6 +1,6 @@
 """Column generation for set partitioning over families too large to enumerate (2^30 groups per family).
 
-The restricted master starts from every singleton (all its options) and the contiguous pairs. Each round
+The restricted master starts from every singleton (all its options). Each round
 solves its LP relaxation (HiGHS), reads the duals ``pi_i`` of the cover rows and the price ``lam >= 0`` of
 the budget row, and prices groups with the cost model's :class:`SeparableBound` lists: a group S can only
 improve the LP if ``min_b sum_{i in S} (b.costs[i] - pi_i + lam b.per_member) + lam b.fixed < 0``. Groups that
@@ -30,7 +30,10 @@ from ..formulations.graph import SharingGraph
 from ..formulations.program import IntegerProgram
 from ..formulations.setpart import SetPartition
 
-__all__ = ["generate_columns", "ColumnSet", "estimated_groups"]
+__all__ = ["generate_columns", "ColumnSet", "estimated_groups", "GENERATED_GROUP_SIZE"]
+
+GENERATED_GROUP_SIZE = 4
+"""Largest group that pricing lists for evaluation (Basis Sharing's groups go up to this size on LLaMA-7B)."""
 
 
 def estimated_groups(graph: SharingGraph, max_group_size: int | None) -> int:
@@ -46,11 +49,23 @@ def estimated_groups(graph: SharingGraph, max_group_size: int | None) -> int:
 @dataclass
 class ColumnSet:
     """What generation produced: the groups of the final master, a valid global lower bound (None if none
-    could be stated) and what happened, for ``Solution.facts``."""
+    could be stated) and what happened, for ``Solution.facts``. When the master's LP is optimal over every
+    group (``lp_complete``), :meth:`below` lists the groups that could still improve an integer solution."""
 
     groups: list[tuple[int, ...]]
     bound: float | None
     facts: dict[str, Any] = field(default_factory=dict)
+    lp_complete: bool = False
+    lp_value: float = math.nan
+    pricing: Any = None
+
+    def below(self, threshold: float) -> tuple[list[tuple[int, ...]], bool]:
+        """Groups not in the master whose reduced cost may be below ``threshold`` (pairs exactly, larger groups
+        by their bound), sorted by that bound; and whether every larger group is certified at or above it."""
+        if self.pricing is None:
+            return [], False
+        cands, larger_min = self.pricing(threshold, exhaustive_pairs=True)
+        return [g for _, g in cands], larger_min >= threshold
 
 
 def _lp(graph: SharingGraph, budget: float, groups: list[tuple[int, ...]]) -> tuple[SetPartition, float, np.ndarray, float]:
@@ -60,7 +75,8 @@ def _lp(graph: SharingGraph, budget: float, groups: list[tuple[int, ...]]) -> tu
 
     form = SetPartition(graph, budget, groups=groups)
     p = form.program
-    mem = np.array([o.memory for _, o in form.columns], dtype=float)
+    unit = getattr(form, "memory_unit", 1)  # the budget row counts memory in this many parameters
+    mem = np.array([o.memory for _, o in form.columns], dtype=float) / unit
     over = max(1.0, float(mem.sum()))
     top = max(1.0, float(np.abs(p.c).max()) if len(p.c) else 1.0)
     budget_row = p.num_rows - 1 if math.isfinite(budget) else None
@@ -75,8 +91,94 @@ def _lp(graph: SharingGraph, budget: float, groups: list[tuple[int, ...]]) -> tu
     if status != "Optimal":
         raise RuntimeError(f"column generation: the master LP ended with status {status!r}")
     pi = duals[: graph.n]
-    lam = max(0.0, -float(duals[budget_row])) if budget_row is not None else 0.0
+    lam = max(0.0, -float(duals[budget_row])) / unit if budget_row is not None else 0.0  # per parameter
     return form, value, pi, lam
+
+
+def _least_sum(t: np.ndarray, fixed: float, lo: int, hi: int) -> float:
+    """The least ``fixed + sum(t[S])`` over subsets S of ``lo..hi`` elements."""
+    srt = np.sort(t)
+    if len(srt) < lo:
+        return math.inf
+    prefix = fixed + np.cumsum(srt)
+    return float(prefix[lo - 1: hi].min())
+
+
+def _subsets_in_order(t: np.ndarray, fixed: float, threshold: float, lo: int, hi: int, limit: int):
+    """Subsets S (positions into ``t``) of ``lo..hi`` elements with ``fixed + sum(t[S]) < threshold``, in
+    increasing order of that sum, at most ``limit`` of them: the k-smallest-subset-sums enumeration on
+    toggles of the all-negatives subset (each toggle adds ``|t_k|``)."""
+    import heapq
+
+    neg = t < 0
+    base = fixed + float(t[neg].sum())
+    order = np.argsort(np.abs(t))
+    cost = np.abs(t)[order]
+    start = frozenset(np.flatnonzero(neg).tolist())
+
+    def members(toggles: tuple[int, ...]) -> frozenset:
+        return start.symmetric_difference(int(order[k]) for k in toggles)
+
+    out = []
+    if base < threshold and lo <= len(start) <= hi:
+        out.append((base, tuple(sorted(start))))
+    heap = [(base + float(cost[0]), (0,))] if len(cost) else []
+    popped = 0
+    while heap and len(out) < limit and popped < 50 * limit:
+        val, tog = heapq.heappop(heap)
+        popped += 1
+        if val >= threshold:
+            break
+        last = tog[-1]
+        if last + 1 < len(cost):
+            heapq.heappush(heap, (val + float(cost[last + 1]), tog + (last + 1,)))
+            heapq.heappush(heap, (val - float(cost[last]) + float(cost[last + 1]), tog[:-1] + (last + 1,)))
+        m = members(tog)
+        if lo <= len(m) <= hi:
+            out.append((val, tuple(sorted(m))))
+    return out
+
+
+def _pricer(graph: SharingGraph, fams: dict[str, tuple[int, ...]], caps: dict[str, int], bounds: dict[str, list],
+            have: set[tuple[int, ...]], pi: np.ndarray, lam: float) -> Callable[..., tuple[list, float]]:
+    """Pricing with the separable bounds under duals (pi, lam): groups whose reduced-cost bound is below a
+    threshold, and the least bound over groups of 3+ members (which are not listed exhaustively)."""
+    tables = {}
+    for f, members in fams.items():
+        bl = bounds[f]
+        if not bl or caps[f] < 2:
+            continue
+        idx = np.asarray(members)
+        T = np.stack([b.costs - pi[idx] + lam * b.per_member for b in bl], axis=1)  # member x bound
+        F = lam * np.array([b.fixed for b in bl], dtype=float)
+        tables[f] = (T, F)
+
+    def price(threshold: float, exhaustive_pairs: bool = False) -> tuple[list[tuple[float, tuple[int, ...]]], float]:
+        out: list[tuple[float, tuple[int, ...]]] = []
+        larger_min = math.inf
+        for f, (T, F) in tables.items():
+            members = fams[f]
+            iu, ju = np.triu_indices(len(members), 1)
+            pair = np.min(T[iu] + T[ju] + F, axis=1)
+            for k in np.flatnonzero(pair < threshold):
+                grp = (members[iu[k]], members[ju[k]])
+                if grp not in have and graph.can_share(*grp):
+                    out.append((float(pair[k]), grp))
+            if caps[f] < 3:
+                continue
+            for a in range(T.shape[1]):
+                # listed up to GENERATED_GROUP_SIZE members (large groups are expensive to evaluate and their
+                # bound is weak); the least bound below still covers every size, so claims stay honest
+                for val, pos in _subsets_in_order(T[:, a], F[a], threshold, 3, min(caps[f], GENERATED_GROUP_SIZE),
+                                                  limit=4 * 64):
+                    grp = tuple(sorted(members[k] for k in pos))
+                    if grp not in have and graph.is_group(grp):
+                        out.append((val, grp))
+                larger_min = min(larger_min, _least_sum(T[:, a], F[a], 3, caps[f]))
+        out.sort()
+        return out, larger_min
+
+    return price
 
 
 def generate_columns(
@@ -97,25 +199,17 @@ def generate_columns(
     fams = {f: tuple(m) for f, m in graph.family_members.items()}
     caps = {f: len(m) if max_group_size is None else min(len(m), max_group_size) for f, m in fams.items()}
     groups: list[tuple[int, ...]] = [(i,) for i in range(graph.n)]
-    pending: list[tuple[int, ...]] = []  # contiguous pairs first: the neighbours Basis Sharing would pick
-    for f, members in fams.items():
-        if caps[f] >= 2:
-            pending += [(a, b) for a, b in zip(members, members[1:]) if graph.can_share(a, b)]
     have = set(groups)
     bounds = {f: model.bounds(m) for f, m in fams.items()}
     best_bound = -math.inf
     facts: dict[str, Any] = {"rounds": 0, "evaluated_groups": len(groups)}
     lp_value = math.nan
     priced_out = True
+    price = None
+
     def out_of_time() -> bool:
         return deadline is not None and time.perf_counter() > deadline
 
-    for grp in pending:
-        if out_of_time():
-            break
-        graph.options(grp)  # evaluate now (cached), so the time limit covers it
-        groups.append(grp)
-        have.add(grp)
     for rnd in range(max_rounds):
         if out_of_time():
             facts["stopped"] = "time limit"
@@ -123,51 +217,29 @@ def generate_columns(
         form, lp_value, pi, lam = _lp(graph, budget, groups)
         facts["rounds"] = rnd + 1
         # singleton reduced costs (their options are all in the master)
-        single = np.full(graph.n, math.inf)
+        lb_member = np.full(graph.n, math.inf)
         for grp, o in form.columns:
             if len(grp) == 1:
                 i = grp[0]
-                single[i] = min(single[i], o.cost - pi[i] + lam * o.memory)
-        lb_member = single.copy()
-        candidates: list[tuple[float, tuple[int, ...]]] = []
+                lb_member[i] = min(lb_member[i], o.cost - pi[i] + lam * o.memory)
         for f, members in fams.items():
-            bl = bounds[f]
-            if not bl or caps[f] < 2:
-                continue
-            idx = np.asarray(members)
-            T = np.stack([b.costs - pi[idx] + lam * b.per_member for b in bl], axis=1)  # member x bound
-            F = lam * np.array([b.fixed for b in bl], dtype=float)
-            share = np.min(T + F / caps[f], axis=1)
-            lb_member[idx] = np.minimum(lb_member[idx], share)
-            # pairs, exhaustively
-            n = len(members)
-            iu, ju = np.triu_indices(n, 1)
-            pair = np.min(T[iu] + T[ju] + F, axis=1)
-            for k in np.flatnonzero(pair < -1e-9 * max(1.0, abs(lp_value))):
-                grp = (members[iu[k]], members[ju[k]])
-                if grp not in have and graph.can_share(*grp):
-                    candidates.append((float(pair[k]), grp))
-            # larger groups: for each bound, the best members while the sum keeps falling
-            if caps[f] >= 3:
-                for a in range(len(bl)):
-                    order = np.argsort(T[:, a])
-                    acc = F[a]
-                    chosen: list[int] = []
-                    for k in order[: caps[f]]:
-                        if T[k, a] >= 0:
-                            break
-                        acc += T[k, a]
-                        chosen.append(members[k])
-                        if len(chosen) >= 3 and acc < 0:
-                            grp = tuple(sorted(chosen))
-                            if grp not in have and graph.is_group(grp):
-                                candidates.append((float(acc), grp))
+            if bounds[f] and caps[f] >= 2:
+                idx = np.asarray(members)
+                T = np.stack([b.costs - pi[idx] + lam * b.per_member for b in bounds[f]], axis=1)
+                F = lam * np.array([b.fixed for b in bounds[f]], dtype=float)
+                lb_member[idx] = np.minimum(lb_member[idx], np.min(T + F / caps[f], axis=1))
         if math.isfinite(float(lb_member.sum())):
             best_bound = max(best_bound, float(pi.sum() - lam * budget + lb_member.sum()))
+        price = _pricer(graph, fams, caps, bounds, have, pi, lam)
+        threshold = -1e-9 * max(1.0, abs(lp_value))
+        candidates, larger_min = price(threshold)
         if not candidates:
-            priced_out = False
+            # complete only if no group of 3+ members can price out either (those are listed by their best
+            # members only, so one such group already in the master would hide its unevaluated neighbours)
+            priced_out = larger_min < threshold
+            if priced_out:
+                facts["stopped"] = "larger groups may still price out; none left to list"
             break
-        candidates.sort()
         seen: set[tuple[int, ...]] = set()
         new = []
         for _, grp in candidates:
@@ -190,4 +262,13 @@ def generate_columns(
         best_bound = max(best_bound, lp_value)
         facts["lp_optimal_over_all_groups"] = True
     facts["lp_value"] = lp_value
-    return ColumnSet(groups, best_bound if math.isfinite(best_bound) else None, facts)
+
+    def add(grp: tuple[int, ...]) -> None:
+        graph.options(grp)
+        groups.append(grp)
+        have.add(grp)
+
+    cs = ColumnSet(groups, best_bound if math.isfinite(best_bound) else None, facts, lp_complete=not priced_out,
+                   lp_value=lp_value, pricing=price if not priced_out else None)
+    cs.add = add  # type: ignore[attr-defined]
+    return cs

@@ -58,12 +58,19 @@ def greedy(graph: SharingGraph, budget: float, max_group_size: int | None = None
                                                     oa.cost + ob.cost, oa.memory + ob.memory)
         return merge_cache[key]
 
+    switch_cache: dict[int, tuple[float, Option] | None] = {}  # a class's best switch, until it changes
+
+    def switch_score(cid: int) -> tuple[float, Option] | None:
+        if cid not in switch_cache:
+            g, o = classes[cid]
+            switch_cache[cid] = best_move_option(graph.model.options(g, int(graph.sizes[g[0]])), o.cost, o.memory)
+        return switch_cache[cid]
+
     while memory > budget:
         best: tuple[float, str, tuple[int, ...], Option] | None = None
         ids = list(classes)
         for cid in ids if graph.kind == "group" else ():  # matrix models have one action per group
-            g, o = classes[cid]
-            mv = best_move_option(graph.model.options(g, int(graph.sizes[g[0]])), o.cost, o.memory)
+            mv = switch_score(cid)
             if mv is not None and (best is None or mv[0] < best[0]):
                 best = (mv[0], "switch", (cid,), mv[1])
         by_family: dict[str, list[int]] = {}
@@ -84,6 +91,7 @@ def greedy(graph: SharingGraph, budget: float, max_group_size: int | None = None
             g, old = classes[cids[0]]
             memory += opt.memory - old.memory
             classes[cids[0]] = (g, opt)
+            switch_cache.pop(cids[0], None)
             for key in [k for k in merge_cache if cids[0] in k]:
                 del merge_cache[key]
         else:

@@ -176,7 +176,7 @@ class ModelGraph(SharingGraph):
             grams = [self._gram(i) for i in group]
             vals, U = torch.linalg.eigh(sum(grams))
             vals, U = vals.flip(0).clamp(min=0), U.flip(1)
-            proj = [torch.einsum("ij,jk,ki->i", U.T, G, U) for G in grams]
+            proj = [((U.T @ G) * U.T).sum(1) for G in grams]
             tot = [float(torch.trace(G)) for G in grams]
         width = len(vals)
         rel = np.ones((len(group), width + 1))
@@ -231,8 +231,7 @@ class ModelGraph(SharingGraph):
             out.append(Option("dense", 0.0, m))
         else:
             if "tie" in actions:
-                W = self.tie_center(group)
-                errs = [self.curvatures[i].quad(W - self.weight(i)) for i in group]
+                errs = self._tie_errors(group)
                 if self._fits(e / max(self._energy(i), 1e-300) for e, i in zip(errs, group)):
                     out.append(Option("tie", math.fsum(errs), m))
             if "medoid" in actions:
@@ -255,10 +254,25 @@ class ModelGraph(SharingGraph):
                 out.extend(self._generic_basis(group, ranks))
         return out
 
+    def _tie_errors(self, group: tuple[int, ...]) -> list[float]:
+        """Each member's ``quad_i(W* - W_i)`` for the tie center W*; for input-aware curvature from the cached
+        ``h_i W_i Sigma_i W_i^T`` and one product per member: ``h/2 (<W* S, W*> - 2 <W_i S, W*> + tr gram_i)``."""
+        W = self.tie_center(group)
+        if not self._input_aware(group[0]):
+            return [self.curvatures[i].quad(W - self.weight(i)) for i in group]
+        out = []
+        for i in group:
+            c, Wi = self.curvatures[i], self.weight(i)
+            WS = (W - 2 * Wi) @ c.sigma_in
+            val = c.scale * float((WS * W).sum()) + float(torch.trace(self._gram(i)))
+            out.append(max(0.0, 0.5 * val))
+        return out
+
     def _energy(self, i: int) -> float:
         """``quad_i(W_i)``: the surrogate of removing layer i entirely (the trust region's denominator)."""
         if i not in self._energies:
-            self._energies[i] = self.curvatures[i].quad(self.weight(i))
+            self._energies[i] = 0.5 * float(torch.trace(self._gram(i))) if self._input_aware(i) else \
+                self.curvatures[i].quad(self.weight(i))
         return self._energies[i]
 
     def _generic_basis(self, group: tuple[int, ...], ranks: Sequence[int]) -> list[Option]:

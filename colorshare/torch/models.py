@@ -49,7 +49,7 @@ class ModelCase:
     metrics: Callable[[nn.Module], dict[str, float]]
     loss: Callable[[nn.Module], float]
     higher: dict[str, bool]
-    ranks: Callable[[tuple[int, ...]], list[int]] = fine_ranks
+    ranks: Callable[[tuple[int, ...]], list[int]] | None = None  # None: build_graph's default menu
     estimators: tuple[str, ...] | None = None  # curvature estimators that apply (None: all)
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -269,7 +269,7 @@ def causal_lm_case(name: str, model: nn.Module, tok: Any, calibration: int = 32,
         return {"perplexity": math.exp(nll(m, held))}
 
     return ModelCase(name, model, batches, [r".*_proj"], None, metrics, lambda m: nll(m, calib),
-                     {"perplexity": False}, ranks=fine_ranks, estimators=("kfac", "layerwise", "trace"),
+                     {"perplexity": False}, estimators=("kfac", "layerwise", "trace"),
                      info={"calibration": f"{calibration} x {seq_len} tokens (even pydoc topics)",
                            "evaluation": f"{evaluation} x {seq_len} tokens (odd pydoc topics)", **(info or {})})
 
