@@ -2,7 +2,7 @@
 
     colorshare compress smollm2-135m --budget 50% --out DIR
 
-MODEL is a built-in name (:data:`colorshare.torch.models.MODEL_CASES`) or a local transformers causal-LM
+MODEL is a built-in name (:data:`colorshare.bench.models.MODEL_CASES`) or a local transformers causal-LM
 folder or GGUF file. Writes ``DIR/model.safetensors`` (each shared tensor once, plus the sharing plan),
 ``DIR/report.json`` and ``DIR/report.md``. Budget: stored parameters of the targeted layers, as a
 percentage of their dense size ("50%") or a number of parameters.
@@ -28,9 +28,9 @@ def _peak_gb() -> float:
 
 
 def resolve_model(model: str, device: str = "cpu") -> Any:
-    """A :class:`~colorshare.torch.models.ModelCase` for a built-in name or a local causal-LM folder / GGUF
+    """A :class:`~colorshare.bench.models.ModelCase` for a built-in name or a local causal-LM folder / GGUF
     file. ValueError naming the problem for an unknown name or an unreadable path."""
-    from .torch.models import MODEL_CASES, causal_lm_case, load_causal_lm
+    from .bench.models import MODEL_CASES, causal_lm_case, load_causal_lm
 
     if model in MODEL_CASES:
         return MODEL_CASES[model](device=device)

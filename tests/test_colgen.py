@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from colorshare import solve  # noqa: E402
 from colorshare.torch import build_graph  # noqa: E402
-from colorshare.torch.models import planted_stack  # noqa: E402
+from colorshare.bench.models import planted_stack  # noqa: E402
 
 
 @pytest.fixture(scope="module")

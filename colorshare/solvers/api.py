@@ -7,6 +7,8 @@ import numbers
 import time
 from typing import Any
 
+import numpy as np
+
 from ..formulations.base import Chosen, Formulation
 from ..formulations.costs import Option
 from ..formulations.clique import CliquePartition
@@ -202,7 +204,7 @@ def solve(
         facts["restricted"] = "optimal over the enumerated columns only"
     hint = form.encode(start) if (warm_start and start is not None) else None
     left = None if limit is None else max(1e-3, limit - (time.perf_counter() - t0))
-    raw = solver.solve_program(form.program, left, int(seed), hint, **options)
+    raw = _solve_scaled(solver, form.program, left, int(seed), hint, options)
     facts.update(raw.facts)
     chosen = form.decode(raw.x) if raw.x is not None else None
     if hint is not None and raw.status == Status.OPTIMAL and _contradicts(graph, chosen, raw.bound):
@@ -210,10 +212,27 @@ def solve(
         # pitfalls.md): never return that as the answer; solve again from scratch, within the time left
         facts["warm_start"] = "contradicted (claimed optimal, re-check disagrees); solved again without it"
         left = None if limit is None else max(1e-3, limit - (time.perf_counter() - t0))
-        raw = solver.solve_program(form.program, left, int(seed), None, **options)
+        raw = _solve_scaled(solver, form.program, left, int(seed), None, options)
         facts.update({k: v for k, v in raw.facts.items() if k != "warm_start"})
         chosen = form.decode(raw.x) if raw.x is not None else None
     return finish(chosen, raw.status, raw.bound)
+
+
+def _solve_scaled(solver: Any, program: Any, left: float | None, seed: int, hint: Any, options: dict[str, Any]) -> Any:
+    """Run the backend on the program with its costs scaled so the largest is 1, and the bound scaled back.
+
+    Surrogate costs can be tiny (1e-5 per layer): solvers' absolute tolerances (HiGHS prunes nodes within about
+    1e-6) would then stop at a 0.1 % gap and call it optimal. Scaling by a constant changes no argmin."""
+    import dataclasses
+
+    top = float(np.abs(program.c).max()) if program.num_vars else 0.0
+    if top <= 0 or not np.isfinite(top):
+        return solver.solve_program(program, left, seed, hint, **options)
+    scaled = dataclasses.replace(program, c=program.c / top, offset=program.offset / top)
+    raw = solver.solve_program(scaled, left, seed, hint, **options)
+    if raw.bound is not None:
+        raw.bound = raw.bound * top
+    return raw
 
 
 MAX_ENUMERATED_GROUPS = 2000
@@ -233,7 +252,7 @@ def _solve_generated(graph: SharingGraph, b: float, solver: Any, limit: float | 
     while True:
         form = SetPartition(graph, b, groups=cs.groups)
         left = None if limit is None else max(1e-3, limit - (time.perf_counter() - t0))
-        raw = solver.solve_program(form.program, left, seed, None, **options)
+        raw = _solve_scaled(solver, form.program, left, seed, None, options)
         chosen = form.decode(raw.x) if raw.x is not None else None
         if chosen is None or raw.status != Status.OPTIMAL or not cs.lp_complete:
             break

