@@ -4,7 +4,8 @@ Moves (conflict-checked): move a layer to another or a new class, swap two layer
 class, trade memory between families (merge in one, split in another), and (group costs) change an action. Each changed class takes its
 cheapest option(s) that keep the memory within the budget. Metropolis acceptance with geometric cooling over
 the iteration or time limit; seeded, so a run is repeatable for a given ``iterations``. A start that breaks the
-budget (no greedy start) is repaired under a penalty on the excess memory. No bound: gap is left None.
+budget (no greedy start) is repaired under a penalty on the excess memory. No bound: gap is left None. It stops
+early once converged (no better coloring in a stretch of proposals) and says why it stopped.
 """
 
 from __future__ import annotations
@@ -105,9 +106,13 @@ class AnnealBackend(Backend):
         iterations: int | None = None,
         t_start: float | None = None,
         t_end_ratio: float = 1e-4,
+        stall: int | None = None,
         **options: Any,
     ) -> tuple[Chosen | None, dict[str, Any]]:
-        """Anneal from ``start`` (or from singletons); returns the best budget-feasible classes found and facts."""
+        """Anneal from ``start`` (or from singletons); returns the best budget-feasible classes found and facts.
+
+        Stops at the time limit or ``iterations``, at a zero-cost coloring, or when converged: no better
+        coloring in ``stall`` proposals (default ``max(20000, 500 n)``); ``facts["stopped"]`` says which."""
         if options:
             raise ValueError(f"unknown option(s) for backend 'anneal': {', '.join(options)}")
         if iterations is None:
@@ -143,9 +148,23 @@ class AnnealBackend(Backend):
         if not fams:
             iterations = 0
         samples: list[float] = []
+        patience = max(20_000, 500 * graph.n) if stall is None else int(stall)
+        last_best, since = best_cost, 0
+        stopped = "iterations"
         while it < iterations:
-            if (it & 63) == 0 and (best_cost <= 0.0 or (deadline is not None and time.perf_counter() >= deadline)):
-                break  # costs are >= 0, so a zero-cost coloring cannot be improved
+            if (it & 63) == 0:
+                if best_cost <= 0.0:
+                    stopped = "zero cost (costs are >= 0: cannot improve)"
+                    break
+                if deadline is not None and time.perf_counter() >= deadline:
+                    stopped = "time limit"
+                    break
+                if best_cost < last_best - 1e-15:
+                    last_best, since = best_cost, 0
+                elif temp0 is not None and since >= patience:
+                    stopped = f"converged: no better coloring in {since} proposals"
+                    break
+            since += 1
             if temp0 is None:
                 temp = math.inf  # calibration: the first 200 proposals measure typical |delta|
             else:
@@ -262,7 +281,7 @@ class AnnealBackend(Backend):
                     if st.cost < best_cost - 1e-15:
                         best_cost, best_chosen = st.cost, st.chosen()
         facts = {"iterations": it, "accepted": accepted, "start": "greedy" if start is not None else "singletons",
-                 "temperature0": temp0, "seconds": time.perf_counter() - t0}
+                 "temperature0": temp0, "seconds": time.perf_counter() - t0, "stopped": stopped}
         return best_chosen, facts
 
 
