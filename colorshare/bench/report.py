@@ -18,8 +18,8 @@ from .solvers import largest_optimal
 
 __all__ = ["machine_info", "write_report", "headline", "headline_table", "HEADLINE_ORDER"]
 
-HEADLINE_ORDER = ("optimal", "optimal-kfac", "optimal-trace", "adjacent", "per-layer", "all-shared", "similarity",
-                  "random")
+HEADLINE_ORDER = ("optimal", "optimal-layerwise", "optimal-kfac", "optimal-trace", "svd-uniform", "basis-sharing",
+                  "adjacent", "per-layer", "all-shared", "similarity", "random")
 
 _LIBS = ("colorshare", "numpy", "scipy", "networkx", "ortools", "highspy", "pulp", "torch", "transformers",
          "scikit-learn", "matplotlib")
