@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from colorshare import solve
     from colorshare.torch import apply_coloring, build_graph, stored_parameters
     from colorshare.torch.baselines import baseline
-    from colorshare.bench.models import MODEL_CASES
+    from colorshare.torch.models import MODEL_CASES
 
     steps: list[tuple[str, float, float]] = []
 

@@ -9,18 +9,17 @@ import math
 import sys
 from collections.abc import Sequence
 
-from .formulations.graph import SharingGraph
 from .solvers import Solution, available_backends, solve
 
 __all__ = ["main", "comparison_table", "parse_budget"]
 
 
-def parse_budget(text: str, graph: SharingGraph) -> float:
-    """A budget in parameters, or a percentage of the graph's dense size ("50%"), or "inf"."""
+def parse_budget(text: str, dense_size: int) -> float:
+    """A budget in parameters, or a percentage of ``dense_size`` (parameters; "50%"), or "inf"."""
     t = text.strip()
     try:
         if t.endswith("%"):
-            return float(t[:-1]) / 100.0 * graph.dense_size
+            return float(t[:-1]) / 100.0 * dense_size
         return float(t)
     except ValueError:
         raise ValueError(f"budget {text!r} is neither a number of parameters nor a percentage like 50%") from None
@@ -77,7 +76,7 @@ def _solve(args: argparse.Namespace) -> int:
     from .io import load_instance
 
     g = load_instance(args.instance)
-    budget = parse_budget(args.budget, g)
+    budget = parse_budget(args.budget, g.dense_size)
     sol = solve(g, budget, backend=args.backend, time_limit=args.time_limit, seed=args.seed)
     if args.json:
         print(json.dumps(sol.to_dict(), indent=2))

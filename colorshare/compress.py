@@ -2,7 +2,7 @@
 
     colorshare compress smollm2-135m --budget 50% --out DIR
 
-MODEL is a built-in name (:data:`colorshare.bench.models.MODEL_CASES`) or a local transformers causal-LM
+MODEL is a built-in name (:data:`colorshare.torch.models.MODEL_CASES`) or a local transformers causal-LM
 folder or GGUF file. Writes ``DIR/model.safetensors`` (each shared tensor once, plus the sharing plan),
 ``DIR/report.json`` and ``DIR/report.md``. Budget: stored parameters of the targeted layers, as a
 percentage of their dense size ("50%") or a number of parameters.
@@ -28,9 +28,9 @@ def _peak_gb() -> float:
 
 
 def resolve_model(model: str, device: str = "cpu") -> Any:
-    """A :class:`~colorshare.bench.models.ModelCase` for a built-in name or a local causal-LM folder / GGUF
+    """A :class:`~colorshare.torch.models.ModelCase` for a built-in name or a local causal-LM folder / GGUF
     file. ValueError naming the problem for an unknown name or an unreadable path."""
-    from .bench.models import MODEL_CASES, causal_lm_case, load_causal_lm
+    from .torch.models import MODEL_CASES, causal_lm_case, load_causal_lm
 
     if model in MODEL_CASES:
         return MODEL_CASES[model](device=device)
@@ -96,17 +96,6 @@ def _markdown(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _check_budget_text(budget: str) -> None:
-    """Fail before loading anything: a budget is a number of parameters or a percentage ("50%")."""
-    t = budget.strip()
-    try:
-        v = float(t[:-1]) if t.endswith("%") else float(t)
-    except ValueError:
-        raise ValueError(f"budget {budget!r} is neither a number of parameters nor a percentage like 50%") from None
-    if not v > 0:
-        raise ValueError(f"budget {budget!r} must be > 0")
-
-
 def compress(model: str, budget: str, out: str | Path, curvature: str | None = None, backend: str = "highs",
              time_limit: float = 300.0, device: str = "cpu", seed: int = 0, verify: bool = True,
              echo: Any = print) -> dict[str, Any]:
@@ -118,7 +107,8 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
     from .torch.graph import DEFAULT_TRUST_REGION
 
     curvature = curvature or DEFAULT_CURVATURE
-    _check_budget_text(budget)
+    if not parse_budget(budget, 1) > 0:  # fail before loading anything: a number or a percentage, > 0
+        raise ValueError(f"budget {budget!r} must be > 0")
     if not (isinstance(time_limit, (int, float)) and time_limit > 0):
         raise ValueError(f"--time-limit must be > 0 seconds, got {time_limit!r}")
     out = Path(out)
@@ -133,9 +123,7 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
     t = time.perf_counter()
     graph = build_graph(case.model, case.batches, case.targets, curvature, seed=seed)
     seconds["statistics"] = time.perf_counter() - t
-    b = parse_budget(budget, graph)
-    if not 0 < b:
-        raise ValueError(f"budget {budget!r} must be > 0")
+    b = parse_budget(budget, graph.dense_size)
     t = time.perf_counter()
     sol = solve(graph, b, backend=backend, time_limit=time_limit, seed=seed)
     seconds["solve"] = time.perf_counter() - t

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from colorshare import solve  # noqa: E402
 from colorshare.torch import build_graph  # noqa: E402
-from colorshare.bench.models import planted_stack  # noqa: E402
+from colorshare.torch.models import planted_stack  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +47,13 @@ def test_generated_columns_never_beat_enumeration_and_bound_it(graphs, which, fr
     assert gen.objective == pytest.approx(full.objective, rel=0.02, abs=1e-12)
 
 
-def test_auto_generates_for_large_families_and_reports_honestly(graphs):
+def test_auto_generates_above_the_enumeration_limit_and_reports_honestly(graphs, monkeypatch):
+    import colorshare.solvers.api as api
+
     g = graphs["layerwise"]
-    sol = solve(g, 0.5 * g.dense_size, backend="highs", columns="generate", time_limit=30)
+    assert "column_generation" not in solve(g, 0.5 * g.dense_size, backend="highs").facts  # 126 groups: enumerated
+    monkeypatch.setattr(api, "MAX_ENUMERATED_GROUPS", 10)
+    sol = solve(g, 0.5 * g.dense_size, backend="highs", time_limit=30)
     assert sol.facts["column_generation"]["rounds"] >= 1
     assert sol.status in ("optimal", "feasible")
     if sol.status == "optimal":

@@ -135,7 +135,7 @@ def test_smollm2_end_to_end_per_layer_ranks_beat_uniform_svd(tmp_path):
     svd-uniform at the same stored parameters; the saved file reloads to the same perplexity."""
     pytest.importorskip("gguf")
     from colorshare.torch.baselines import baseline
-    from colorshare.bench.models import smollm2_135m
+    from colorshare.torch.models import smollm2_135m
 
     try:
         case = smollm2_135m(calibration=16, evaluation=8)

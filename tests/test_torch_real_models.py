@@ -13,7 +13,7 @@ from colorshare.torch import apply_coloring, build_graph, load_shared, save_shar
 
 def test_digits_mlp_compressed_keeps_accuracy(tmp_path):
     pytest.importorskip("sklearn")
-    from colorshare.bench.models import digits_mlp
+    from colorshare.torch.models import digits_mlp
 
     case = digits_mlp(seed=0)
     model = case.model
@@ -44,7 +44,7 @@ def test_minilm_pretrained_offline(capsys):
     path = mm.get_model_path()
     tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = transformers.AutoModel.from_pretrained(path, local_files_only=True).eval()
-    from colorshare.bench.models import MINILM_TARGETS, stdlib_sentences
+    from colorshare.torch.models import MINILM_TARGETS, stdlib_sentences
 
     text = stdlib_sentences(400)
     calib, held = text[:256], text[256:400]

@@ -70,7 +70,8 @@ def run_compression(cfg: Any, case: Any, graph: Any, log: list[str],
     add("dense", 1.0, graph.dense_size, 0.0, case.metrics(case.model))
     runs = [(label, method, seed, cfg.curvature, graph) for label, method, seed in method_runs(cfg)]
     runs += [(f"optimal-{est}", "optimal", cfg.seed, est, g) for est, g in (extra or {}).items()]
-    total = len(cfg.budgets) * (len(runs) + len(getattr(cfg, "baselines", ())))
+    baselines = cfg.baselines if all((extra or {}).get("layerwise", graph).is_linear) else ()  # low rank: linears
+    total = len(cfg.budgets) * (len(runs) + len(baselines))
     with tqdm(total=total, desc=f"compression {case.name}", disable=not cfg.progress) as pb:
         for frac in cfg.budgets:
             for label, method, seed, est, g in runs:
@@ -96,10 +97,8 @@ def run_compression(cfg: Any, case: Any, graph: Any, log: list[str],
                                           case.loss(shared) - base_loss, est))
         baseline_graph = (extra or {}).get("layerwise", graph)
         for frac in cfg.budgets:
-            for method in getattr(cfg, "baselines", ()):
+            for method in baselines:
                 pb.set_postfix_str(f"{frac:.0%} {method}")
-                if not all(baseline_graph.is_linear):
-                    continue
                 sol = baseline(baseline_graph, method, frac)
                 shared = apply_coloring(case.model, baseline_graph, sol)
                 stored = stored_parameters(shared)

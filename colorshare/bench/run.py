@@ -37,7 +37,7 @@ class ModelRun:
     """One model of the run: its case, and its graphs per curvature estimator (built once, on first use)."""
 
     def __init__(self, cfg: BenchConfig, name: str, log: list[str]) -> None:
-        from .models import MODEL_CASES
+        from ..torch.models import MODEL_CASES
 
         t0 = time.perf_counter()
         if cfg.progress:

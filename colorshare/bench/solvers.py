@@ -72,7 +72,7 @@ def solver_instances(cfg: Any, model_graphs: dict[str, SharingGraph] | None = No
         warnings.warn("torch is not installed: the set-partitioning instances with ranks are left out", stacklevel=2)
     elif cfg.ranked_layers:
         from ..torch import build_graph
-        from .models import fine_ranks, planted_stack
+        from ..torch.models import fine_ranks, planted_stack
 
         for layers in cfg.ranked_layers:
             model, batches = planted_stack(families=4, layers=layers, seed=cfg.seed)

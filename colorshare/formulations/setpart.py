@@ -118,9 +118,7 @@ class SetPartition(Formulation):
             # memory in units of the columns' common divisor: the same integer row, with small coefficients that
             # solvers' feasibility tolerances cannot blur (a 1e-6 slack on 1e5-parameter coefficients would)
             mem = np.array([o.memory for _, o in self.columns], dtype=np.int64)
-            unit = int(np.gcd.reduce(mem)) if len(mem) and mem.any() else 1
-            unit = max(unit, 1)
-            self.memory_unit = unit
+            unit = self.memory_unit = max(1, int(np.gcd.reduce(mem))) if len(mem) else 1
             b.row(list(range(len(self.columns))), [float(m // unit) for m in mem], -math.inf, float(int(hi) // unit),
                   "budget")
         return b.build()

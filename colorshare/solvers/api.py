@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import time
@@ -19,7 +20,7 @@ from .colgen import estimated_groups, generate_columns
 from .decompose import solve_by_family
 from .greedy import greedy
 from .registry import get_backend
-from .solution import GAP_TOLERANCE, Solution, SolverError, Status, compute_gap
+from .solution import GAP_TOLERANCE, Solution, SolverError, Status, colors_of, compute_gap
 
 __all__ = ["solve", "evaluate", "FORMULATIONS", "check_budget"]
 
@@ -74,14 +75,6 @@ def _verify(graph: SharingGraph, chosen: Chosen, budget: float, backend: str) ->
     if memory > budget:
         raise SolverError(f"{who} stores {memory} parameters, over the budget {budget}")
     return sorted(out, key=lambda c: c.members[0])
-
-
-def _colors(n: int, classes: list[SharingClass]) -> list[int]:
-    colors = [0] * n
-    for k, c in enumerate(classes):
-        for i in c.members:
-            colors[i] = k
-    return colors
 
 
 def solve(
@@ -165,7 +158,7 @@ def solve(
         gap = compute_gap(objective, bound)
         status = Status.OPTIMAL if (claim == Status.OPTIMAL and gap is not None and gap <= GAP_TOLERANCE) \
             else Status.FEASIBLE
-        return Solution(_colors(graph.n, classes), objective, bound, gap, status, time.perf_counter() - t0, memory, backend, b,
+        return Solution(colors_of(graph.n, classes), objective, bound, gap, status, time.perf_counter() - t0, memory, backend, b,
                         classes, facts)
 
     if b < graph.min_memory():
@@ -223,8 +216,6 @@ def _solve_scaled(solver: Any, program: Any, left: float | None, seed: int, hint
 
     Surrogate costs can be tiny (1e-5 per layer): solvers' absolute tolerances (HiGHS prunes nodes within about
     1e-6) would then stop at a 0.1 % gap and call it optimal. Scaling by a constant changes no argmin."""
-    import dataclasses
-
     top = float(np.abs(program.c).max()) if program.num_vars else 0.0
     if top <= 0 or not np.isfinite(top):
         return solver.solve_program(program, left, seed, hint, **options)
@@ -270,7 +261,7 @@ def _solve_generated(graph: SharingGraph, b: float, solver: Any, limit: float | 
             facts["certificate"] = f"time limit with {len(todo)} group(s) left to check"
             break
         for grp in todo[:256]:
-            cs.add(grp)  # type: ignore[attr-defined]
+            cs.add(grp)
     facts.update(raw.facts)
     facts.update({"formulation": form.describe() + " over generated columns", "columns": len(form.columns),
                   "column_bound": raw.bound})
@@ -289,13 +280,11 @@ def _contradicts(graph: SharingGraph, chosen: Chosen | None, bound: float | None
         return True
     if bound is None:
         return False
-    objective = math.fsum(o.cost for _, o in chosen)
     try:
-        objective = math.fsum(c.cost for c in _verify(graph, chosen, math.inf, "check"))
-    except SolverError:
+        gap = compute_gap(math.fsum(c.cost for c in _verify(graph, chosen, math.inf, "check")), bound)
+    except SolverError:  # an answer that breaks the model, or a bound above it: a contradiction either way
         return True
-    gap = (objective - bound) / max(abs(objective), 1e-9)
-    return gap > GAP_TOLERANCE and objective - bound > 1e-9 * max(1.0, abs(objective))
+    return gap is not None and gap > GAP_TOLERANCE
 
 
 def evaluate(graph: SharingGraph, classes: Any, budget: float = math.inf) -> Solution:
@@ -352,5 +341,5 @@ def evaluate(graph: SharingGraph, classes: Any, budget: float = math.inf) -> Sol
                               + (f" storing {memory} parameters" if memory is not None else ""))
         chosen.append((group, Option(str(action), 0.0, int(memory))))
     out = _verify(graph, chosen, b, "given")
-    return Solution(_colors(graph.n, out), math.fsum(c.cost for c in out), None, None, Status.FEASIBLE,
+    return Solution(colors_of(graph.n, out), math.fsum(c.cost for c in out), None, None, Status.FEASIBLE,
                     time.perf_counter() - t0, sum(c.memory for c in out), "given", b, out, {})

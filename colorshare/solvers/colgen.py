@@ -5,7 +5,8 @@ solves its LP relaxation (HiGHS), reads the duals ``pi_i`` of the cover rows and
 the budget row, and prices groups with the cost model's :class:`SeparableBound` lists: a group S can only
 improve the LP if ``min_b sum_{i in S} (b.costs[i] - pi_i + lam b.per_member) + lam b.fixed < 0``. Groups that
 may price out are evaluated exactly (most negative bound first) and join the master. Pairs are priced
-exhaustively; larger groups by their best members per bound.
+exhaustively; larger groups in increasing order of their bound (k smallest subset sums), listed up to
+``GENERATED_GROUP_SIZE`` members.
 
 Lower bound: for any ``pi`` and ``lam >= 0`` the Lagrangian ``sum pi - lam B + min over partitions of the
 reduced costs`` bounds the optimum; each class's reduced cost is at least the sum over its members of
@@ -48,23 +49,34 @@ def estimated_groups(graph: SharingGraph, max_group_size: int | None) -> int:
 
 @dataclass
 class ColumnSet:
-    """What generation produced: the groups of the final master, a valid global lower bound (None if none
-    could be stated) and what happened, for ``Solution.facts``. When the master's LP is optimal over every
-    group (``lp_complete``), :meth:`below` lists the groups that could still improve an integer solution."""
+    """The restricted master's groups (growing), a valid global lower bound (None if none could be stated) and
+    what happened, for ``Solution.facts``. When the master's LP is optimal over every group (``lp_complete``),
+    :meth:`below` lists the groups that could still improve an integer solution."""
 
+    graph: SharingGraph
     groups: list[tuple[int, ...]]
-    bound: float | None
+    bound: float | None = None
     facts: dict[str, Any] = field(default_factory=dict)
     lp_complete: bool = False
     lp_value: float = math.nan
-    pricing: Any = None
+    pricing: _Pricing | None = None
+    have: set[tuple[int, ...]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.have.update(self.groups)
+
+    def add(self, group: tuple[int, ...]) -> None:
+        """Evaluate ``group``'s options now (cached, so the time limit covers it) and put it in the master."""
+        self.graph.options(group)
+        self.groups.append(group)
+        self.have.add(group)
 
     def below(self, threshold: float) -> tuple[list[tuple[int, ...]], bool]:
         """Groups not in the master whose reduced cost may be below ``threshold`` (pairs exactly, larger groups
         by their bound), sorted by that bound; and whether every larger group is certified at or above it."""
         if self.pricing is None:
             return [], False
-        cands, larger_min = self.pricing(threshold, exhaustive_pairs=True)
+        cands, larger_min = self.pricing(threshold)
         return [g for _, g in cands], larger_min >= threshold
 
 
@@ -80,13 +92,12 @@ def _lp(graph: SharingGraph, budget: float, groups: list[tuple[int, ...]]) -> tu
     over = max(1.0, float(mem.sum()))
     scale = float(np.abs(p.c).max()) if len(p.c) else 0.0
     scale = scale if scale > 0 and np.isfinite(scale) else 1.0  # costs scaled to at most 1 (solver tolerances)
-    top = 1.0
     budget_row = p.num_rows - 1 if math.isfinite(budget) else None
     col = np.zeros((p.num_rows, 1))
     if budget_row is not None:
         col[budget_row, 0] = -over
     A = sp.hstack([p.A, sp.csr_matrix(col)]).tocsr()
-    penalty = 1e4 * top * graph.n  # per unit of the overflow column: far above any coloring's cost
+    penalty = 1e4 * graph.n  # per unit of the overflow column: far above any (scaled) coloring's cost
     lp = IntegerProgram(np.append(p.c / scale, penalty), A, p.row_lo, p.row_hi, np.append(p.col_lo, 0.0),
                         np.append(p.col_hi, 1.0))
     status, value, _, duals = solve_lp(lp)
@@ -143,46 +154,58 @@ def _subsets_in_order(t: np.ndarray, fixed: float, threshold: float, lo: int, hi
     return out
 
 
-def _pricer(graph: SharingGraph, fams: dict[str, tuple[int, ...]], caps: dict[str, int], bounds: dict[str, list],
-            have: set[tuple[int, ...]], pi: np.ndarray, lam: float) -> Callable[..., tuple[list, float]]:
-    """Pricing with the separable bounds under duals (pi, lam): groups whose reduced-cost bound is below a
-    threshold, and the least bound over groups of 3+ members (which are not listed exhaustively)."""
-    tables = {}
-    for f, members in fams.items():
-        bl = bounds[f]
-        if not bl or caps[f] < 2:
-            continue
-        idx = np.asarray(members)
-        T = np.stack([b.costs - pi[idx] + lam * b.per_member for b in bl], axis=1)  # member x bound
-        F = lam * np.array([b.fixed for b in bl], dtype=float)
-        tables[f] = (T, F)
+class _Pricing:
+    """Pricing with the separable bounds under duals (pi, lam): per member and bound kind, the term
+    ``T = b.costs - pi + lam b.per_member`` and per bound the fixed part ``F = lam b.fixed``."""
 
-    def price(threshold: float, exhaustive_pairs: bool = False) -> tuple[list[tuple[float, tuple[int, ...]]], float]:
+    def __init__(self, graph: SharingGraph, caps: dict[str, int], bounds: dict[str, list], have: set,
+                 pi: np.ndarray, lam: float) -> None:
+        self.graph, self.caps, self.have = graph, caps, have
+        self.tables = {}
+        for f, members in graph.family_members.items():
+            bl = bounds[f]
+            if not bl or caps[f] < 2:
+                continue
+            idx = np.asarray(members)
+            T = np.stack([b.costs - pi[idx] + lam * b.per_member for b in bl], axis=1)  # member x bound
+            F = lam * np.array([b.fixed for b in bl], dtype=float)
+            self.tables[f] = (T, F)
+
+    def member_bounds(self, lb: np.ndarray) -> np.ndarray:
+        """``lb`` (each layer's least singleton reduced cost) lowered to each member's least share of any group's
+        reduced cost, the fixed part split over the largest allowed group."""
+        out = lb.copy()
+        for f, (T, F) in self.tables.items():
+            idx = np.asarray(self.graph.family_members[f])
+            out[idx] = np.minimum(out[idx], np.min(T + F / self.caps[f], axis=1))
+        return out
+
+    def __call__(self, threshold: float) -> tuple[list[tuple[float, tuple[int, ...]]], float]:
+        """Groups not in the master whose reduced-cost bound is below ``threshold`` (sorted), and the least bound
+        over groups of 3+ members (which are listed only up to GENERATED_GROUP_SIZE)."""
         out: list[tuple[float, tuple[int, ...]]] = []
         larger_min = math.inf
-        for f, (T, F) in tables.items():
-            members = fams[f]
+        for f, (T, F) in self.tables.items():
+            members = self.graph.family_members[f]
             iu, ju = np.triu_indices(len(members), 1)
             pair = np.min(T[iu] + T[ju] + F, axis=1)
             for k in np.flatnonzero(pair < threshold):
                 grp = (members[iu[k]], members[ju[k]])
-                if grp not in have and graph.can_share(*grp):
+                if grp not in self.have and self.graph.can_share(*grp):
                     out.append((float(pair[k]), grp))
-            if caps[f] < 3:
+            if self.caps[f] < 3:
                 continue
             for a in range(T.shape[1]):
-                # listed up to GENERATED_GROUP_SIZE members (large groups are expensive to evaluate and their
-                # bound is weak); the least bound below still covers every size, so claims stay honest
-                for val, pos in _subsets_in_order(T[:, a], F[a], threshold, 3, min(caps[f], GENERATED_GROUP_SIZE),
-                                                  limit=4 * 64):
+                # large groups are expensive to evaluate and their bound is weak: list them up to
+                # GENERATED_GROUP_SIZE members; the least bound still covers every size, so claims stay honest
+                for val, pos in _subsets_in_order(T[:, a], F[a], threshold, 3,
+                                                  min(self.caps[f], GENERATED_GROUP_SIZE), limit=4 * 64):
                     grp = tuple(sorted(members[k] for k in pos))
-                    if grp not in have and graph.is_group(grp):
+                    if grp not in self.have and self.graph.is_group(grp):
                         out.append((val, grp))
-                larger_min = min(larger_min, _least_sum(T[:, a], F[a], 3, caps[f]))
+                larger_min = min(larger_min, _least_sum(T[:, a], F[a], 3, self.caps[f]))
         out.sort()
         return out, larger_min
-
-    return price
 
 
 def generate_columns(
@@ -200,14 +223,11 @@ def generate_columns(
     if not isinstance(model, GroupCosts) or not model.has_bounds:
         raise ValueError("column generation needs group costs with separable bounds (colorshare.torch graphs "
                          "have them); pass max_group_size=K to enumerate a smaller space instead")
-    fams = {f: tuple(m) for f, m in graph.family_members.items()}
-    caps = {f: len(m) if max_group_size is None else min(len(m), max_group_size) for f, m in fams.items()}
-    groups: list[tuple[int, ...]] = [(i,) for i in range(graph.n)]
-    have = set(groups)
-    bounds = {f: model.bounds(m) for f, m in fams.items()}
+    caps = {f: len(m) if max_group_size is None else min(len(m), max_group_size)
+            for f, m in graph.family_members.items()}
+    bounds = {f: model.bounds(tuple(m)) for f, m in graph.family_members.items()}
+    cs = ColumnSet(graph, [(i,) for i in range(graph.n)], facts={"rounds": 0, "evaluated_groups": graph.n})
     best_bound = -math.inf
-    facts: dict[str, Any] = {"rounds": 0, "evaluated_groups": len(groups)}
-    lp_value = math.nan
     priced_out = True
     price = None
 
@@ -216,63 +236,41 @@ def generate_columns(
 
     for rnd in range(max_rounds):
         if out_of_time():
-            facts["stopped"] = "time limit"
+            cs.facts["stopped"] = "time limit"
             break
-        form, lp_value, pi, lam = _lp(graph, budget, groups)
-        facts["rounds"] = rnd + 1
-        # singleton reduced costs (their options are all in the master)
-        lb_member = np.full(graph.n, math.inf)
+        form, cs.lp_value, pi, lam = _lp(graph, budget, cs.groups)
+        cs.facts["rounds"] = rnd + 1
+        price = _Pricing(graph, caps, bounds, cs.have, pi, lam)
+        # singleton reduced costs (their options are all in the master), lowered by every group's share
+        single = np.full(graph.n, math.inf)
         for grp, o in form.columns:
             if len(grp) == 1:
-                i = grp[0]
-                lb_member[i] = min(lb_member[i], o.cost - pi[i] + lam * o.memory)
-        for f, members in fams.items():
-            if bounds[f] and caps[f] >= 2:
-                idx = np.asarray(members)
-                T = np.stack([b.costs - pi[idx] + lam * b.per_member for b in bounds[f]], axis=1)
-                F = lam * np.array([b.fixed for b in bounds[f]], dtype=float)
-                lb_member[idx] = np.minimum(lb_member[idx], np.min(T + F / caps[f], axis=1))
+                single[grp[0]] = min(single[grp[0]], o.cost - pi[grp[0]] + lam * o.memory)
+        lb_member = price.member_bounds(single)
         if math.isfinite(float(lb_member.sum())):
             best_bound = max(best_bound, float(pi.sum() - lam * budget + lb_member.sum()))
-        price = _pricer(graph, fams, caps, bounds, have, pi, lam)
-        threshold = -1e-9 * max(1.0, abs(lp_value))
+        threshold = -1e-9 * max(1.0, abs(cs.lp_value))
         candidates, larger_min = price(threshold)
         if not candidates:
-            # complete only if no group of 3+ members can price out either (those are listed by their best
-            # members only, so one such group already in the master would hide its unevaluated neighbours)
+            # complete only if no group of 3+ members can price out either (those are listed only in part, so
+            # one such group already in the master can hide unevaluated ones)
             priced_out = larger_min < threshold
             if priced_out:
-                facts["stopped"] = "larger groups may still price out; none left to list"
+                cs.facts["stopped"] = "larger groups may still price out; none left to list"
             break
-        seen: set[tuple[int, ...]] = set()
-        new = []
-        for _, grp in candidates:
-            if grp not in seen:
-                seen.add(grp)
-                new.append(grp)
-            if len(new) >= per_round:
-                break
+        new = list(dict.fromkeys(grp for _, grp in candidates))[:per_round]
         for grp in new:
             if out_of_time():
                 break
-            graph.options(grp)  # evaluate now (cached), so the time limit covers it
-            groups.append(grp)
-            have.add(grp)
-        facts["evaluated_groups"] = len(groups)
+            cs.add(grp)
+        cs.facts["evaluated_groups"] = len(cs.groups)
         if progress is not None:
-            progress(f"round {rnd + 1}: LP {lp_value:.6g}, bound {best_bound:.6g}, {len(groups)} groups")
+            progress(f"round {rnd + 1}: LP {cs.lp_value:.6g}, bound {best_bound:.6g}, {len(cs.groups)} groups")
     if not priced_out:
         # no group of the allowed sizes can improve the LP: its value bounds the whole space
-        best_bound = max(best_bound, lp_value)
-        facts["lp_optimal_over_all_groups"] = True
-    facts["lp_value"] = lp_value
-
-    def add(grp: tuple[int, ...]) -> None:
-        graph.options(grp)
-        groups.append(grp)
-        have.add(grp)
-
-    cs = ColumnSet(groups, best_bound if math.isfinite(best_bound) else None, facts, lp_complete=not priced_out,
-                   lp_value=lp_value, pricing=price if not priced_out else None)
-    cs.add = add  # type: ignore[attr-defined]
+        best_bound = max(best_bound, cs.lp_value)
+        cs.facts["lp_optimal_over_all_groups"] = True
+        cs.lp_complete, cs.pricing = True, price
+    cs.facts["lp_value"] = cs.lp_value
+    cs.bound = best_bound if math.isfinite(best_bound) else None
     return cs

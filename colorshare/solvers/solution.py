@@ -9,7 +9,7 @@ from typing import Any
 
 from ..formulations.graph import SharingClass
 
-__all__ = ["Status", "Solution", "SolverError", "compute_gap", "GAP_TOLERANCE"]
+__all__ = ["Status", "Solution", "SolverError", "compute_gap", "colors_of", "GAP_TOLERANCE"]
 
 GAP_TOLERANCE = 1e-6
 """Relative gap at or below which a solver's proof counts as "optimal"."""
@@ -50,6 +50,15 @@ def compute_gap(objective: float | None, bound: float | None) -> float | None:
     if diff <= tol:
         return 0.0
     return diff / max(abs(objective), _EPS)
+
+
+def colors_of(n: int, classes: list[SharingClass]) -> list[int]:
+    """One color per layer (0..n-1): the index of its class in ``classes``."""
+    colors = [0] * n
+    for k, c in enumerate(classes):
+        for i in c.members:
+            colors[i] = k
+    return colors
 
 
 @dataclass

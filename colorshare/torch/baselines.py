@@ -17,7 +17,7 @@ import math
 import time
 
 from ..formulations.graph import SharingClass
-from ..solvers.solution import Solution, Status
+from ..solvers.solution import Solution, Status, colors_of
 from .graph import ModelGraph
 
 __all__ = ["BASELINES", "baseline", "PER_LAYER_ROLES"]
@@ -66,10 +66,6 @@ def baseline(graph: ModelGraph, method: str, keep: float) -> Solution:
             groups = [tuple(members[s:s + 2]) for s in range(0, len(members), 2)]
         classes += [_class(graph, g, keep) for g in groups]
     classes.sort(key=lambda c: c.members[0])
-    colors = [0] * graph.n
-    for k, c in enumerate(classes):
-        for i in c.members:
-            colors[i] = k
     memory = sum(c.memory for c in classes)
-    return Solution(colors, math.fsum(c.cost for c in classes), None, None, Status.FEASIBLE, time.perf_counter() - t0,
+    return Solution(colors_of(graph.n, classes), math.fsum(c.cost for c in classes), None, None, Status.FEASIBLE, time.perf_counter() - t0,
                     memory, method, keep * graph.dense_size, classes, {"keep": keep})

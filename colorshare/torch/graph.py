@@ -156,50 +156,55 @@ class ModelGraph(SharingGraph):
     def _stack(self, group: tuple[int, ...]) -> torch.Tensor:
         return torch.cat([self._cache.get(("z", i), lambda i=i: self.weight(i) @ self._root(i)) for i in group], dim=1)
 
+    def _decompose(self, group: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor] | None]:
+        """Eigenvalues (descending) of the group's whitened Gram ``sum_i h_i W_i Sigma_i W_i^T`` and its left
+        eigenvectors U (d_out x m, orthonormal), on the smaller side. On the ``k d_in`` side only the positive
+        spectrum has vectors, and the members' whitened blocks ``W_i L_i`` come back too (None on the other)."""
+        if self._side(group) == "in":
+            Z = self._stack(group)
+            vals, V = torch.linalg.eigh(Z.T @ Z)
+            vals, V = vals.flip(0).clamp(min=0), V.flip(1)
+            pos = vals > vals[0] * 1e-13 if len(vals) and vals[0] > 0 else torch.zeros_like(vals, dtype=torch.bool)
+            d_in = Z.shape[1] // len(group)
+            return vals, (Z @ V[:, pos]) / vals[pos].sqrt(), list(Z.split(d_in, dim=1))
+        vals, U = torch.linalg.eigh(sum(self._gram(i) for i in group))
+        return vals.flip(0).clamp(min=0), U.flip(1), None
+
     def _spectrum(self, group: tuple[int, ...]) -> _Spectrum:
         """Eigenvalues and per-member relative errors of ``group``'s shared basis at every rank."""
         hit = self._spectra.get(group)
         if hit is not None:
             self._spectra.move_to_end(group)
             return hit
-        if self._side(group) == "in":
-            Z = self._stack(group)
-            vals, V = torch.linalg.eigh(Z.T @ Z)
-            vals, V = vals.flip(0).clamp(min=0), V.flip(1)
-            pos = vals > vals[0] * 1e-13 if len(vals) and vals[0] > 0 else torch.zeros_like(vals, dtype=torch.bool)
-            U = (Z @ V[:, pos]) / vals[pos].sqrt()
-            d_in = Z.shape[1] // len(group)
-            blocks = [Z[:, k * d_in:(k + 1) * d_in] for k in range(len(group))]
-            proj = [((U.T @ B) ** 2).sum(1) for B in blocks]
-            tot = [float((B * B).sum()) for B in blocks]
+        vals, U, blocks = self._decompose(group)
+        if blocks is not None:
+            proj = torch.stack([((U.T @ B) ** 2).sum(1) for B in blocks])
+            tot = torch.stack([(B * B).sum() for B in blocks])
         else:
             grams = [self._gram(i) for i in group]
-            vals, U = torch.linalg.eigh(sum(grams))
-            vals, U = vals.flip(0).clamp(min=0), U.flip(1)
-            proj = [((U.T @ G) * U.T).sum(1) for G in grams]
-            tot = [float(torch.trace(G)) for G in grams]
+            proj = torch.stack([((U.T @ G) * U.T).sum(1) for G in grams])
+            tot = torch.stack([torch.trace(G) for G in grams])
+        # captured energy per member and rank, the relative errors computed where the data is, one transfer
         width = len(vals)
-        rel = np.ones((len(group), width + 1))
-        for k, (p, t) in enumerate(zip(proj, tot)):
-            captured = np.concatenate([[0.0], np.cumsum(p.double().cpu().numpy())])
-            captured = np.pad(captured, (0, width + 1 - len(captured)), mode="edge")
-            rel[k] = np.clip(1.0 - captured / t, 0.0, 1.0) if t > 0 else 0.0
-        spec = _Spectrum(vals.double().cpu().numpy(), rel)
+        captured = torch.zeros(len(group), width + 1, dtype=torch.float64, device=vals.device)
+        captured[:, 1:proj.shape[1] + 1] = proj.double().cumsum(1)
+        captured[:, proj.shape[1] + 1:] = captured[:, proj.shape[1]:proj.shape[1] + 1]
+        t = tot.double()[:, None]
+        rel = torch.where(t > 0, (1.0 - captured / t.clamp(min=1e-300)).clamp(0.0, 1.0), torch.zeros_like(captured))
+        packed = torch.cat([torch.cat([vals.double(), vals.new_zeros(1, dtype=torch.float64)])[None], rel])
+        host = packed.cpu().numpy()
+        spec = _Spectrum(host[0, :width].copy(), host[1:].copy())
         self._spectra[group] = spec
         while len(self._spectra) > self._max_spectra:
             self._spectra.popitem(last=False)
         return spec
 
     def _basis_vectors(self, group: tuple[int, ...], rank: int) -> torch.Tensor:
-        if self._side(group) == "in":
-            Z = self._stack(group)
-            vals, V = torch.linalg.eigh(Z.T @ Z)
-            vals, V = vals.flip(0)[:rank].clamp(min=0), V.flip(1)[:, :rank]
-            U = Z @ V / vals.sqrt().clamp(min=1e-300)
-            # directions beyond the positive spectrum carry nothing: keep U orthonormal anyway
-            return torch.linalg.qr(U)[0] if bool((vals <= 0).any()) else U
-        G = sum(self._gram(i) for i in group)
-        return torch.linalg.eigh(G)[1].flip(1)[:, :rank]
+        U = self._decompose(group)[1]
+        if U.shape[1] >= rank:
+            return U[:, :rank]
+        # fewer directions carry energy than the rank asks for: complete U to an orthonormal d_out x rank basis
+        return torch.linalg.qr(U, mode="complete")[0][:, :rank]
 
     # ---- exact costs --------------------------------------------------------------------------------------
     def _fits(self, errors: Iterable[float]) -> bool:
@@ -217,11 +222,7 @@ class ModelGraph(SharingGraph):
             if trust and not self._fits(spec.rel_err[:, r]):
                 return None
             return Option("basis", 0.5 * float(spec.vals[r:].sum()), mem, params={"rank": int(rank)})
-        saved, self.trust_region = self.trust_region, (self.trust_region if trust else None)
-        try:
-            return next(iter(self._generic_basis(group, [rank])), None)
-        finally:
-            self.trust_region = saved
+        return next(iter(self._generic_basis(group, [rank], trust)), None)
 
     def _options(self, group: tuple[int, ...]) -> list[Option]:
         actions, ranks = self._actions, self._menus[self.shapes[group[0]]]
@@ -275,12 +276,11 @@ class ModelGraph(SharingGraph):
                 self.curvatures[i].quad(self.weight(i))
         return self._energies[i]
 
-    def _generic_basis(self, group: tuple[int, ...], ranks: Sequence[int]) -> list[Option]:
+    def _generic_basis(self, group: tuple[int, ...], ranks: Sequence[int], trust: bool = True) -> list[Option]:
         """Basis costs for the diagonal / spectral / scalar estimators: the left singular basis of the stack,
         costs by each member's own quadratic form, grown rank by rank."""
         d_out, d_in = self.shapes[group[0]][0], int(np.prod(self.shapes[group[0]][1:]))
-        G = sum(self._gram(i) for i in group)
-        vecs = torch.linalg.eigh(G)[1].flip(1)
+        vecs = self._decompose(group)[1]
         Ws = [self.weight(i) for i in group]
         coeffs = [vecs.T @ W for W in Ws]
         approx = [torch.zeros_like(W) for W in Ws]
@@ -291,7 +291,7 @@ class ModelGraph(SharingGraph):
                 a += vecs[:, done:r] @ C[done:r]
             done = r
             errs = [self.curvatures[i].quad(a - W) for a, W, i in zip(approx, Ws, group)]
-            if self._fits(e / max(self._energy(i), 1e-300) for e, i in zip(errs, group)):
+            if not trust or self._fits(e / max(self._energy(i), 1e-300) for e, i in zip(errs, group)):
                 out.append(Option("basis", math.fsum(errs), d_out * r + len(group) * r * d_in, params={"rank": int(r)}))
         return out
 

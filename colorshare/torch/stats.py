@@ -71,7 +71,10 @@ def sampled_fisher_loss(output: Any, batch: Any, generator: torch.Generator | No
         logits = output
     if logits is not None:
         probs = torch.softmax(logits.detach().float(), dim=-1).reshape(-1, logits.shape[-1])
-        y = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
+        # inverse-CDF sampling on the logits' device; only the uniforms come from the (CPU) generator, so a model
+        # on CPU or CUDA draws the same labels
+        u = torch.rand(probs.shape[0], 1, generator=generator).to(probs.device)
+        y = torch.searchsorted(probs.cumsum(-1), u).squeeze(1).clamp(max=probs.shape[1] - 1)
         nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y, reduction="none")
         mask = _mask(batch)
         if mask is not None and mask.numel() == nll.numel():
