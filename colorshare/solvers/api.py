@@ -15,7 +15,9 @@ from ..formulations.costs import Option
 from ..formulations.clique import CliquePartition
 from ..formulations.graph import SharingClass, SharingGraph
 from ..formulations.pmedian import PMedian
+from ..formulations.radius import RadiusCuts
 from ..formulations.setpart import SetPartition, admits
+from .benders import solve_radius
 from .colgen import estimated_groups, generate_columns
 from .decompose import solve_by_family
 from .greedy import greedy
@@ -26,6 +28,15 @@ __all__ = ["solve", "evaluate", "FORMULATIONS", "check_budget"]
 
 FORMULATIONS: dict[str, type[Formulation]] = {"pmedian": PMedian, "clique": CliquePartition, "setpart": SetPartition}
 _DEFAULT_FORMULATION = {"medoid": "pmedian", "pairwise": "clique", "group": "setpart"}
+RADIUS = "radius"
+"""Not one program: Benders cuts of the radius formulation on a live HiGHS model (``solvers/benders.py``)."""
+
+
+def _auto_formulation(graph: SharingGraph, backend: str) -> str:
+    """Measured on pmed1-20 and the demo graph: radius (Benders) for HiGHS on medoid graphs without conflicts."""
+    if graph.kind == "medoid" and backend == "highs" and not graph.conflicts:
+        return RADIUS
+    return _DEFAULT_FORMULATION[graph.kind]
 
 
 def check_budget(budget: Any) -> float:
@@ -98,8 +109,9 @@ def solve(
     backend : ``"cpsat"``, ``"highs"``, ``"pulp"`` or ``"anneal"`` (see :func:`available_backends`).
     time_limit : seconds for the whole solve (None: run to optimality / the iteration limit).
     seed : random seed passed to every solver.
-    formulation : ``"auto"`` (p-median for medoid costs, clique for pairwise, set partitioning for group
-        costs), ``"pmedian"``, ``"clique"`` or ``"setpart"``; exact backends only.
+    formulation : ``"auto"`` (medoid costs: ``"radius"`` with HiGHS when there are no conflicts, else p-median;
+        clique for pairwise, set partitioning for group costs), ``"pmedian"``, ``"radius"`` (Benders cuts of
+        the radius formulation; HiGHS only, no conflicts), ``"clique"`` or ``"setpart"``; exact backends only.
     decompose : True solves a multi-family medoid graph family by family plus an exact knapsack over the
         budget (families interact only through it); False solves one program; ``"auto"`` picks what is faster
         for the backend (measured on the demo graph: split for cpsat and pulp, one program for highs).
@@ -132,9 +144,12 @@ def solve(
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     backend_cls = get_backend(backend)
-    form_name = _DEFAULT_FORMULATION[graph.kind] if formulation == "auto" else formulation
-    if form_name not in FORMULATIONS:
-        raise ValueError(f"unknown formulation {formulation!r}; valid: auto, {', '.join(FORMULATIONS)}")
+    form_name = _auto_formulation(graph, backend) if formulation == "auto" else formulation
+    if form_name not in FORMULATIONS and form_name != RADIUS:
+        raise ValueError(f"unknown formulation {formulation!r}; valid: auto, {', '.join(FORMULATIONS)}, {RADIUS}")
+    if form_name == RADIUS and backend != "highs":
+        raise ValueError(f"formulation {RADIUS!r} (Benders cuts added to a live model) runs on backend 'highs' only, "
+                         f"not {backend!r}")
     if decompose not in ("auto", True, False):
         raise ValueError(f"decompose must be 'auto', True or False, got {decompose!r}")
     form_opts = {k: options.pop(k) for k in ("max_group_size", "group_filter") if k in options}
@@ -171,8 +186,12 @@ def solve(
     if generate:
         return _solve_generated(graph, b, backend_cls(), limit, int(seed), t0, form_opts.get("max_group_size"),
                                 options, facts, finish)
-    start = greedy(graph, b, form_opts.get("max_group_size"))
-    facts["greedy_objective"] = None if start is None else math.fsum(o.cost for _, o in start)
+    radius_split = form_name == RADIUS and len(graph.family_members) > 1 and decompose in ("auto", True)
+    if form_name == RADIUS and (len(graph.family_members) == 1 or radius_split):
+        start = None  # built per family by solve_radius (the merging greedy is O(n^3) on one large family)
+    else:
+        start = greedy(graph, b, form_opts.get("max_group_size"))
+        facts["greedy_objective"] = None if start is None else math.fsum(o.cost for _, o in start)
     solver = backend_cls()
     if not backend_cls.exact:
         if form_opts:
@@ -180,6 +199,23 @@ def solve(
         chosen, more = solver.solve_graph(graph, b, limit, int(seed), start if warm_start else None, **options)  # type: ignore[attr-defined]
         facts.update(more)
         return finish(chosen, Status.FEASIBLE if chosen is not None else Status.UNKNOWN, None)
+    if form_name == RADIUS:
+        RadiusCuts(graph)  # the clear error for a graph it is not exact for
+        unknown = set(options) - {"threads", "log"}
+        if unknown:
+            raise ValueError(f"unknown option(s) for backend 'highs': {', '.join(sorted(unknown))}")
+        if radius_split:
+            chosen, claim, bound, more = solve_by_family(graph, b, solver, limit, int(seed), warm_start, options,
+                                                         radius=True)
+            facts.update(more)
+            facts["formulation"] = "radius per family (Benders) + knapsack"
+            return finish(chosen, claim, bound)
+        deadline = None if limit is None else t0 + limit
+        chosen, claim, bound, more = solve_radius(graph, b, start if warm_start else None, deadline, int(seed),
+                                                  build_start=warm_start, **options)
+        facts.update(more)
+        facts["formulation"] = f"radius (Benders: {more['benders'].get('cuts', 0)} cuts)"
+        return finish(chosen, claim, bound)
     split = decompose is True or (decompose == "auto" and backend_cls.decompose_by_default)
     if form_name == "pmedian" and split and len(graph.family_members) > 1 and graph.kind == "medoid":
         chosen, claim, bound, more = solve_by_family(graph, b, solver, limit, int(seed), warm_start, options)

@@ -26,6 +26,7 @@ from ..formulations.knapsack import multiple_choice_knapsack
 from ..formulations.pmedian import PMedian
 from .backend import Backend
 from .solution import GAP_TOLERANCE, Status
+from .swap import greedy_open, nearest, swap_descent
 
 __all__ = ["solve_by_family"]
 
@@ -44,6 +45,7 @@ class _Family:
         self.sol: list[Chosen | None] = [None] * (k_hi + 1)
         self.exact = np.zeros(k_hi + 1, dtype=bool)
         self.k_min = 1  # every k < k_min is proven infeasible
+        self._radius: Any = None  # the family's Benders solver (radius subsolver), built on first use
         cost = graph.model.matrix  # type: ignore[attr-defined]
         # L: at least n - k layers are served by another layer, each paying at least its cheapest option.
         nearest = np.array([
@@ -53,8 +55,26 @@ class _Family:
         csum = np.concatenate(([0.0], np.cumsum(ordered)))
         for k in range(1, k_hi + 1):
             self.lower[k] = csum[n - k] if n - k >= 0 else 0.0
-        self._greedy_chain()
+        if any(graph.conflicts_of(i) for i in members):
+            self._greedy_chain()
+        else:
+            self._open_chain()
         self.close()
+
+    def _open_chain(self) -> None:
+        """Upper bounds for every k without conflicts: the greedy's first k representatives, then swap descent."""
+        idx = np.asarray(self.members)
+        sub = self.graph.model.matrix[np.ix_(idx, idx)]  # type: ignore[attr-defined]
+        order = greedy_open(sub, self.k_hi)
+        for k in range(1, len(order) + 1):
+            _, reps = swap_descent(sub, order[:k])
+            near = nearest(sub, reps)
+            chosen: Chosen = []
+            for r in reps.tolist():
+                grp = np.flatnonzero(near == r)
+                chosen.append((tuple(int(self.members[t]) for t in grp),
+                               Option("medoid", float(sub[grp, r].sum()), self.size, representative=self.members[r])))
+            self.offer(k, sorted(chosen), exact=(k == len(self.members)))
 
     def _greedy_chain(self) -> None:
         g = self.graph
@@ -91,6 +111,29 @@ class _Family:
             self.lower[k] = self.upper[k]
             self.exact[k] = True
 
+    def solve_radius(self, k: int, start: Chosen | None, deadline: float | None, seed: int,
+                     options: dict[str, Any]) -> tuple[Chosen | None, Status, float | None, dict[str, Any]]:
+        """C_f(k) by Benders on the radius formulation of this family alone (sizes 1, budget k classes); one
+        live master per family, so its cuts serve every k."""
+        from .benders import RadiusSolver
+
+        if self._radius is None:
+            idx = np.asarray(self.members)
+            sub = SharingGraph.from_matrix(self.graph.model.matrix[np.ix_(idx, idx)])  # type: ignore[attr-defined]
+            self._radius = RadiusSolver(sub, seed, options.get("threads"))
+        where = {g: t for t, g in enumerate(self.members)}
+        local = None if start is None else [
+            (tuple(where[i] for i in grp), Option(o.action, o.cost, 1, representative=None if o.representative is None
+                                                  else where[o.representative])) for grp, o in start]
+        if local is None:
+            local = self._radius.greedy_start(float(k))
+        chosen, claim, bound, facts = self._radius.solve(float(k), local, deadline, bool(options.get("log", False)))
+        back = None if chosen is None else [
+            (tuple(self.members[t] for t in grp), Option(o.action, o.cost, self.size,
+                                                         representative=self.members[o.representative]))  # type: ignore[index]
+            for grp, o in chosen]
+        return back, claim, bound, facts
+
     def infeasible_up_to(self, k: int) -> None:
         self.k_min = max(self.k_min, k + 1)
 
@@ -119,8 +162,11 @@ def solve_by_family(
     seed: int,
     warm_start: bool,
     options: dict[str, Any],
+    radius: bool = False,
 ) -> tuple[Chosen | None, Status, float | None, dict[str, Any]]:
-    """Solve a medoid graph family by family; returns (classes, solver claim, bound, facts)."""
+    """Solve a medoid graph family by family; returns (classes, solver claim, bound, facts). With ``radius``
+    (HiGHS, no conflicts) each C_f(k) is solved by Benders cuts (``benders.solve_radius``) instead of the
+    backend's p-median program."""
     deadline = None if time_limit is None else time.perf_counter() + time_limit
     sizes = {f: int(graph.sizes[m[0]]) for f, m in graph.family_members.items()}
     floor_mem = sum(sizes.values())
@@ -139,32 +185,35 @@ def solve_by_family(
         if lb is None:  # every remaining choice is proven infeasible
             facts = {"decomposition": "by family", "subproblems": solved, "warm_start": fates, "rounds": rounds}
             return None, Status.INFEASIBLE, None, facts
-        ub = multiple_choice_knapsack([fm.items("upper") for fm in fams], budget)
-        if ub is not None and lb[0] >= ub[0] - GAP_TOLERANCE / 10 * max(1.0, abs(ub[0])):
-            break
         lb_ks = [fm.k_min + pick for fm, pick in zip(fams, lb[1])]
         todo = [(fm, k) for fm, k in zip(fams, lb_ks) if not fm.exact[k]]
-        if not todo or timed_out:
+        if not todo or timed_out:  # no todo: the bound's own choice is exact, so it is optimal
             break
         for fm, k in todo:
             left = None if deadline is None else deadline - time.perf_counter()
             if left is not None and left <= 0:
                 timed_out = True
                 break
-            form = PMedian(graph, math.inf, layers=fm.members, max_classes=k)
             start = next((fm.sol[j] for j in range(k, 0, -1) if fm.sol[j] is not None), None)
-            hint = form.encode(start) if (warm_start and start is not None) else None
-            raw = backend.solve_program(form.program, left, seed, hint, **options)
+            if radius:
+                chosen, status, bound, more = fm.solve_radius(k, start if warm_start else None, deadline, seed,
+                                                              options)
+                fate = more.get("warm_start", "not given")
+            else:
+                form = PMedian(graph, math.inf, layers=fm.members, max_classes=k)
+                hint = form.encode(start) if (warm_start and start is not None) else None
+                raw = backend.solve_program(form.program, left, seed, hint, **options)
+                chosen = form.decode(raw.x) if raw.x is not None else None
+                status, bound, fate = raw.status, raw.bound, raw.facts.get("warm_start", "not given")
             solved += 1
-            fate = raw.facts.get("warm_start", "not given")
             fates[fate] = fates.get(fate, 0) + 1
-            if raw.status == Status.INFEASIBLE:
+            if status == Status.INFEASIBLE:
                 fm.infeasible_up_to(k)
-            elif raw.x is not None:
-                fm.offer(k, form.decode(raw.x), exact=raw.status == Status.OPTIMAL, bound=raw.bound)
+            elif chosen is not None:
+                fm.offer(k, chosen, exact=status == Status.OPTIMAL, bound=bound)
             else:
                 timed_out = True
-            if raw.status not in (Status.OPTIMAL, Status.INFEASIBLE):
+            if status not in (Status.OPTIMAL, Status.INFEASIBLE):
                 timed_out = True
             fm.close()
     facts = {"decomposition": "by family", "subproblems": solved, "warm_start": fates, "rounds": rounds}
