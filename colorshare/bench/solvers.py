@@ -23,7 +23,7 @@ from ..instances import LLAMA7B_ROLES, planted_graph, read_dimacs, read_pmedian
 from ..solvers.registry import available_backends, get_backend
 
 
-__all__ = ["Instance", "SOLVER_COLUMNS", "AgreementError", "solver_instances", "run_solvers", "check_agreement",
+__all__ = ["Instance", "planted_instance", "SOLVER_COLUMNS", "AgreementError", "solver_instances", "run_solvers", "check_agreement",
            "largest_optimal"]
 
 SOLVER_COLUMNS = ("instance", "n_layers", "backend", "time_limit", "objective", "bound", "gap", "status", "wall_time")
@@ -47,7 +47,8 @@ class Instance:
     known: float | str | None = None
 
 
-def _planted(size: int, seed: int) -> Instance:
+def planted_instance(size: int, seed: int) -> Instance:
+    """The planted medoid graph of about ``size`` layers (LLaMA-7B roles; 2 families below 14 layers), budget 50 %."""
     roles = dict(list(LLAMA7B_ROLES.items())[: 2 if size < 14 else 7])
     g = planted_graph(layers=max(2, size // len(roles)), roles=roles, seed=seed)
     name = "llama7b-224" if g.n == 224 else f"planted-{g.n}"
@@ -67,7 +68,7 @@ def solver_instances(cfg: Any, model_graphs: dict[str, SharingGraph] | None = No
     OR-Library p-median instances with published optima."""
     import networkx as nx
 
-    out = [_planted(s, cfg.seed) for s in cfg.planted_sizes]
+    out = [planted_instance(s, cfg.seed) for s in cfg.planted_sizes]
     if cfg.ranked_layers and importlib.util.find_spec("torch") is None:
         warnings.warn("torch is not installed: the set-partitioning instances with ranks are left out", stacklevel=2)
     elif cfg.ranked_layers:

@@ -187,8 +187,10 @@ def solve(
         return _solve_generated(graph, b, backend_cls(), limit, int(seed), t0, form_opts.get("max_group_size"),
                                 options, facts, finish)
     radius_split = form_name == RADIUS and len(graph.family_members) > 1 and decompose in ("auto", True)
-    if form_name == RADIUS and (len(graph.family_members) == 1 or radius_split):
-        start = None  # built per family by solve_radius (the merging greedy is O(n^3) on one large family)
+    by_representatives = graph.kind == "medoid" and not graph.conflicts and (
+        form_name == RADIUS or not backend_cls.exact)
+    if by_representatives and (len(graph.family_members) == 1 or radius_split):
+        start = None  # built from representatives by the solver (the merging greedy is O(n^3) on one large family)
     else:
         start = greedy(graph, b, form_opts.get("max_group_size"))
         facts["greedy_objective"] = None if start is None else math.fsum(o.cost for _, o in start)

@@ -154,6 +154,13 @@ class _Family:
         return [(k * self.size, float(vals[k])) for k in range(self.k_min, self.k_hi + 1) if np.isfinite(vals[k])]
 
 
+def _fates(fates: dict[str, int]) -> str:
+    """One word when every subproblem's start met the same fate, else e.g. "used 70, rejected 7"."""
+    if len(fates) == 1:
+        return next(iter(fates))
+    return ", ".join(f"{k} {v}" for k, v in sorted(fates.items(), key=lambda kv: -kv[1])) or "not given"
+
+
 def solve_by_family(
     graph: SharingGraph,
     budget: float,
@@ -183,7 +190,7 @@ def solve_by_family(
         rounds += 1
         lb = multiple_choice_knapsack([fm.items("lower") for fm in fams], budget)
         if lb is None:  # every remaining choice is proven infeasible
-            facts = {"decomposition": "by family", "subproblems": solved, "warm_start": fates, "rounds": rounds}
+            facts = {"decomposition": "by family", "subproblems": solved, "warm_start": _fates(fates), "rounds": rounds}
             return None, Status.INFEASIBLE, None, facts
         lb_ks = [fm.k_min + pick for fm, pick in zip(fams, lb[1])]
         todo = [(fm, k) for fm, k in zip(fams, lb_ks) if not fm.exact[k]]
@@ -216,7 +223,7 @@ def solve_by_family(
             if status not in (Status.OPTIMAL, Status.INFEASIBLE):
                 timed_out = True
             fm.close()
-    facts = {"decomposition": "by family", "subproblems": solved, "warm_start": fates, "rounds": rounds}
+    facts = {"decomposition": "by family", "subproblems": solved, "warm_start": _fates(fates), "rounds": rounds}
     lb = multiple_choice_knapsack([fm.items("lower") for fm in fams], budget)
     ub = multiple_choice_knapsack([fm.items("upper") for fm in fams], budget)
     bound = None if lb is None else lb[0]
