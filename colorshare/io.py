@@ -54,9 +54,9 @@ def graph_to_dict(graph: SharingGraph) -> dict[str, Any]:
     out: dict[str, Any] = {"sizes": [int(s) for s in graph.sizes], "names": list(graph.names),
                            "families": list(graph.families), "conflicts": [list(p) for p in sorted(graph.conflicts)]}
     if graph.kind == "medoid":
-        out["cost"] = graph.model.matrix.tolist()  # type: ignore[attr-defined]
+        out["cost"] = graph.cost_matrix.tolist()
     elif graph.kind == "pairwise":
-        out["pairwise"] = graph.model.matrix.tolist()  # type: ignore[attr-defined]
+        out["pairwise"] = graph.cost_matrix.tolist()
     else:
         table = getattr(graph.model, "table", None)
         if table is None:

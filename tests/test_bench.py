@@ -159,7 +159,7 @@ def test_tiny_run_end_to_end(tmp_path):
     assert insts == {"planted-8", "ranked-16", "digits-mlp", "mycielski3@3", "mycielski3@2"}
     assert len(rows) == (len(insts) + 1) * 4  # every backend on every instance + one sweep limit on planted-8
     assert {r["status"] for r in rows if r["instance"] == "mycielski3@2" and r["backend"] != "anneal"} == {"infeasible"}
-    assert res["agreement"] and not any("FAILED" in e for e in res["agreement"])
+    assert res.agreement and not any("FAILED" in e for e in res.agreement)
 
     cols, rows = _read(tmp_path / "compression.csv")
     assert tuple(cols) == COMPRESSION_COLUMNS
@@ -237,3 +237,17 @@ def test_bench_cli_rejects_cuda_without_a_device(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exc:
         cli_main(["bench", "--quick", "--device", "cuda"])
     assert exc.value.code == 2 and "no CUDA device" in capsys.readouterr().err
+
+
+def test_result_rows_carry_their_fields():
+    from colorshare.bench.results import compression_row, fidelity_row, split_label
+
+    assert split_label("random-s12") == ("random", 12)
+    assert split_label("random-partition-3") == ("random-partition-3", None)
+    assert split_label("optimal-layerwise") == ("optimal-layerwise", None)
+    r = compression_row("m", "random-s1", 0.5, 10, 0.1, "accuracy", 0.9)
+    assert (r["label"], r["method"], r["seed"], r["budget_fraction"]) == ("random-s1", "random", 1, 0.5)
+    f = fidelity_row("m", "kfac", "optimal-trace@0.7", 1.0, 2.0)
+    assert (f["method"], f["budget_fraction"]) == ("optimal-trace", 0.7)
+    f = fidelity_row("m", "kfac", "random-partition-4", 1.0, 2.0)
+    assert (f["method"], f["budget_fraction"]) == ("random-partition", None)

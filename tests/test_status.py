@@ -1,6 +1,8 @@
 """Status honesty: time limits, gaps, and answers that break the model."""
 
 import numpy as np
+
+from colorshare.solvers.backend import Backend
 import pytest
 
 from colorshare import SharingGraph, SolverError, Status, solve
@@ -54,7 +56,7 @@ def test_decomposition_under_time_limit_keeps_valid_bound():
     assert sol.memory <= 0.5 * g.dense_size
 
 
-class _Liar:
+class _Liar(Backend):
     """A backend that ignores the budget: puts every layer in its own class."""
 
     name = "liar"

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from tqdm.auto import tqdm
 
-import math
-
 from .. import solve
+from .config import BenchConfig
 from .methods import allowed_groups
+from .results import BenchResult, CompressionRow, coloring_label, compression_row
 
-__all__ = ["COMPRESSION_COLUMNS", "Coloring", "method_runs", "method_of", "run_compression"]
+__all__ = ["COMPRESSION_COLUMNS", "Coloring", "method_runs", "run_compression"]
 
 COMPRESSION_COLUMNS = ("model", "method", "budget_fraction", "stored_parameters", "surrogate", "metric", "value")
 
@@ -32,12 +33,7 @@ class Coloring:
     curvature: str = "layerwise"  # the estimator whose graph chose and applied it
 
 
-def method_of(label: str) -> str:
-    """The method a row's label belongs to: ``random-s1`` -> ``random``; other labels are their own method."""
-    return "random" if label.startswith("random-s") else label
-
-
-def method_runs(cfg: Any) -> list[tuple[str, str, int]]:
+def method_runs(cfg: BenchConfig) -> list[tuple[str, str, int]]:
     """(label, method, seed) for each configured method; ``random`` expands to ``random-s0`` ... per seed."""
     out = []
     for m in cfg.methods:
@@ -48,8 +44,8 @@ def method_runs(cfg: Any) -> list[tuple[str, str, int]]:
     return out
 
 
-def run_compression(cfg: Any, case: Any, graph: Any, log: list[str],
-                    extra: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], list[Coloring]]:
+def run_compression(cfg: BenchConfig, case: Any, graph: Any, res: BenchResult,
+                    extra: dict[str, Any] | None = None) -> tuple[list[CompressionRow], list[Coloring]]:
     """Sweep ``cfg.budgets`` x methods on one model case (``graph``: its graph under ``cfg.curvature``); rows in
     :data:`COMPRESSION_COLUMNS` (one per metric) plus a ``dense`` reference row per metric, and the colorings
     with their measured loss increase. ``extra``: estimator -> graph under which ``optimal`` is solved too
@@ -57,15 +53,14 @@ def run_compression(cfg: Any, case: Any, graph: Any, log: list[str],
     from ..torch import apply_coloring, stored_parameters
     from ..torch.baselines import baseline
 
-    rows: list[dict[str, Any]] = []
+    rows: list[CompressionRow] = []
     colorings: list[Coloring] = []
     base_params = stored_parameters(case.model)
     base_loss = case.loss(case.model)
 
     def add(method: str, frac: float, stored: int, surrogate: float, metrics: dict[str, float]) -> None:
         for metric, value in metrics.items():
-            rows.append({"model": case.name, "method": method, "budget_fraction": frac, "stored_parameters": stored,
-                         "surrogate": surrogate, "metric": metric, "value": value})
+            rows.append(compression_row(case.name, method, frac, stored, surrogate, metric, value))
 
     add("dense", 1.0, graph.dense_size, 0.0, case.metrics(case.model))
     runs = [(label, method, seed, cfg.curvature, graph) for label, method, seed in method_runs(cfg)]
@@ -82,17 +77,17 @@ def run_compression(cfg: Any, case: Any, graph: Any, log: list[str],
                             formulation="setpart", **opts)
                 pb.update()
                 if sol.colors is None:
-                    log.append(f"{case.name} {label} at {frac:.0%}: {sol.status.value} (no coloring fits)")
+                    res.note("solve", f"{case.name} {label} at {frac:.0%}: {sol.status.value} (no coloring fits)")
                     continue
                 if sol.status != "optimal":
-                    log.append(f"{case.name} {label} at {frac:.0%}: {sol.status.value}, gap {sol.gap}")
+                    res.note("solve", f"{case.name} {label} at {frac:.0%}: {sol.status.value}, gap {sol.gap}")
                 shared = apply_coloring(case.model, g, sol)
                 stored = stored_parameters(shared)
                 if stored != base_params - g.dense_size + sol.memory:
                     raise AssertionError(f"{case.name} {label}: the model stores {stored} parameters, the solution "
                                          f"says {base_params - g.dense_size + sol.memory}")
                 add(label, frac, sol.memory, sol.objective, case.metrics(shared))
-                colorings.append(Coloring(f"{label}@{frac:g}", case.name,
+                colorings.append(Coloring(coloring_label(label, frac), case.name,
                                           [(c.members, c.action, c.memory) for c in sol.classes], sol.objective,
                                           case.loss(shared) - base_loss, est))
         baseline_graph = (extra or {}).get("layerwise", graph)

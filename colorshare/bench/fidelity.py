@@ -11,6 +11,8 @@ from tqdm.auto import tqdm
 
 from .. import evaluate
 from .compression import Coloring
+from .config import BenchConfig
+from .results import FidelityRow, fidelity_row
 
 __all__ = ["FIDELITY_COLUMNS", "random_colorings", "run_fidelity", "spearman"]
 
@@ -45,14 +47,14 @@ def spearman(x: list[float], y: list[float]) -> float:
     return float(spearmanr(x, y).statistic)
 
 
-def run_fidelity(cfg: Any, case: Any, colorings: list[Coloring], estimators: list[str],
-                 graph_for: Callable[[str], Any]) -> list[dict[str, Any]]:
+def run_fidelity(cfg: BenchConfig, case: Any, colorings: list[Coloring], estimators: list[str],
+                 graph_for: Callable[[str], Any]) -> list[FidelityRow]:
     """Take the model's graph under each of ``estimators`` (``graph_for(name)``), carry every coloring over to
     it (its own tie centers and costs), apply it and measure the loss increase. Rows in
     :data:`FIDELITY_COLUMNS`."""
     from ..torch import apply_coloring
 
-    rows = []
+    rows: list[FidelityRow] = []
     base = case.loss(case.model)
     with tqdm(total=len(estimators) * len(colorings), desc=f"fidelity {case.name}",
               disable=not cfg.progress) as pb:
@@ -63,7 +65,6 @@ def run_fidelity(cfg: Any, case: Any, colorings: list[Coloring], estimators: lis
             for c in colorings:
                 sol = evaluate(g, c.classes)
                 measured = case.loss(apply_coloring(case.model, g, sol)) - base
-                rows.append({"model": case.name, "curvature": est, "coloring": c.name, "predicted": sol.objective,
-                             "measured": measured})
+                rows.append(fidelity_row(case.name, est, c.name, sol.objective, measured))
                 pb.update()
     return rows

@@ -8,7 +8,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .compression import method_of
+from .config import BenchConfig
+from .results import BenchResult, SolverRow
 from .fidelity import spearman
 
 __all__ = ["write_plots"]
@@ -33,7 +34,7 @@ def _save(plt: Any, fig: Any, path: Path, title: str | None = None) -> None:
     plt.close(fig)
 
 
-def _gap_vs_time(plt: Any, cfg: Any, rows: list[dict[str, Any]], path: Path) -> None:
+def _gap_vs_time(plt: Any, cfg: BenchConfig, rows: list[SolverRow], path: Path) -> None:
     insts = [n for n in cfg.sweep_instances if any(r["instance"] == n for r in rows)]
     if not insts:
         return
@@ -55,9 +56,9 @@ def _gap_vs_time(plt: Any, cfg: Any, rows: list[dict[str, Any]], path: Path) -> 
     _save(plt, fig, path, "Gap versus time (anneal has no bound, so no gap)")
 
 
-def _time_vs_size(plt: Any, cfg: Any, res: dict[str, Any], path: Path) -> None:
-    fams = res.get("families", {})
-    rows = [r for r in res["solvers"] if math.isclose(float(r["time_limit"]), cfg.time_limit)]
+def _time_vs_size(plt: Any, cfg: BenchConfig, res: BenchResult, path: Path) -> None:
+    fams = res.families
+    rows = [r for r in res.solvers if math.isclose(float(r["time_limit"]), cfg.time_limit)]
     present = {fams.get(r["instance"]) for r in rows}
     groups = [f for f in ("planted", "ranked", "coloring", "dimacs", "pmedian") if f in present]
     if not groups:
@@ -92,8 +93,7 @@ def _pareto(plt: Any, rows: list[dict[str, Any]], model: str, path: Path) -> Non
         for r in rs:
             if r["metric"] != metric or r["method"] == "dense":
                 continue
-            m = method_of(r["method"])
-            series[m][r["budget_fraction"]].append((r["stored_parameters"], r["value"]))
+            series[r["method"]][r["budget_fraction"]].append((r["stored_parameters"], r["value"]))
         for k, (m, by_frac) in enumerate(series.items()):
             pts = sorted((statistics.fmean(p for p, _ in v), statistics.fmean(x for _, x in v),
                           statistics.pstdev([x for _, x in v])) for v in by_frac.values())
@@ -133,14 +133,14 @@ def _fidelity(plt: Any, rows: list[dict[str, Any]], model: str, path: Path) -> N
     _save(plt, fig, path, f"{model}: surrogate fidelity ({len(rs) // max(1, len(ests))} colorings per estimator)")
 
 
-def write_plots(cfg: Any, res: dict[str, Any]) -> None:
+def write_plots(cfg: BenchConfig, res: BenchResult) -> None:
     """gap_vs_time.png, time_vs_size.png, pareto_<model>.png, fidelity_<model>.png (where there is data)."""
     plt = _plt()
     out = Path(cfg.out)
-    if res["solvers"]:
-        _gap_vs_time(plt, cfg, res["solvers"], out / "gap_vs_time.png")
+    if res.solvers:
+        _gap_vs_time(plt, cfg, res.solvers, out / "gap_vs_time.png")
         _time_vs_size(plt, cfg, res, out / "time_vs_size.png")
-    for model in dict.fromkeys(r["model"] for r in res["compression"]):
-        _pareto(plt, res["compression"], model, out / f"pareto_{model}.png")
-    for model in dict.fromkeys(r["model"] for r in res["fidelity"]):
-        _fidelity(plt, res["fidelity"], model, out / f"fidelity_{model}.png")
+    for model in dict.fromkeys(r["model"] for r in res.compression):
+        _pareto(plt, res.compression, model, out / f"pareto_{model}.png")
+    for model in dict.fromkeys(r["model"] for r in res.fidelity):
+        _fidelity(plt, res.fidelity, model, out / f"fidelity_{model}.png")

@@ -12,7 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .compression import method_of
+from .config import BenchConfig
+from .results import BenchResult, CompressionRow, FidelityRow
 from .fidelity import spearman
 from .solvers import largest_optimal
 
@@ -66,19 +67,19 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
 _SHORT = {"optimal": "opt", "feasible": "feas", "infeasible": "infeas", "unknown": "unk"}
 
 
-def _solver_section(cfg: Any, res: dict[str, Any]) -> list[str]:
-    rows = res["solvers"]
+def _solver_section(cfg: BenchConfig, res: BenchResult) -> list[str]:
+    rows = res.solvers
     limit = cfg.time_limit
     main = [r for r in rows if math.isclose(float(r["time_limit"]), limit)]
     backends = list(dict.fromkeys(r["backend"] for r in rows))
-    known = res.get("known", {})
-    fam = res.get("families", {})
+    known = res.known
+    fam = res.families
     lines = [f"## 1. Solvers (time limit {limit:g} s each, seed {cfg.seed})", ""]
     lines += ["Cells: status, wall time in seconds, relative gap (objective - proven bound) / objective. "
               "`anneal` proves nothing, so it has no gap. `x pulp` = wall time / pulp's wall time on the same "
               "instance (CBC, the ILP route HAWQ-V3 used).", ""]
     lines += ["**Agreement of the exact backends:**", ""]
-    lines += [f"- {e}" for e in res["agreement"]] or ["- (no instance where an exact backend proved anything)"]
+    lines += [f"- {e}" for e in res.agreement] or ["- (no instance where an exact backend proved anything)"]
     lines.append("")
     by = {(r["instance"], r["backend"]): r for r in main}
     table = []
@@ -135,7 +136,7 @@ def _solver_section(cfg: Any, res: dict[str, Any]) -> list[str]:
     return lines
 
 
-def headline(rows: list[dict[str, Any]], model: str, frac: float) -> list[tuple[str, dict[str, float]]]:
+def headline(rows: list[CompressionRow], model: str, frac: float) -> list[tuple[str, dict[str, float]]]:
     """(method, {metric: mean value, "surrogate": mean}) at one budget; random averaged over its seeds."""
     metrics = list(dict.fromkeys(r["metric"] for r in rows if r["model"] == model))
     methods: dict[str, dict[str, float]] = {}
@@ -145,14 +146,13 @@ def headline(rows: list[dict[str, Any]], model: str, frac: float) -> list[tuple[
         vals: dict[str, list[float]] = defaultdict(list)
         for r in rows:
             if r["model"] == model and r["metric"] == src and math.isclose(r["budget_fraction"], frac):
-                m = method_of(r["method"])
-                vals[m].append(r[key])
+                vals[r["method"]].append(r[key])  # type: ignore[literal-required]
         for m, v in vals.items():
             methods.setdefault(m, {})[metric] = statistics.fmean(v)
     return list(methods.items())
 
 
-def headline_table(rows: list[dict[str, Any]], frac: float = 0.5) -> list[str]:
+def headline_table(rows: list[CompressionRow], frac: float = 0.5) -> list[str]:
     """Markdown: per model and metric, every method's value at budget ``frac`` (random: mean of its seeds)."""
     body, methods = [], [m for m in HEADLINE_ORDER if any(r["method"].startswith(m) for r in rows)]
     for model in dict.fromkeys(r["model"] for r in rows):
@@ -167,8 +167,8 @@ def headline_table(rows: list[dict[str, Any]], frac: float = 0.5) -> list[str]:
     return _table(["model", "metric"] + methods, body) if body else []
 
 
-def _compression_section(cfg: Any, res: dict[str, Any]) -> list[str]:
-    rows = res["compression"]
+def _compression_section(cfg: BenchConfig, res: BenchResult) -> list[str]:
+    rows = res.compression
     lines = ["## 2. Compression at equal memory", ""]
     lines += ["Every method is the same set-partitioning model restricted to the groups its structure allows "
               "(see `colorshare/bench/methods.py`), solved by HiGHS under the same budget: the best "
@@ -196,14 +196,14 @@ def _compression_section(cfg: Any, res: dict[str, Any]) -> list[str]:
                 t.append(cells)
             lines += [f"Budget {frac:.0%} (in brackets: optimal minus the method; positive = optimal higher):", ""]
             lines += _table(["method", "surrogate"] + metrics, t)
-    notes = [n for n in res["log"] if "gap" in n or "no coloring" in n]
+    notes = res.notes_of("solve")
     if notes:
         lines += ["Solves that did not end optimal:", ""] + [f"- {n}" for n in notes] + [""]
     return lines
 
 
-def _fidelity_section(res: dict[str, Any]) -> list[str]:
-    rows = res["fidelity"]
+def _fidelity_section(res: BenchResult) -> list[str]:
+    rows = res.fidelity
     lines = ["## 3. Surrogate fidelity", ""]
     lines += ["Predicted = the estimator's second-order loss increase of the coloring (its own tie centers and "
               "costs); measured = the calibration loss of the compressed model minus the original's: "
@@ -226,42 +226,42 @@ def _fidelity_section(res: dict[str, Any]) -> list[str]:
                            "rho at equal budget (mean)"], t)
 
 
-def equal_budget_rho(rows: list[dict[str, Any]]) -> float:
-    """Mean over budgets of Spearman's rho among the colorings named ``<method>@<budget>`` at that budget
-    (budgets with at least 4 colorings); NaN if there are none."""
-    by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+def equal_budget_rho(rows: list[FidelityRow]) -> float:
+    """Mean over budgets of Spearman's rho among the compression colorings at that budget (budgets with at
+    least 4 colorings); NaN if there are none."""
+    by: dict[float, list[FidelityRow]] = defaultdict(list)
     for r in rows:
-        if "@" in r["coloring"]:
-            by[r["coloring"].rsplit("@", 1)[1]].append(r)
+        if r["budget_fraction"] is not None:
+            by[r["budget_fraction"]].append(r)
     rhos = [spearman([r["predicted"] for r in v], [r["measured"] for r in v]) for v in by.values() if len(v) >= 4]
     rhos = [x for x in rhos if not math.isnan(x)]
     return statistics.fmean(rhos) if rhos else float("nan")
 
 
-def write_report(cfg: Any, res: dict[str, Any]) -> None:
+def write_report(cfg: BenchConfig, res: BenchResult) -> None:
     """Write summary.md and the PNG plots of ``res`` into ``cfg.out``."""
     out = Path(cfg.out)
     info = machine_info()
     lines = ["# colorshare benchmark results", "",
-             f"Run {res.get('started') or _dt.datetime.now().strftime('%Y-%m-%d %H:%M')}; sections: {', '.join(cfg.sections)}; "
+             f"Run {res.started or _dt.datetime.now().strftime('%Y-%m-%d %H:%M')}; sections: {', '.join(cfg.sections)}; "
              f"models: {', '.join(cfg.models) or 'none'}; device {cfg.device}; seed {cfg.seed}; total "
-             f"{res['timings'].get('total', 0):.0f} s.", "",
+             f"{res.timings.get('total', 0):.0f} s.", "",
              "Machine: " + f"{info['cpu']}, {info['cores']} cores, {info['memory']}; {info['os']}; Python {info['python']}.",
              "Libraries: " + ", ".join(f"{k} {v}" for k, v in info.items() if k in _LIBS), ""]
-    lines += [f"- {n}" for n in res["log"] if "target layers" in n] + [""]
-    if any(math.isclose(r["budget_fraction"], 0.5) for r in res["compression"]):
+    lines += [f"- {n}" for n in res.notes_of("layers")] + [""]
+    if any(math.isclose(r["budget_fraction"], 0.5) for r in res.compression):
         lines += ["## Headline: every method at 50 % of the target layers' dense size", ""]
-        lines += headline_table(res["compression"], 0.5)
-    if res["solvers"]:
+        lines += headline_table(res.compression, 0.5)
+    if res.solvers:
         lines += _solver_section(cfg, res)
-    if res["compression"]:
+    if res.compression:
         lines += _compression_section(cfg, res)
-    if res["fidelity"]:
+    if res.fidelity:
         lines += _fidelity_section(res)
-    notes = [n for n in res["log"] if "target layers" not in n]
+    notes = res.notes_of("solve", "warning", "info")
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
-    lines += ["## Timings", ""] + [f"- {k}: {v:.1f} s" for k, v in res["timings"].items()] + [""]
+    lines += ["## Timings", ""] + [f"- {k}: {v:.1f} s" for k, v in res.timings.items()] + [""]
     (out / "summary.md").write_text("\n".join(lines))
     from .plots import write_plots
 

@@ -15,34 +15,37 @@ from pathlib import Path
 from typing import Any
 
 from .config import MODELS, PRESETS, SECTIONS, BenchConfig
+from .results import BenchResult, Note, compression_row, fidelity_row
 
 __all__ = ["run_suite", "main", "add_arguments", "config_from_args", "write_csv", "read_results"]
 
-_META = ("started", "known", "families", "agreement", "log", "timings")
+_META = ("started", "known", "families", "agreement", "timings")
 _NUMERIC = {"n_layers": int, "time_limit": float, "objective": float, "bound": float, "gap": float,
             "wall_time": float, "budget_fraction": float, "stored_parameters": int, "surrogate": float,
             "value": float, "predicted": float, "measured": float}
 
 
-def write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
-    """Rows as CSV with exactly ``columns`` (None written as an empty cell)."""
+def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Any], rename: dict[str, str] | None = None) -> None:
+    """Rows as CSV with exactly ``columns`` (None written as an empty cell); ``rename``: column -> the row
+    field it is written from (compression.csv's ``method`` cell holds the row's ``label``)."""
+    rename = rename or {}
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="raise")
         w.writeheader()
         for r in rows:
-            w.writerow({k: ("" if r[k] is None else r[k]) for k in columns})
+            w.writerow({k: ("" if r[rename.get(k, k)] is None else r[rename.get(k, k)]) for k in columns})
 
 
 class ModelRun:
     """One model of the run: its case, and its graphs per curvature estimator (built once, on first use)."""
 
-    def __init__(self, cfg: BenchConfig, name: str, log: list[str]) -> None:
+    def __init__(self, cfg: BenchConfig, name: str, res: BenchResult) -> None:
         from ..torch.models import MODEL_CASES
 
         t0 = time.perf_counter()
         if cfg.progress:
             print(f"[bench] {name}: loading / training and building its graph", flush=True)
-        self.cfg, self.name, self.log = cfg, name, log
+        self.cfg, self.name, self.res = cfg, name, res
         self.case = MODEL_CASES[name](device=cfg.device)
         self.graphs: dict[str, Any] = {}
         self.graph = self.graph_for(cfg.curvature)
@@ -73,41 +76,41 @@ class ModelRun:
                     ranks=c.ranks, seed=self.cfg.seed, trust_region=DEFAULT_TRUST_REGION if trust else None,
                     progress=self.cfg.progress and estimator == self.cfg.curvature)
             if caught:
-                self.log.append(f"{self.name} {estimator}: {len(caught)} warning(s), e.g. {caught[0].message}")
+                self.res.note("warning", f"{self.name} {estimator}: {len(caught)} warning(s), e.g. {caught[0].message}")
         return self.graphs[key]
 
 
-def _solvers(cfg: BenchConfig, runs: dict[str, ModelRun], res: dict[str, Any]) -> Exception | None:
+def _solvers(cfg: BenchConfig, runs: dict[str, ModelRun], res: BenchResult) -> Exception | None:
     """The solver section; returns (not raises) an AgreementError so that the other sections still run."""
     from .solvers import SOLVER_COLUMNS, AgreementError, check_agreement, run_solvers, solver_instances
 
     instances = solver_instances(cfg, {n: mr.graph for n, mr in runs.items()})
-    res["solvers"] = run_solvers(cfg, instances)
-    write_csv(Path(cfg.out) / "solvers.csv", SOLVER_COLUMNS, res["solvers"])
-    res["known"] = {i.name: i.known for i in instances}
-    res["families"] = {i.name: i.family for i in instances}
+    res.solvers = run_solvers(cfg, instances)
+    write_csv(Path(cfg.out) / "solvers.csv", SOLVER_COLUMNS, res.solvers)
+    res.known = {i.name: i.known for i in instances}
+    res.families = {i.name: i.family for i in instances}
     try:
-        res["agreement"] = check_agreement(res["solvers"], res["known"])
+        res.agreement = check_agreement(res.solvers, res.known)
     except AgreementError as exc:
-        res["agreement"] = ["FAILED: " + line for line in str(exc).splitlines()]
+        res.agreement = ["FAILED: " + line for line in str(exc).splitlines()]
         return exc
     return None
 
 
-def _compression(cfg: BenchConfig, runs: dict[str, ModelRun], res: dict[str, Any]) -> dict[str, list[Any]]:
+def _compression(cfg: BenchConfig, runs: dict[str, ModelRun], res: BenchResult) -> dict[str, list[Any]]:
     """The compression section; returns each model's colorings (for the fidelity section)."""
     from .compression import COMPRESSION_COLUMNS, run_compression
 
     colorings = {}
     for name, mr in runs.items():
         extra = {e: mr.graph_for(e) for e in cfg.optimal_curvatures if mr.supports(e) and e != cfg.curvature}
-        rows, colorings[name] = run_compression(cfg, mr.case, mr.graph, res["log"], extra)
-        res["compression"] += rows
-    write_csv(Path(cfg.out) / "compression.csv", COMPRESSION_COLUMNS, res["compression"])
+        rows, colorings[name] = run_compression(cfg, mr.case, mr.graph, res, extra)
+        res.compression += rows
+    write_csv(Path(cfg.out) / "compression.csv", COMPRESSION_COLUMNS, res.compression, rename={"method": "label"})
     return colorings
 
 
-def _fidelity(cfg: BenchConfig, runs: dict[str, ModelRun], res: dict[str, Any],
+def _fidelity(cfg: BenchConfig, runs: dict[str, ModelRun], res: BenchResult,
               colorings: dict[str, list[Any]]) -> None:
     from .fidelity import FIDELITY_COLUMNS, random_colorings, run_fidelity
 
@@ -115,23 +118,22 @@ def _fidelity(cfg: BenchConfig, runs: dict[str, ModelRun], res: dict[str, Any],
         case = mr.case
         if name not in cfg.fidelity_models or case.loss_fn is None:
             # the run's surrogate against the measured loss of the compression runs' colorings
-            res["fidelity"] += [{"model": name, "curvature": cfg.curvature, "coloring": c.name,
-                                 "predicted": c.surrogate, "measured": c.loss_increase} for c in colorings[name]
-                                if c.curvature == cfg.curvature]
+            res.fidelity += [fidelity_row(name, cfg.curvature, c.name, c.surrogate, c.loss_increase)  # type: ignore[arg-type]
+                             for c in colorings[name] if c.curvature == cfg.curvature]
             continue
         cols = list(colorings[name])
         cols += random_colorings(mr.graph, max(0, cfg.fidelity_colorings - len(cols)), cfg.seed, name)
         if case.info.get("left out"):
-            res["log"].append(f"{name} fidelity: left out {case.info['left out']}")
-        res["fidelity"] += run_fidelity(cfg, case, cols, [e for e in cfg.estimators if mr.supports(e)],
+            res.note("info", f"{name} fidelity: left out {case.info['left out']}")
+        res.fidelity += run_fidelity(cfg, case, cols, [e for e in cfg.estimators if mr.supports(e)],
                                          lambda e: mr.graph_for(e, trust=False))
-    write_csv(Path(cfg.out) / "fidelity.csv", FIDELITY_COLUMNS, res["fidelity"])
+    write_csv(Path(cfg.out) / "fidelity.csv", FIDELITY_COLUMNS, res.fidelity)
 
 
-def run_suite(cfg: BenchConfig) -> dict[str, Any]:
+def run_suite(cfg: BenchConfig) -> BenchResult:
     """Run the configured sections and write everything into ``cfg.out``.
 
-    Returns a dict with the rows of each section, the agreement evidence and the run's notes. Raises
+    Returns the :class:`BenchResult`: the rows of each section, the agreement evidence and the run's notes. Raises
     :class:`~colorshare.bench.solvers.AgreementError` after writing the files if exact backends disagree.
 
     Example
@@ -143,33 +145,31 @@ def run_suite(cfg: BenchConfig) -> dict[str, Any]:
 
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    log: list[str] = []
-    started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    res: dict[str, Any] = {"started": started, "config": cfg, "log": log, "solvers": [], "compression": [], "fidelity": [],
-                           "agreement": [], "timings": {}}
+    res = BenchResult(started=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))
     needs_models = bool(cfg.models) and any(s in cfg.sections for s in SECTIONS)
-    runs = {name: ModelRun(cfg, name, log) for name in cfg.models} if needs_models else {}
+    runs = {name: ModelRun(cfg, name, res) for name in cfg.models} if needs_models else {}
     for name, mr in runs.items():
-        res["timings"][f"{name}: model + graph"] = mr.seconds
+        res.timings[f"{name}: model + graph"] = mr.seconds
         nf = len(mr.graph.family_members)
-        log.append(f"{name}: {mr.graph.n} target layers in {nf} famil{'y' if nf == 1 else 'ies'}, dense size "
-                   f"{mr.graph.dense_size} parameters")
+        res.note("layers", f"{name}: {mr.graph.n} target layers in {nf} famil{'y' if nf == 1 else 'ies'}, dense "
+                 f"size {mr.graph.dense_size} parameters")
     error = None
     t0 = time.perf_counter()
     if "solvers" in cfg.sections:
         error = _solvers(cfg, runs, res)
-        res["timings"]["solvers"] = time.perf_counter() - t0
+        res.timings["solvers"] = time.perf_counter() - t0
     colorings: dict[str, list[Any]] = {}
     if "compression" in cfg.sections or "fidelity" in cfg.sections:
         t0 = time.perf_counter()
         colorings = _compression(cfg, runs, res)
-        res["timings"]["compression"] = time.perf_counter() - t0
+        res.timings["compression"] = time.perf_counter() - t0
     if "fidelity" in cfg.sections:
         t0 = time.perf_counter()
         _fidelity(cfg, runs, res, colorings)
-        res["timings"]["fidelity"] = time.perf_counter() - t0
-    res["timings"]["total"] = time.perf_counter() - t_start
-    meta = {k: res.get(k) for k in _META}
+        res.timings["fidelity"] = time.perf_counter() - t0
+    res.timings["total"] = time.perf_counter() - t_start
+    meta: dict[str, Any] = {k: getattr(res, k) for k in _META}
+    meta["notes"] = [dataclasses.asdict(n) for n in res.notes]
     meta["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
     (Path(cfg.out) / "run.json").write_text(json.dumps(meta, indent=1, default=str))
     write_report(cfg, res)
@@ -178,7 +178,7 @@ def run_suite(cfg: BenchConfig) -> dict[str, Any]:
     return res
 
 
-def read_results(out: Path) -> tuple[BenchConfig, dict[str, Any]]:
+def read_results(out: Path) -> tuple[BenchConfig, BenchResult]:
     """The config and results of a finished run, read back from ``out`` (CSVs + run.json)."""
     meta = json.loads((Path(out) / "run.json").read_text())
     fields = {f.name: f for f in dataclasses.fields(BenchConfig)}
@@ -192,7 +192,13 @@ def read_results(out: Path) -> tuple[BenchConfig, dict[str, Any]]:
             v = Path(v)
         conf[k] = v
     cfg = BenchConfig(**conf).with_(out=Path(out))
-    res: dict[str, Any] = dict(meta)
+    notes = [Note(**n) for n in meta.get("notes", [])]
+    if "log" in meta:  # runs written before notes had kinds
+        notes = [Note("layers" if "target layers" in t else "solve" if ("gap" in t or "no coloring" in t) else "info", t)
+                 for t in meta["log"]]
+    res = BenchResult(started=meta.get("started") or "", notes=notes, known=meta.get("known") or {},
+                      families=meta.get("families") or {}, agreement=meta.get("agreement") or [],
+                      timings=meta.get("timings") or {})
     for section in SECTIONS:
         path = Path(out) / f"{section}.csv"
         rows = []
@@ -201,7 +207,14 @@ def read_results(out: Path) -> tuple[BenchConfig, dict[str, Any]]:
                 for r in csv.DictReader(fh):
                     rows.append({k: (None if v == "" else _NUMERIC[k](float(v)) if k in _NUMERIC else v)
                                  for k, v in r.items()})
-        res[section] = rows
+        if section == "solvers":
+            res.solvers = rows  # type: ignore[assignment]
+        elif section == "compression":
+            res.compression = [compression_row(r["model"], r["method"], r["budget_fraction"], r["stored_parameters"],
+                                               r["surrogate"], r["metric"], r["value"]) for r in rows]
+        else:
+            res.fidelity = [fidelity_row(r["model"], r["curvature"], r["coloring"], r["predicted"], r["measured"])
+                            for r in rows]
     return cfg, res
 
 
@@ -294,5 +307,5 @@ def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         print(f"\nBENCHMARK FAILED: {exc}\n(results written to {cfg.out})")
         return 1
     print(f"\nwrote {', '.join(sorted(p.name for p in Path(cfg.out).iterdir()))} to {cfg.out} "
-          f"in {res['timings']['total']:.0f} s")
+          f"in {res.timings['total']:.0f} s")
     return 0

@@ -21,6 +21,8 @@ from ..formulations.graph import SharingGraph
 from ..formulations.setpart import enumerate_groups
 from ..instances import LLAMA7B_ROLES, planted_graph, read_dimacs, read_pmedian
 from ..solvers.registry import available_backends, get_backend
+from .config import BenchConfig
+from .results import SolverRow
 
 
 __all__ = ["Instance", "planted_instance", "SOLVER_COLUMNS", "AgreementError", "solver_instances", "run_solvers", "check_agreement",
@@ -62,7 +64,7 @@ def _coloring(name: str, n: int, edges: Iterable[tuple[int, int]], chi: int, fam
     yield Instance(f"{name}@{chi - 1}", family, g, chi - 1, "infeasible")
 
 
-def solver_instances(cfg: Any, model_graphs: dict[str, SharingGraph] | None = None) -> list[Instance]:
+def solver_instances(cfg: BenchConfig, model_graphs: dict[str, SharingGraph] | None = None) -> list[Instance]:
     """Every instance of the run: planted medoid graphs, set partitioning with ranks (needs torch), the real
     models' graphs, coloring instances with known chromatic numbers, and (with ``cfg.data``) DIMACS and
     OR-Library p-median instances with published optima."""
@@ -106,14 +108,14 @@ def _warm(graph: SharingGraph) -> None:
             graph.options(group)
 
 
-def _row(inst: Instance, backend: str, limit: float, sol: Any) -> dict[str, Any]:
-    return {"instance": inst.name, "n_layers": inst.graph.n, "backend": backend, "time_limit": limit,
-            "objective": sol.objective, "bound": sol.bound, "gap": sol.gap, "status": sol.status.value,
-            "wall_time": round(sol.wall_time, 4)}
+def _row(inst: Instance, backend: str, limit: float, sol: Any) -> SolverRow:
+    return SolverRow(instance=inst.name, n_layers=inst.graph.n, backend=backend, time_limit=limit,
+                     objective=sol.objective, bound=sol.bound, gap=sol.gap, status=sol.status.value,
+                     wall_time=round(sol.wall_time, 4))
 
 
-def run_solvers(cfg: Any, instances: list[Instance],
-                solve_fn: Callable[..., Any] | None = None) -> list[dict[str, Any]]:
+def run_solvers(cfg: BenchConfig, instances: list[Instance],
+                solve_fn: Callable[..., Any] | None = None) -> list[SolverRow]:
     """Every backend on every instance under ``cfg.time_limit``, then the time-limit sweep on
     ``cfg.sweep_instances``. Rows in :data:`SOLVER_COLUMNS`. Does not check agreement (see
     :func:`check_agreement`). ``solve_fn`` replaces :func:`colorshare.solve` (tests use it to inject a
@@ -146,7 +148,7 @@ def _exact(backend: str) -> bool:
         return False
 
 
-def check_agreement(rows: list[dict[str, Any]], known: dict[str, float | str | None] | None = None) -> list[str]:
+def check_agreement(rows: list[SolverRow], known: dict[str, float | str | None] | None = None) -> list[str]:
     """Cross-check the exact backends on each instance; returns the lines of evidence that they agree.
 
     Fails (raises :class:`AgreementError` listing every contradiction) when, on one instance: two optimal
@@ -215,7 +217,7 @@ def check_agreement(rows: list[dict[str, Any]], known: dict[str, float | str | N
     return evidence
 
 
-def largest_optimal(rows: list[dict[str, Any]], time_limit: float) -> dict[str, tuple[int, str] | None]:
+def largest_optimal(rows: list[SolverRow], time_limit: float) -> dict[str, tuple[int, str] | None]:
     """Per backend, the largest instance (layers, name) it proved optimal within ``time_limit``."""
     out: dict[str, tuple[int, str] | None] = {}
     for r in rows:

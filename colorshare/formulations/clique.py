@@ -30,7 +30,7 @@ class CliquePartition(Formulation):
 
     def _build(self) -> IntegerProgram:
         g = self.graph
-        w = g.model.matrix  # type: ignore[attr-defined]
+        w = g.cost_matrix
         b = ProgramBuilder()
         self.z: dict[tuple[int, int], int] = {}
         for members in g.family_members.values():

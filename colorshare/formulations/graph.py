@@ -109,7 +109,7 @@ class SharingGraph:
         if n is None:
             if getattr(model, "matrix", None) is None:
                 raise ValueError("n (number of layers) is required for this cost model")
-            n = model.matrix.shape[0]  # type: ignore[attr-defined]
+            n = model.matrix.shape[0]  # type: ignore[attr-defined]  # MedoidCosts / PairwiseCosts
         if n < 1:
             raise ValueError("a sharing graph needs at least one layer")
         self.n: int = int(n)
@@ -287,6 +287,29 @@ class SharingGraph:
         """True if every pair of ``group`` may share."""
         g = list(group)
         return all(self.can_share(a, b) for k, a in enumerate(g) for b in g[k + 1 :])
+
+    @property
+    def cost_matrix(self) -> np.ndarray:
+        """The n x n cost matrix (read-only) of medoid costs (``[i, j]``: i served by j) or pairwise weights;
+        ValueError for group costs, which have none."""
+        matrix = getattr(self.model, "matrix", None)
+        if matrix is None:
+            raise ValueError(f"this graph has {self.kind} costs: there is no cost matrix")
+        return matrix
+
+    def first_conflict(self, group: Iterable[int]) -> tuple[int, int] | None:
+        """The first pair of ``group`` that may not share (other family or a conflict edge), or None."""
+        g = list(group)
+        return next(((a, b) for k, a in enumerate(g) for b in g[k + 1 :] if not self.can_share(a, b)), None)
+
+    def resolve(self, group: Iterable[int], action: str, memory: int | None = None) -> Option | None:
+        """The option of ``group`` with ``action`` storing exactly ``memory`` parameters (the cheapest such),
+        else the cheapest with that action storing at most ``memory``; None if there is none."""
+        opts = [o for o in self.options(group) if o.action == action]
+        exact = [o for o in opts if memory is None or o.memory == memory]
+        if not exact:
+            exact = [o for o in opts if memory is not None and o.memory <= memory]
+        return min(exact, key=lambda o: o.cost, default=None)
 
     def options(self, group: Iterable[int]) -> list[Option]:
         """Actions available to ``group`` (empty if the group may not form)."""

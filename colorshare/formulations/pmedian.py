@@ -44,7 +44,7 @@ class PMedian(Formulation):
 
     def _build(self) -> IntegerProgram:
         g = self.graph
-        cost = g.model.matrix  # type: ignore[attr-defined]
+        cost = g.cost_matrix
         b = ProgramBuilder()
         layer_set = set(self.layers)
         self.y: dict[int, int] = {j: b.var(0.0, f"y{j}") for j in self.layers}
@@ -85,7 +85,7 @@ class PMedian(Formulation):
         for j, members in served.items():
             group = tuple(sorted(members))
             size = int(g.sizes[j])
-            c = float(g.model.matrix[list(group), j].sum())  # type: ignore[attr-defined]
+            c = float(g.cost_matrix[list(group), j].sum())
             out.append((group, Option("medoid", c, size, representative=j)))
         return sorted(out, key=lambda t: t[0][0])
 

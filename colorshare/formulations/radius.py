@@ -47,7 +47,7 @@ class RadiusCuts:
             raise ValueError("the radius formulation serves every layer by its cheapest open representative, "
                              "which a conflict edge may forbid: use formulation='pmedian' for graphs with conflicts")
         self.graph = graph
-        matrix = np.asarray(graph.model.matrix, dtype=np.float64)  # type: ignore[attr-defined]
+        matrix = np.asarray(graph.cost_matrix, dtype=np.float64)
         self.families: list[np.ndarray] = [np.asarray(m, dtype=np.int64) for m in graph.family_members.values()]
         self._order: list[np.ndarray] = []  # per family: members' positions sorted by cost, one row per member
         self.sorted_costs: list[np.ndarray] = []  # the matching costs
@@ -98,7 +98,7 @@ class RadiusCuts:
         for i, j in enumerate(rep.tolist()):
             groups.setdefault(j, []).append(i)
         out: Chosen = []
-        matrix = self.graph.model.matrix  # type: ignore[attr-defined]
+        matrix = self.graph.cost_matrix
         for j, members in groups.items():
             group = tuple(sorted(members))
             out.append((group, Option("medoid", float(matrix[list(group), j].sum()), int(self.graph.sizes[j]),

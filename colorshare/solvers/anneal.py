@@ -22,7 +22,7 @@ from typing import Any
 from ..formulations.base import Chosen
 from ..formulations.costs import Option
 from ..formulations.graph import SharingGraph
-from .backend import Backend
+from .backend import HeuristicBackend
 from .medoid_search import medoid_search
 
 __all__ = ["AnnealBackend"]
@@ -95,9 +95,9 @@ def _pick(st: _State, groups: list[set[int]], room: float, penalty: float) -> tu
     return best
 
 
-class AnnealBackend(Backend):
+class AnnealBackend(HeuristicBackend):
     name = "anneal"
-    exact = False
+    accepts = ("iterations", "t_start", "t_end_ratio", "stall")
     description = "simulated annealing on colorings (no bound)"
 
     def solve_graph(

@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 
 from ..formulations.base import Chosen, Formulation
-from ..formulations.costs import Option
 from ..formulations.clique import CliquePartition
 from ..formulations.graph import SharingClass, SharingGraph
 from ..formulations.pmedian import PMedian
 from ..formulations.radius import RadiusCuts
 from ..formulations.setpart import SetPartition, admits
+from .backend import HeuristicBackend
 from .benders import solve_radius
 from .colgen import estimated_groups, generate_columns
 from .decompose import solve_by_family
@@ -65,16 +65,14 @@ def _verify(graph: SharingGraph, chosen: Chosen, budget: float, backend: str) ->
     for group, opt in chosen:
         for i in group:
             seen[i] += 1
-        if len(group) > 1 and not graph.is_group(group):
-            bad = next((a, b) for k, a in enumerate(group) for b in group[k + 1 :] if not graph.can_share(a, b))
+        bad = graph.first_conflict(group)
+        if bad is not None:
             raise SolverError(
                 f"{who} has a class joining {graph.names[bad[0]]!r} and {graph.names[bad[1]]!r}, "
                 "which may not share (different family or conflict)"
             )
         # the variant the answer names (same action and memory: e.g. a basis rank), else the cheapest smaller one
-        exact = min((o for o in graph.options(group) if o.action == opt.action and o.memory == opt.memory),
-                    key=lambda o: o.cost, default=None) or graph.best_option(group, action=opt.action,
-                                                                             memory=opt.memory)
+        exact = graph.resolve(group, opt.action, opt.memory)
         if exact is None:
             raise SolverError(f"{who} used action {opt.action!r} that group {group} does not have")
         out.append(SharingClass(tuple(group), exact.action, exact.cost, exact.memory, exact.representative,
@@ -158,6 +156,7 @@ def solve(
         raise ValueError(f"option(s) {', '.join(form_opts)} apply to the setpart formulation only")
     if columns not in ("auto", "all", "generate"):
         raise ValueError(f"columns must be 'auto', 'all' or 'generate', got {columns!r}")
+    backend_cls.check_options(options)
     facts: dict[str, Any] = {}
 
     def finish(chosen: Chosen | None, claim: Status, bound: float | None) -> Solution:
@@ -195,17 +194,14 @@ def solve(
         start = greedy(graph, b, form_opts.get("max_group_size"))
         facts["greedy_objective"] = None if start is None else math.fsum(o.cost for _, o in start)
     solver = backend_cls()
-    if not backend_cls.exact:
+    if isinstance(solver, HeuristicBackend):
         if form_opts:
             raise ValueError(f"option(s) {', '.join(form_opts)} do not apply to backend {backend!r}")
-        chosen, more = solver.solve_graph(graph, b, limit, int(seed), start if warm_start else None, **options)  # type: ignore[attr-defined]
+        chosen, more = solver.solve_graph(graph, b, limit, int(seed), start if warm_start else None, **options)
         facts.update(more)
         return finish(chosen, Status.FEASIBLE if chosen is not None else Status.UNKNOWN, None)
     if form_name == RADIUS:
         RadiusCuts(graph)  # the clear error for a graph it is not exact for
-        unknown = set(options) - {"threads", "log"}
-        if unknown:
-            raise ValueError(f"unknown option(s) for backend 'highs': {', '.join(sorted(unknown))}")
         if radius_split:
             chosen, claim, bound, more = solve_by_family(graph, b, solver, limit, int(seed), warm_start, options,
                                                          radius=True)
@@ -369,15 +365,13 @@ def evaluate(graph: SharingGraph, classes: Any, budget: float = math.inf) -> Sol
         group = tuple(sorted(int(i) for i in members))
         if any(not 0 <= i < graph.n for i in group):
             raise SolverError(f"class {group} names a layer outside 0..{graph.n - 1}")
-        if len(group) > 1 and not graph.is_group(group):
+        if graph.first_conflict(group) is not None:
             raise SolverError(f"class {[graph.names[i] for i in group]} may not share (different family or conflict)")
-        if memory is None:
-            cheapest = graph.best_option(group, action=str(action))
-            memory = None if cheapest is None else cheapest.memory
-        if memory is None or not any(o.action == action and o.memory == memory for o in graph.options(group)):
+        opt = graph.resolve(group, str(action), None if memory is None else int(memory))
+        if opt is None or (memory is not None and opt.memory != memory):
             raise SolverError(f"group {group} has no action {action!r}"
                               + (f" storing {memory} parameters" if memory is not None else ""))
-        chosen.append((group, Option(str(action), 0.0, int(memory))))
+        chosen.append((group, opt))
     out = _verify(graph, chosen, b, "given")
     return Solution(colors_of(graph.n, out), math.fsum(c.cost for c in out), None, None, Status.FEASIBLE,
                     time.perf_counter() - t0, sum(c.memory for c in out), "given", b, out, {})

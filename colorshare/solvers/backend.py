@@ -10,7 +10,7 @@ import numpy as np
 from ..formulations.program import IntegerProgram
 from .solution import Status
 
-__all__ = ["Backend", "RawResult"]
+__all__ = ["Backend", "HeuristicBackend", "RawResult"]
 
 
 @dataclass
@@ -28,11 +28,17 @@ class RawResult:
 
 
 class Backend:
-    """Base class. Exact backends implement :meth:`solve_program`; heuristics set ``exact = False``."""
+    """Base class. Exact backends implement :meth:`solve_program`; heuristics subclass :class:`HeuristicBackend`.
+
+    The base owns what every backend shares: the availability check (:meth:`unavailable_reason`, used by the
+    registry), the option names it accepts (:attr:`accepts`, checked by :meth:`check_options` before any
+    solve) and the gap it is asked to close (:data:`~colorshare.solvers.solution.SOLVER_GAP`)."""
 
     name: ClassVar[str] = "abstract"
     exact: ClassVar[bool] = True
     description: ClassVar[str] = ""
+    accepts: ClassVar[tuple[str, ...]] = ("log",)
+    """Backend options (keywords of ``solve()``) this backend understands."""
     decompose_by_default: ClassVar[bool] = True
     """Whether ``decompose="auto"`` splits a multi-family medoid graph into per-family subproblems for this
     backend (measured: HiGHS proves the 224-layer demo faster in one program; CP-SAT and CBC faster split)."""
@@ -41,6 +47,14 @@ class Backend:
     def unavailable_reason(cls) -> str | None:
         """None when the backend can run here, else why not (e.g. its library failed to import)."""
         return None
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """ValueError naming every option this backend does not understand, and the ones it does."""
+        unknown = sorted(set(options) - set(cls.accepts))
+        if unknown:
+            raise ValueError(f"unknown option(s) for backend {cls.name!r}: {', '.join(unknown)}; "
+                             f"it accepts: {', '.join(cls.accepts) or 'none'}")
 
     def solve_program(
         self,
@@ -51,4 +65,15 @@ class Backend:
         **options: Any,
     ) -> RawResult:
         """Solve ``program`` within ``time_limit`` seconds (None = no limit), warm-started from ``hint``."""
+        raise NotImplementedError
+
+
+class HeuristicBackend(Backend):
+    """A backend that searches colorings directly and proves nothing (no bound)."""
+
+    exact: ClassVar[bool] = False
+
+    def solve_graph(self, graph: Any, budget: float, time_limit: float | None, seed: int, start: Any,
+                    **options: Any) -> tuple[Any, dict[str, Any]]:
+        """(best budget-feasible classes or None, facts) for ``graph`` under ``budget`` parameters."""
         raise NotImplementedError

@@ -25,7 +25,7 @@ from ..formulations.base import Chosen, budget_hi
 from ..formulations.graph import SharingGraph
 from ..formulations.radius import Cut, RadiusCuts
 from .highs import _new_highs
-from .solution import GAP_TOLERANCE, Status
+from .solution import SOLVER_GAP, Status
 from .swap import greedy_open, swap_descent
 
 __all__ = ["solve_radius", "RadiusSolver"]
@@ -48,7 +48,7 @@ class _Master:
         h = self.h = _new_highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("random_seed", int(seed))
-        h.setOptionValue("mip_rel_gap", GAP_TOLERANCE / 10)
+        h.setOptionValue("mip_rel_gap", SOLVER_GAP)
         h.setOptionValue("mip_abs_gap", 1e-9)
         if threads:
             h.setOptionValue("threads", int(threads))
@@ -114,7 +114,7 @@ class _Master:
 
 def _improve(graph: SharingGraph, rc: RadiusCuts, y: np.ndarray) -> np.ndarray:
     """Swap descent in every family, keeping each family's number of representatives (so its memory)."""
-    matrix = graph.model.matrix  # type: ignore[attr-defined]
+    matrix = graph.cost_matrix
     y = y.copy()
     for idx in rc.families:
         pos = np.flatnonzero(y[idx] > 0.5)
@@ -143,7 +143,7 @@ class RadiusSolver:
             return None
         idx = rc.families[0]
         y0 = np.zeros(g.n)
-        y0[idx[greedy_open(g.model.matrix[np.ix_(idx, idx)], int(hi // int(g.sizes[0])))]] = 1.0  # type: ignore[attr-defined]
+        y0[idx[greedy_open(g.cost_matrix[np.ix_(idx, idx)], int(hi // int(g.sizes[0])))]] = 1.0
         return rc.decode(y0)
 
     def solve(self, budget: float, start: Chosen | None, deadline: float | None,
@@ -162,8 +162,13 @@ class RadiusSolver:
         best_y: np.ndarray | None = None
         ub = math.inf
 
+        cap = budget_hi(budget)
+        sizes = np.asarray(graph.sizes, dtype=np.float64)
+
         def offer(y: np.ndarray) -> None:
             nonlocal best_y, ub
+            if float(sizes @ (y > 0.5)) > cap:  # never an upper bound from a coloring over the budget
+                return
             _, cost = rc.served(y)
             total = math.fsum(cost.tolist())
             if total < ub:
@@ -174,7 +179,8 @@ class RadiusSolver:
             offer(y0)
             offer(_improve(graph, rc, y0))
             note(f"start {ub:.9g} after swap descent")
-            master.add(rc.separate(best_y, np.full(graph.n, -np.inf)))  # type: ignore[arg-type]
+            if best_y is not None:
+                master.add(rc.separate(best_y, np.full(graph.n, -np.inf)))
         facts: dict[str, Any] = {"warm_start": "used" if start is not None else "not given"}
         bench: dict[str, Any] = {}
         facts["benders"] = bench
@@ -206,7 +212,7 @@ class RadiusSolver:
             master.add(cuts)
         bench.update({"lp_rounds": rounds, "lp_bound": lb})
         note(f"LP bound {lb:.9g} after {rounds} rounds, {master.cuts} cuts; upper bound {ub:.9g}")
-        if best_y is not None and ub - lb <= GAP_TOLERANCE / 10 * max(1.0, abs(ub)):
+        if best_y is not None and ub - lb <= SOLVER_GAP * max(1.0, abs(ub)):
             bench["master_solves"] = 0
             return done(Status.OPTIMAL, lb)
 
@@ -270,7 +276,7 @@ class RadiusSolver:
                  f"{math.fsum(rc.served(y)[1].tolist()):.9g}, upper bound {ub:.9g}, {len(cuts)} cuts")
             if st != "optimal":
                 return done(Status.FEASIBLE, max(lb, min(bound, ub)) if math.isfinite(bound) else lb)
-            if bound >= ub * (1 - GAP_TOLERANCE / 10) - 1e-12:
+            if bound >= ub * (1 - SOLVER_GAP) - 1e-12:
                 return done(Status.OPTIMAL, min(max(lb, bound), ub))
             if not cuts:
                 # theta is exact at y, so y costs what the master says, yet more than the master's own bound: the

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..formulations.program import IntegerProgram
 from .backend import Backend, RawResult
-from .solution import GAP_TOLERANCE, Status
+from .solution import SOLVER_GAP, Status
 
 __all__ = ["CpSatBackend", "CostPrecisionWarning"]
 
@@ -29,6 +29,7 @@ class CostPrecisionWarning(UserWarning):
 class CpSatBackend(Backend):
     name = "cpsat"
     description = "OR-Tools CP-SAT (integer-scaled costs)"
+    accepts = ("precision", "workers", "log")
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -101,7 +102,7 @@ class CpSatBackend(Backend):
         # CP-SAT's portfolio needs its LP-based workers for these models: on 2 cores its default (2 workers)
         # took 30 s on a 32-layer p-median that 8 workers prove in 0.1 s.
         p.num_workers = int(workers) if workers else 8
-        p.relative_gap_limit = GAP_TOLERANCE / 10
+        p.relative_gap_limit = SOLVER_GAP
         if time_limit is not None:
             p.max_time_in_seconds = float(time_limit)
         lines: list[str] = []

@@ -2,7 +2,7 @@
 
 Families interact only through the budget: with ``C_f(k)`` the optimal p-median cost of family f using at
 most k classes, the optimum is ``min sum_f C_f(k_f)`` s.t. ``sum_f size_f * k_f <= budget`` (a multiple-choice
-knapsack, solved exactly by :func:`~colorshare.formulations.knapsack.multiple_choice_knapsack`).
+knapsack, solved exactly by :func:`~colorshare.solvers.knapsack.multiple_choice_knapsack`).
 
 Not every ``C_f(k)`` is needed. Each family starts with an interval ``[L_f(k), U_f(k)]``: U from a greedy
 agglomerative chain, L from a cheap bound (the n-k cheapest nearest-classmate costs) and monotonicity
@@ -22,10 +22,10 @@ import numpy as np
 from ..formulations.base import Chosen
 from ..formulations.costs import Option
 from ..formulations.graph import SharingGraph
-from ..formulations.knapsack import multiple_choice_knapsack
+from .knapsack import multiple_choice_knapsack
 from ..formulations.pmedian import PMedian
 from .backend import Backend
-from .solution import GAP_TOLERANCE, Status
+from .solution import SOLVER_GAP, Status
 from .swap import greedy_open, nearest, swap_descent
 
 __all__ = ["solve_by_family"]
@@ -46,7 +46,7 @@ class _Family:
         self.exact = np.zeros(k_hi + 1, dtype=bool)
         self.k_min = 1  # every k < k_min is proven infeasible
         self._radius: Any = None  # the family's Benders solver (radius subsolver), built on first use
-        cost = graph.model.matrix  # type: ignore[attr-defined]
+        cost = graph.cost_matrix
         # L: at least n - k layers are served by another layer, each paying at least its cheapest option.
         nearest = np.array([
             min((cost[i, j] for j in members if graph.can_share(i, j)), default=np.inf) for i in members
@@ -64,9 +64,9 @@ class _Family:
     def _open_chain(self) -> None:
         """Upper bounds for every k without conflicts: the greedy's first k representatives, then swap descent."""
         idx = np.asarray(self.members)
-        sub = self.graph.model.matrix[np.ix_(idx, idx)]  # type: ignore[attr-defined]
-        order = greedy_open(sub, self.k_hi)
-        for k in range(1, len(order) + 1):
+        sub = self.graph.cost_matrix[np.ix_(idx, idx)]
+        order = greedy_open(sub, self.k_hi) if self.k_hi >= 1 else np.zeros(0, dtype=np.int64)
+        for k in range(1, min(len(order), self.k_hi) + 1):
             _, reps = swap_descent(sub, order[:k])
             near = nearest(sub, reps)
             chosen: Chosen = []
@@ -92,7 +92,8 @@ class _Family:
                     group = tuple(sorted(classes[a][0] + classes[b][0]))
                     if not g.is_group(group):
                         continue
-                    c, rep = g.model.group_cost(group)  # type: ignore[attr-defined]
+                    opt = g.best_option(group)
+                    c, rep = opt.cost, opt.representative  # type: ignore[union-attr]
                     delta = c - classes[a][1].cost - classes[b][1].cost
                     if best is None or delta < best[0]:
                         best = (delta, a, b, group, Option("medoid", c, self.size, representative=rep))
@@ -119,7 +120,7 @@ class _Family:
 
         if self._radius is None:
             idx = np.asarray(self.members)
-            sub = SharingGraph.from_matrix(self.graph.model.matrix[np.ix_(idx, idx)])  # type: ignore[attr-defined]
+            sub = SharingGraph.from_matrix(self.graph.cost_matrix[np.ix_(idx, idx)])
             self._radius = RadiusSolver(sub, seed, options.get("threads"))
         where = {g: t for t, g in enumerate(self.members)}
         local = None if start is None else [
@@ -233,5 +234,5 @@ def solve_by_family(
     for fm, pick in zip(fams, ub[1]):
         items = [k for k in range(fm.k_min, fm.k_hi + 1) if np.isfinite(fm.upper[k])]
         chosen.extend(fm.sol[items[pick]])  # type: ignore[arg-type]
-    proved = bound is not None and bound >= ub[0] - GAP_TOLERANCE / 10 * max(1.0, abs(ub[0]))
+    proved = bound is not None and bound >= ub[0] - SOLVER_GAP * max(1.0, abs(ub[0]))
     return sorted(chosen, key=lambda t: t[0][0]), Status.OPTIMAL if proved else Status.FEASIBLE, bound, facts

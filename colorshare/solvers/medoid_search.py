@@ -33,7 +33,7 @@ __all__ = ["medoid_search"]
 
 class _Families:
     def __init__(self, graph: SharingGraph) -> None:
-        matrix = graph.model.matrix  # type: ignore[attr-defined]
+        matrix = graph.cost_matrix
         self.idx = [np.asarray(m, dtype=np.int64) for m in graph.family_members.values()]
         self.cost = [np.asarray(matrix[np.ix_(i, i)], dtype=np.float64) for i in self.idx]
         self.size = [int(graph.sizes[i[0]]) for i in self.idx]

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..formulations.program import IntegerProgram
 from .backend import Backend, RawResult
-from .solution import GAP_TOLERANCE, Status
+from .solution import SOLVER_GAP, Status
 
 __all__ = ["PulpCbcBackend"]
 
@@ -35,6 +35,7 @@ def _cbc(**kwargs: Any) -> Any:
 class PulpCbcBackend(Backend):
     name = "pulp"
     description = "CBC through PuLP"
+    accepts = ("threads", "log")
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -85,7 +86,7 @@ class PulpCbcBackend(Backend):
             cmd = _cbc(
                 msg=False,
                 timeLimit=None if time_limit is None else max(float(time_limit), 0.01),
-                gapRel=GAP_TOLERANCE / 10,
+                gapRel=SOLVER_GAP,
                 gapAbs=1e-9,
                 warmStart=hint is not None,
                 threads=threads,

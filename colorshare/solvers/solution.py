@@ -14,6 +14,10 @@ __all__ = ["Status", "Solution", "SolverError", "compute_gap", "colors_of", "GAP
 GAP_TOLERANCE = 1e-6
 """Relative gap at or below which a solver's proof counts as "optimal"."""
 
+SOLVER_GAP = GAP_TOLERANCE / 10
+"""The relative gap every exact backend is asked to close (a tenth of :data:`GAP_TOLERANCE`, so that a proof
+still counts as optimal after colorshare re-derives the objective in float64)."""
+
 _EPS = 1e-9
 
 
