@@ -193,6 +193,9 @@ def solve_by_family(
         if lb is None:  # every remaining choice is proven infeasible
             facts = {"decomposition": "by family", "subproblems": solved, "warm_start": _fates(fates), "rounds": rounds}
             return None, Status.INFEASIBLE, None, facts
+        ub = multiple_choice_knapsack([fm.items("upper") for fm in fams], budget)
+        if ub is not None and lb[0] >= ub[0] - SOLVER_GAP * max(1.0, abs(ub[0])):
+            break
         lb_ks = [fm.k_min + pick for fm, pick in zip(fams, lb[1])]
         todo = [(fm, k) for fm, k in zip(fams, lb_ks) if not fm.exact[k]]
         if not todo or timed_out:  # no todo: the bound's own choice is exact, so it is optimal
