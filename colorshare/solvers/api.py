@@ -114,8 +114,9 @@ def solve(
         budget (families interact only through it); False solves one program; ``"auto"`` picks what is faster
         for the backend (measured on the demo graph: split for cpsat and pulp, one program for highs).
     warm_start : give the greedy solution to the solver as a hint (``facts["warm_start"]`` says its fate).
-    options : backend options (cpsat: ``precision``, ``workers``; highs/pulp: ``threads``; anneal:
-        ``iterations``, ``t_start``; all exact: ``log``); setpart: ``max_group_size``, ``group_filter``.
+    options : backend options, each backend's ``accepts`` (cpsat: ``precision``, ``workers``; highs/pulp:
+        ``threads``; anneal: ``iterations``, ``t_start``, ``t_end_ratio``, ``stall``; all exact: ``log``);
+        setpart: ``max_group_size``, ``group_filter``, ``columns``. An unknown one is a ValueError naming it.
 
     Returns
     -------
