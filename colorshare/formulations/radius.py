@@ -40,12 +40,17 @@ class Cut:
 class RadiusCuts:
     """Per-family sorted service costs of a medoid graph without conflicts, and the cuts they give."""
 
-    def __init__(self, graph: SharingGraph) -> None:
+    @staticmethod
+    def check(graph: SharingGraph) -> None:
+        """ValueError naming why the radius formulation is not exact for ``graph`` (if it is not)."""
         if graph.kind != "medoid":
             raise ValueError(f"the radius formulation is exact only for medoid costs; this graph has {graph.kind} costs")
         if graph.conflicts:
             raise ValueError("the radius formulation serves every layer by its cheapest open representative, "
                              "which a conflict edge may forbid: use formulation='pmedian' for graphs with conflicts")
+
+    def __init__(self, graph: SharingGraph) -> None:
+        self.check(graph)
         self.graph = graph
         matrix = np.asarray(graph.cost_matrix, dtype=np.float64)
         self.families: list[np.ndarray] = [np.asarray(m, dtype=np.int64) for m in graph.family_members.values()]

@@ -202,7 +202,7 @@ def solve(
         facts.update(more)
         return finish(chosen, Status.FEASIBLE if chosen is not None else Status.UNKNOWN, None)
     if form_name == RADIUS:
-        RadiusCuts(graph)  # the clear error for a graph it is not exact for
+        RadiusCuts.check(graph)
         if radius_split:
             chosen, claim, bound, more = solve_by_family(graph, b, solver, limit, int(seed), warm_start, options,
                                                          radius=True)

@@ -24,7 +24,7 @@ import numpy as np
 from ..formulations.base import Chosen, budget_hi
 from ..formulations.graph import SharingGraph
 from ..formulations.radius import Cut, RadiusCuts
-from .highs import _new_highs
+from .highs import _new_highs, configure
 from .solution import SOLVER_GAP, Status
 from .swap import greedy_open, swap_descent
 
@@ -47,11 +47,7 @@ class _Master:
         self.inf = highspy.kHighsInf
         h = self.h = _new_highs()
         h.setOptionValue("output_flag", False)
-        h.setOptionValue("random_seed", int(seed))
-        h.setOptionValue("mip_rel_gap", SOLVER_GAP)
-        h.setOptionValue("mip_abs_gap", 1e-9)
-        if threads:
-            h.setOptionValue("threads", int(threads))
+        configure(h, seed, threads)
         h.addVars(2 * n, np.zeros(2 * n), np.r_[np.ones(n), np.full(n, self.inf)])
         h.changeColsCost(2 * n, np.arange(2 * n, dtype=np.int32), np.r_[np.zeros(n), np.ones(n)])
         sizes = np.asarray(graph.sizes, dtype=np.int64)

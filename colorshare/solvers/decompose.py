@@ -26,7 +26,7 @@ from .knapsack import multiple_choice_knapsack
 from ..formulations.pmedian import PMedian
 from .backend import Backend
 from .solution import SOLVER_GAP, Status
-from .swap import greedy_open, nearest, swap_descent
+from .swap import greedy_open, medoid_classes, swap_descent
 
 __all__ = ["solve_by_family"]
 
@@ -48,10 +48,10 @@ class _Family:
         self._radius: Any = None  # the family's Benders solver (radius subsolver), built on first use
         cost = graph.cost_matrix
         # L: at least n - k layers are served by another layer, each paying at least its cheapest option.
-        nearest = np.array([
+        cheapest = np.array([
             min((cost[i, j] for j in members if graph.can_share(i, j)), default=np.inf) for i in members
         ])
-        ordered = np.sort(nearest)
+        ordered = np.sort(cheapest)
         csum = np.concatenate(([0.0], np.cumsum(ordered)))
         for k in range(1, k_hi + 1):
             self.lower[k] = csum[n - k] if n - k >= 0 else 0.0
@@ -68,12 +68,7 @@ class _Family:
         order = greedy_open(sub, self.k_hi) if self.k_hi >= 1 else np.zeros(0, dtype=np.int64)
         for k in range(1, min(len(order), self.k_hi) + 1):
             _, reps = swap_descent(sub, order[:k])
-            near = nearest(sub, reps)
-            chosen: Chosen = []
-            for r in reps.tolist():
-                grp = np.flatnonzero(near == r)
-                chosen.append((tuple(int(self.members[t]) for t in grp),
-                               Option("medoid", float(sub[grp, r].sum()), self.size, representative=self.members[r])))
+            chosen = medoid_classes(sub, reps, idx, self.size)
             self.offer(k, sorted(chosen), exact=(k == len(self.members)))
 
     def _greedy_chain(self) -> None:

@@ -41,6 +41,15 @@ def _new_highs() -> Any:
     return h
 
 
+def configure(h: Any, seed: int, threads: int | None) -> None:
+    """The settings every colorshare HiGHS model shares: seed, the gap to close, threads."""
+    h.setOptionValue("random_seed", int(seed))
+    h.setOptionValue("mip_rel_gap", SOLVER_GAP)
+    h.setOptionValue("mip_abs_gap", 1e-9)
+    if threads:
+        h.setOptionValue("threads", int(threads))
+
+
 class HighsBackend(Backend):
     name = "highs"
     description = "HiGHS MILP (highspy)"
@@ -76,11 +85,7 @@ class HighsBackend(Backend):
             h.setOptionValue("output_flag", True)
             h.setOptionValue("log_to_console", False)
             h.setOptionValue("log_file", log_path)
-            h.setOptionValue("random_seed", int(seed))
-            h.setOptionValue("mip_rel_gap", SOLVER_GAP)
-            h.setOptionValue("mip_abs_gap", 1e-9)
-            if threads:
-                h.setOptionValue("threads", int(threads))
+            configure(h, seed, threads)
             if time_limit is not None:
                 h.setOptionValue("time_limit", float(time_limit))
             lp = _to_lp(program, integer=True)

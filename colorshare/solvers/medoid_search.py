@@ -24,9 +24,8 @@ from typing import Any
 import numpy as np
 
 from ..formulations.base import Chosen, budget_hi
-from ..formulations.costs import Option
 from ..formulations.graph import SharingGraph
-from .swap import nearest, swap_descent
+from .swap import medoid_classes, swap_descent
 
 __all__ = ["medoid_search"]
 
@@ -170,13 +169,7 @@ def medoid_search(graph: SharingGraph, budget: float, start: Chosen | None, time
             accepted += 1
             if current < best_total * (1 - 1e-12) - 1e-15:
                 best_total, best_reps, since = current, [r.copy() for r in reps], 0
-    out: Chosen = []
-    for f, r in enumerate(best_reps):
-        near = nearest(fam.cost[f], r)
-        for x in r.tolist():
-            grp = np.flatnonzero(near == x)
-            out.append((tuple(int(fam.idx[f][t]) for t in grp),
-                        Option("medoid", float(fam.cost[f][grp, x].sum()), fam.size[f], representative=int(fam.idx[f][x]))))
+    out: Chosen = [c for f, r in enumerate(best_reps) for c in medoid_classes(fam.cost[f], r, fam.idx[f], fam.size[f])]
     facts = {"method": "annealed iterated swap descent on representatives (medoid costs, no conflicts)",
              "steps": it, "accepted": accepted, "temperature0": temp0, "seconds": time.perf_counter() - t0,
              "stopped": stopped, "start": "greedy" if start is not None else "greedy (representatives opened one by one)",

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["swap_descent", "service_cost", "greedy_open", "nearest"]
+from ..formulations.base import Chosen
+from ..formulations.costs import Option
+
+__all__ = ["swap_descent", "service_cost", "greedy_open", "nearest", "medoid_classes"]
 
 
 def service_cost(cost: np.ndarray, reps: np.ndarray) -> float:
@@ -39,6 +42,18 @@ def nearest(cost: np.ndarray, reps: np.ndarray) -> np.ndarray:
     near = np.asarray(reps)[np.argmin(cost[:, reps], axis=1)]
     near[reps] = reps
     return near
+
+
+def medoid_classes(cost: np.ndarray, reps: np.ndarray, members: np.ndarray, size: int) -> Chosen:
+    """The classes of one family with representatives ``reps`` (positions in ``cost``): every member with its
+    cheapest one; ``members`` maps positions to layer indices, ``size`` is the family's layer size."""
+    near = nearest(cost, reps)
+    out: Chosen = []
+    for x in np.asarray(reps).tolist():
+        grp = np.flatnonzero(near == x)
+        out.append((tuple(int(members[t]) for t in grp),
+                    Option("medoid", float(cost[grp, x].sum()), int(size), representative=int(members[x]))))
+    return out
 
 
 def swap_descent(cost: np.ndarray, reps: np.ndarray, max_moves: int = 100_000) -> tuple[float, np.ndarray]:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import re
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +32,7 @@ __all__ = ["ModelCase", "digits_mlp", "minilm_l6", "smollm2_135m", "smollm2_path
 
 def fine_ranks(shape: tuple[int, ...]) -> list[int]:
     """Rank menu 1/16 .. 15/16 of ``min(d_out, d_in)``: fine enough that every method can fill any budget."""
-    d = min(shape[0], int(torch.tensor(shape[1:]).prod()))
+    d = min(shape[0], math.prod(shape[1:]))
     return sorted({max(1, (d * k) // 16) for k in range(1, 16)})
 
 
@@ -173,8 +175,8 @@ def minilm_l6(calibration: int = 256, held_out: int = 512, device: str = "cpu", 
     def metrics(m: nn.Module) -> dict[str, float]:
         e = embed(m, held_batches)
         nn_ = neighbours(e)
-        overlap = torch.tensor([len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(ref_nn, nn_)])
-        return {"cosine": float((e * ref_held).sum(-1).mean()), "nn_overlap": float(overlap.mean())}
+        overlap = statistics.fmean(len(set(a) & set(b)) / 10 for a, b in zip(ref_nn.tolist(), nn_.tolist()))
+        return {"cosine": float((e * ref_held).sum(-1).mean()), "nn_overlap": overlap}
 
     def loss(m: nn.Module) -> float:
         return 1.0 - float((embed(m, batches) * ref_calib).sum(-1).mean())
@@ -215,7 +217,7 @@ def smollm2_path() -> tuple[str, str]:
     return str(folder), SMOLLM2_FILE
 
 
-def topic_tokens(tokenizer: Any, parity: int, chunks: int, seq_len: int) -> torch.Tensor:
+def topic_tokens(tokenizer: Any, parity: int, chunks: int, seq_len: int, device: Any = "cpu") -> torch.Tensor:
     """``chunks`` x ``seq_len`` token ids from the standard library's ``pydoc_data.topics`` (English prose):
     the topics in sorted order, every other one from ``parity`` (0: even, calibration; 1: odd, evaluation),
     joined by blank lines and cut into consecutive chunks."""
@@ -229,7 +231,7 @@ def topic_tokens(tokenizer: Any, parity: int, chunks: int, seq_len: int) -> torc
             break
     if len(ids) < chunks * seq_len:
         raise ValueError(f"only {len(ids)} tokens of text, need {chunks} x {seq_len}")
-    return torch.tensor(ids[: chunks * seq_len]).reshape(chunks, seq_len)
+    return torch.tensor(ids[: chunks * seq_len], device=device).reshape(chunks, seq_len)
 
 
 def load_causal_lm(path: str, device: str = "cpu") -> tuple[nn.Module, Any]:
@@ -251,8 +253,8 @@ def causal_lm_case(name: str, model: nn.Module, tok: Any, calibration: int = 32,
                    seq_len: int = 256, batch_size: int = 4, device: str = "cpu",
                    info: dict[str, Any] | None = None) -> ModelCase:
     """A causal LM judged by perplexity on held-out prose (odd topics), calibrated on the even topics."""
-    calib = topic_tokens(tok, 0, calibration, seq_len).to(device)
-    held = topic_tokens(tok, 1, evaluation, seq_len).to(device)
+    calib = topic_tokens(tok, 0, calibration, seq_len, device)
+    held = topic_tokens(tok, 1, evaluation, seq_len, device)
     batches = [{"input_ids": calib[i:i + batch_size]} for i in range(0, calibration, batch_size)]
 
     @torch.no_grad()
@@ -267,8 +269,6 @@ def causal_lm_case(name: str, model: nn.Module, tok: Any, calibration: int = 32,
         return tot / count
 
     def metrics(m: nn.Module) -> dict[str, float]:
-        import math
-
         return {"perplexity": math.exp(nll(m, held))}
 
     return ModelCase(name, model, batches, [r".*_proj"], None, metrics, lambda m: nll(m, calib),
