@@ -4,6 +4,8 @@ import csv
 import dataclasses
 import math
 
+import re
+
 import numpy as np
 import pytest
 
@@ -219,6 +221,42 @@ def test_restricted_setpart_is_exact_although_greedy_uses_a_forbidden_group(back
                if all(tuple(sorted(p)) in allowed for p in part) and len(part) * 5 <= 15)
     assert sol.status == "optimal" and sol.objective == pytest.approx(best)
     assert sol.objective > solve(g, 15, backend=backend).objective  # the greedy's groups were indeed forbidden
+
+
+@pytest.mark.parametrize("backend", ["cpsat", "highs", "pulp"])
+def test_explicit_candidate_groups_equal_the_filter_and_scale(backend):
+    """``groups=`` builds exactly the listed groups: the same optimum as the equivalent filter on a small graph,
+    and on a 40-layer family (2^40 subsets: a filter would enumerate them all) it answers at once."""
+    from conftest import set_partitions
+
+    cost = np.array([[0, 1, 9, 9, 9], [1, 0, 9, 9, 9], [9, 9, 0, 9, 9], [9, 9, 9, 0, 2], [9, 9, 9, 2, 0.0]])
+    g = SharingGraph.from_matrix(cost, sizes=[5] * 5)
+    allowed = [(0,), (1,), (2,), (3,), (4,), (0, 2), (1, 2), (0, 3), (2, 4)]
+    a = solve(g, 15, backend=backend, formulation="setpart", groups=allowed)
+    b = solve(g, 15, backend=backend, formulation="setpart", group_filter=set(allowed).__contains__)
+    best = min(sum(g.best_option(tuple(sorted(p))).cost for p in part) for part in set_partitions(list(range(5)))
+               if all(tuple(sorted(p)) in allowed for p in part) and len(part) * 5 <= 15)
+    assert a.status == b.status == "optimal" and a.objective == pytest.approx(best) == pytest.approx(b.objective)
+    assert all(c.members in allowed for c in a.classes)
+
+    rng = np.random.default_rng(0)
+    pts = rng.normal(size=(40, 2))
+    big = SharingGraph.from_matrix(((pts[:, None] - pts[None]) ** 2).sum(-1), sizes=[3] * 40)
+    pairs = [(i, i + 1) for i in range(0, 40, 2)]
+    sol = solve(big, 60, backend=backend, formulation="setpart", groups=pairs, time_limit=30)
+    assert sol.status == "optimal" and sorted(c.members for c in sol.classes) == pairs
+
+
+@pytest.mark.parametrize("groups, needle", [
+    ([(0,), (1,)], "layer 'layer2' is in no candidate group"),
+    ([(0,), (1,), (2,), (0, 7)], "outside 0..2"),
+    ("01", "iterable of layer-index tuples"),
+    ([(0,), (1,), ("a",)], "is not a tuple of layer indices"),
+])
+def test_bad_candidate_groups_are_named(groups, needle):
+    g = SharingGraph.from_matrix([[0, 1, 2], [1, 0, 1], [2, 1, 0]])
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        solve(g, 3, backend="highs", formulation="setpart", groups=groups)
 
 
 def test_bench_cli_names_what_is_missing(monkeypatch, capsys):

@@ -17,10 +17,6 @@ __all__ = ["COMPRESSION_COLUMNS", "Coloring", "method_runs", "run_compression"]
 
 COMPRESSION_COLUMNS = ("model", "method", "budget_fraction", "stored_parameters", "surrogate", "metric", "value")
 
-SOLVE_LIMIT = 300.0
-"""Seconds allowed to each method's solve (HiGHS); a run that stops early is reported as not optimal."""
-
-
 @dataclass
 class Coloring:
     """A coloring evaluated on a model: its classes as (members, action, memory), for the fidelity study."""
@@ -31,6 +27,11 @@ class Coloring:
     surrogate: float
     loss_increase: float | None = None
     curvature: str = "layerwise"  # the estimator whose graph chose and applied it
+    baseline: bool = False  # a papers' baseline (its ranks need not be on the graph's menu)
+
+
+def _gap(gap: float | None) -> str:
+    return "unknown (no bound)" if gap is None else f"{100 * gap:.3g} %"
 
 
 def method_runs(cfg: BenchConfig) -> list[tuple[str, str, int]]:
@@ -72,15 +73,16 @@ def run_compression(cfg: BenchConfig, case: Any, graph: Any, res: BenchResult,
             for label, method, seed, est, g in runs:
                 pb.set_postfix_str(f"{frac:.0%} {label}")
                 allowed = allowed_groups(g, method, cfg.group_size, seed)
-                opts = {} if allowed is None else {"group_filter": allowed.__contains__}
-                sol = solve(g, frac * g.dense_size, backend="highs", time_limit=SOLVE_LIMIT, seed=cfg.seed,
+                opts = {} if allowed is None else {"groups": sorted(allowed)}
+                sol = solve(g, frac * g.dense_size, backend="highs", time_limit=cfg.solve_limit, seed=cfg.seed,
                             formulation="setpart", **opts)
                 pb.update()
                 if sol.colors is None:
                     res.note("solve", f"{case.name} {label} at {frac:.0%}: {sol.status.value} (no coloring fits)")
                     continue
                 if sol.status != "optimal":
-                    res.note("solve", f"{case.name} {label} at {frac:.0%}: {sol.status.value}, gap {sol.gap}")
+                    res.note("solve", f"{case.name} {label} at {frac:.0%}: {sol.status.value}, gap {_gap(sol.gap)}"
+                             + (f" ({sol.facts['restricted']})" if sol.facts.get("restricted") else ""))
                 shared = apply_coloring(case.model, g, sol)
                 stored = stored_parameters(shared)
                 if stored != base_params - g.dense_size + sol.memory:
@@ -103,4 +105,9 @@ def run_compression(cfg: BenchConfig, case: Any, graph: Any, res: BenchResult,
                 on_run = math.fsum(graph.basis_option(c.members, c.params["rank"], trust=False).cost
                                    for c in sol.classes if c.action == "basis")
                 add(method, frac, sol.memory, on_run, case.metrics(shared))
+                colorings.append(Coloring(coloring_label(method, frac), case.name,
+                                          [(c.members, c.action, c.memory) for c in sol.classes], on_run,
+                                          case.loss(shared) - base_loss,
+                                          "layerwise" if "layerwise" in (extra or {}) else cfg.curvature, baseline=True))
+                pb.update()
     return rows, colorings

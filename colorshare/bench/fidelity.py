@@ -3,6 +3,7 @@ measured one (the calibration loss of the compressed model minus the original's)
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,7 @@ from .compression import Coloring
 from .config import BenchConfig
 from .results import FidelityRow, fidelity_row
 
-__all__ = ["FIDELITY_COLUMNS", "random_colorings", "run_fidelity", "spearman"]
+__all__ = ["FIDELITY_COLUMNS", "price", "random_colorings", "run_fidelity", "spearman"]
 
 FIDELITY_COLUMNS = ("model", "curvature", "coloring", "predicted", "measured")
 
@@ -36,6 +37,23 @@ def random_colorings(graph: Any, count: int, seed: int, model: str) -> list[Colo
                 classes.append((group, opt.action, opt.memory))
         out.append(Coloring(f"random-partition-{k}", model, classes, evaluate(graph, classes).objective))
     return out
+
+
+def price(graph: Any, classes: list[tuple[tuple[int, ...], str, int]]) -> float | None:
+    """The surrogate of ``graph`` for a coloring given as (members, action, memory) classes, each class at its own
+    size: an off-menu or out-of-trust-region basis rank (the baselines') is priced exactly by the graph's
+    ``basis_option``. None if some class has no such option on this graph. Units: the graph's cost units."""
+    total = 0.0
+    for members, action, memory in classes:
+        opt = graph.resolve(members, action, memory)
+        if (opt is None or opt.memory != memory) and action == "basis" and hasattr(graph, "basis_option"):
+            d_out, d_in = graph.shapes[members[0]][0], math.prod(graph.shapes[members[0]][1:])
+            rank, rest = divmod(memory, d_out + len(members) * d_in)
+            opt = None if rest else graph.basis_option(members, rank, trust=False)
+        if opt is None or opt.memory != memory:
+            return None
+        total += opt.cost
+    return total
 
 
 def spearman(x: list[float], y: list[float]) -> float:

@@ -69,8 +69,9 @@ def _similarity(graph: SharingGraph, k: int, seed: int) -> Groups:
         if len(members) < 3:
             out.add(tuple(members))
             continue
-        W = np.stack([np.asarray(weights[i].cpu()).ravel() for i in members])
-        d2 = ((W[:, None, :] - W[None, :, :]) ** 2).sum(-1)
+        W = np.stack([np.asarray(weights[i].detach().cpu(), dtype=np.float64).ravel() for i in members])
+        sq = (W * W).sum(1)
+        d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (W @ W.T), 0.0)  # no n x n x size temporary
         scale = np.median(d2[np.triu_indices(len(members), 1)]) or 1.0
         affinity = np.exp(-d2 / scale)
         labels = SpectralClustering(n_clusters=math.ceil(len(members) / k), affinity="precomputed",
@@ -96,7 +97,7 @@ def method_names() -> list[str]:
 
 def allowed_groups(graph: SharingGraph, method: str, k: int = 2, seed: int = 0) -> Groups | None:
     """The groups ``method`` may form on ``graph`` (None: no restriction); pass them to ``solve`` as
-    ``group_filter=groups.__contains__`` with ``formulation="setpart"``.
+    ``groups=sorted(groups)`` with ``formulation="setpart"`` (only these are built, whatever the family size).
 
     Parameters
     ----------

@@ -84,7 +84,7 @@ def _solvers(cfg: BenchConfig, runs: dict[str, ModelRun], res: BenchResult) -> E
     """The solver section; returns (not raises) an AgreementError so that the other sections still run."""
     from .solvers import SOLVER_COLUMNS, AgreementError, check_agreement, run_solvers, solver_instances
 
-    instances = solver_instances(cfg, {n: mr.graph for n, mr in runs.items()})
+    instances = solver_instances(cfg, {n: mr.graph for n, mr in runs.items() if n in cfg.solver_models})
     res.solvers = run_solvers(cfg, instances)
     write_csv(Path(cfg.out) / "solvers.csv", SOLVER_COLUMNS, res.solvers)
     res.known = {i.name: i.known for i in instances}
@@ -112,16 +112,20 @@ def _compression(cfg: BenchConfig, runs: dict[str, ModelRun], res: BenchResult) 
 
 def _fidelity(cfg: BenchConfig, runs: dict[str, ModelRun], res: BenchResult,
               colorings: dict[str, list[Any]]) -> None:
-    from .fidelity import FIDELITY_COLUMNS, random_colorings, run_fidelity
+    from .fidelity import FIDELITY_COLUMNS, price, random_colorings, run_fidelity
 
     for name, mr in runs.items():
         case = mr.case
         if name not in cfg.fidelity_models or case.loss_fn is None:
-            # the run's surrogate against the measured loss of the compression runs' colorings
-            res.fidelity += [fidelity_row(name, cfg.curvature, c.name, c.surrogate, c.loss_increase)  # type: ignore[arg-type]
-                             for c in colorings[name] if c.curvature == cfg.curvature]
+            # no further colorings: every graph the run built (with its trust region) prices each coloring of the
+            # compression section, baselines included, against its measured loss increase
+            for (est, _), g in list(mr.graphs.items()):
+                for c in colorings[name]:
+                    predicted = c.surrogate if est == c.curvature and not c.baseline else price(g, c.classes)
+                    if predicted is not None and c.loss_increase is not None:
+                        res.fidelity.append(fidelity_row(name, est, c.name, predicted, c.loss_increase))
             continue
-        cols = list(colorings[name])
+        cols = [c for c in colorings[name] if not c.baseline]  # off-menu ranks: carried over by evaluate()
         cols += random_colorings(mr.graph, max(0, cfg.fidelity_colorings - len(cols)), cfg.seed, name)
         if case.info.get("left out"):
             res.note("info", f"{name} fidelity: left out {case.info['left out']}")

@@ -57,6 +57,29 @@ def _check_time_limit(time_limit: Any) -> float | None:
     return float(time_limit)
 
 
+def _check_groups(graph: SharingGraph, groups: Any) -> list[tuple[int, ...]]:
+    """The ``groups`` option: candidate groups as sorted tuples; ValueError naming a bad one or an uncovered layer."""
+    if isinstance(groups, (str, bytes)) or not hasattr(groups, "__iter__"):
+        raise ValueError(f"groups must be an iterable of layer-index tuples, got {type(groups).__name__}")
+    out: list[tuple[int, ...]] = []
+    covered = [False] * graph.n
+    for grp in groups:
+        try:
+            g = tuple(sorted({int(i) for i in grp}))
+        except (TypeError, ValueError):
+            raise ValueError(f"groups: {grp!r} is not a tuple of layer indices") from None
+        if not g or any(not 0 <= i < graph.n for i in g):
+            raise ValueError(f"groups: {grp!r} is empty or names a layer outside 0..{graph.n - 1}")
+        if graph.first_conflict(g) is not None:
+            raise ValueError(f"groups: {[graph.names[i] for i in g]} may not share (different family or conflict)")
+        for i in g:
+            covered[i] = True
+        out.append(g)
+    if not all(covered):
+        raise ValueError(f"groups: layer {graph.names[covered.index(False)]!r} is in no candidate group")
+    return sorted(set(out))
+
+
 def _verify(graph: SharingGraph, chosen: Chosen, budget: float, backend: str) -> list[SharingClass]:
     """Re-derive every class from the graph in float64; SolverError if the answer breaks the model."""
     who = "the given coloring" if backend == "given" else f"backend {backend!r}"
@@ -116,7 +139,8 @@ def solve(
     warm_start : give the greedy solution to the solver as a hint (``facts["warm_start"]`` says its fate).
     options : backend options, each backend's ``accepts`` (cpsat: ``precision``, ``workers``; highs/pulp:
         ``threads``; anneal: ``iterations``, ``t_start``, ``t_end_ratio``, ``stall``; all exact: ``log``);
-        setpart: ``max_group_size``, ``group_filter``, ``columns``. An unknown one is a ValueError naming it.
+        setpart: ``max_group_size``, ``group_filter`` (a predicate on enumerated groups), ``groups`` (the exact
+        list of candidate groups: nothing is enumerated, so it scales to families of any size), ``columns``. An unknown one is a ValueError naming it.
 
     Returns
     -------
@@ -151,7 +175,9 @@ def solve(
                          f"not {backend!r}")
     if decompose not in ("auto", True, False):
         raise ValueError(f"decompose must be 'auto', True or False, got {decompose!r}")
-    form_opts = {k: options.pop(k) for k in ("max_group_size", "group_filter") if k in options}
+    form_opts = {k: options.pop(k) for k in ("max_group_size", "group_filter", "groups") if k in options}
+    if "groups" in form_opts:
+        form_opts["groups"] = _check_groups(graph, form_opts["groups"])
     columns = options.pop("columns", "auto")
     if form_opts and form_name != "setpart":
         raise ValueError(f"option(s) {', '.join(form_opts)} apply to the setpart formulation only")
@@ -181,7 +207,7 @@ def solve(
         return finish(None, Status.INFEASIBLE, None)
     generate = form_name == "setpart" and backend_cls.exact and graph.kind == "group" and (
         columns == "generate" or (columns == "auto" and getattr(graph.model, "table", None) is None
-                                  and "group_filter" not in form_opts
+                                  and "group_filter" not in form_opts and "groups" not in form_opts
                                   and estimated_groups(graph, form_opts.get("max_group_size")) > MAX_ENUMERATED_GROUPS))
     if generate:
         return _solve_generated(graph, b, backend_cls(), limit, int(seed), t0, form_opts.get("max_group_size"),
@@ -191,6 +217,8 @@ def solve(
         form_name == RADIUS or not backend_cls.exact)
     if by_representatives and (len(graph.family_members) == 1 or radius_split):
         start = None  # built from representatives by the solver (the merging greedy is O(n^3) on one large family)
+    elif "groups" in form_opts:
+        start = None  # the greedy merges freely; an explicit candidate list would reject its classes anyway
     else:
         start = greedy(graph, b, form_opts.get("max_group_size"))
         facts["greedy_objective"] = None if start is None else math.fsum(o.cost for _, o in start)
@@ -223,8 +251,9 @@ def solve(
         return finish(chosen, claim, bound)
     # the greedy coloring's cost caps every class of an optimal one (costs are >= 0): smaller, better-scaled
     # models. Valid only if the greedy coloring is in the model, i.e. passes a setpart restriction.
-    cap = facts["greedy_objective"]
-    if start is not None and not all(admits(grp, **form_opts) for grp, _ in start):
+    cap = facts.get("greedy_objective")
+    if start is not None and not all(admits(grp, form_opts.get("max_group_size"), form_opts.get("group_filter"))
+                                     for grp, _ in start):
         cap = None
     form = FORMULATIONS[form_name](graph, b, cost_cap=cap, **form_opts)
     facts["formulation"] = form.describe()
