@@ -18,15 +18,18 @@ def _chromatic():
 
 
 @needs_data
-@pytest.mark.parametrize("name", ["myciel3", "myciel4", "queen5_5"])
-@pytest.mark.parametrize("backend", ["cpsat", "highs"])
+@pytest.mark.parametrize("name, backend", [
+    ("myciel3", "cpsat"), ("myciel4", "cpsat"), ("queen5_5", "cpsat"), ("myciel3", "highs"), ("queen5_5", "highs"),
+    # HiGHS's LP bound is useless on Mycielski graphs below chi (the fractional chromatic number stays
+    # below 4): its proof is a long search, 10 s are not enough (benchmarks/results/solvers.csv)
+    pytest.param("myciel4", "highs", marks=pytest.mark.slow)])
 def test_dimacs_feasible_at_chi_infeasible_below(name, backend):
     chi = _chromatic()[name]
     n, edges = read_dimacs(SHARED_DATA / "dimacs" / f"{name}.col")
     g = SharingGraph.from_matrix(np.zeros((n, n)), conflicts=edges)
     at = solve(g, chi, backend=backend, time_limit=60)
     assert at.status == "optimal" and at.num_classes <= chi
-    below = solve(g, chi - 1, backend=backend, time_limit=60)
+    below = solve(g, chi - 1, backend=backend, time_limit=600 if (name, backend) == ("myciel4", "highs") else 60)
     assert below.status == "infeasible"
 
 

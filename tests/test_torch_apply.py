@@ -131,3 +131,24 @@ def test_tie_center_keeps_the_mean_where_no_calibration_input_reaches():
     mean = (g.weights[0] + g.weights[1]) / 2
     assert torch.allclose(W[:, 3], mean[:, 3], atol=1e-6)
     assert torch.equal(W, g.tie_center((0, 1))) and bool(torch.isfinite(W).all())
+
+
+def test_price_carries_a_coloring_to_another_graph_exactly():
+    """bench.fidelity.price: on the graph that chose a coloring it equals the solver's objective; a basis rank
+    off the menu (a baseline's) is priced by basis_option; a class the graph cannot price gives None."""
+    from colorshare.bench.fidelity import price
+    from colorshare.torch.baselines import baseline
+
+    model = mlp()
+    g = build_graph(model, batches(), curvature="layerwise", actions=("basis", "dense"), ranks=[4, 8],
+                    trust_region=None, progress=False)
+    sol = solve(g, 0.5 * g.dense_size, backend="highs")
+    classes = [(c.members, c.action, c.memory) for c in sol.classes]
+    assert price(g, classes) == pytest.approx(sol.objective, rel=1e-9)
+    off = baseline(g, "svd-uniform", 0.8)  # rank 6 on the 16 x 16 layers: off the menu
+    ranks = {int(c.params["rank"]) for c in off.classes if c.action == "basis"}
+    assert ranks - {4, 8}, ranks
+    expect = sum(g.basis_option(c.members, int(c.params["rank"]), trust=False).cost
+                 for c in off.classes if c.action == "basis")
+    assert price(g, [(c.members, c.action, c.memory) for c in off.classes]) == pytest.approx(expect, rel=1e-9)
+    assert price(g, [((0,), "tie", 1)]) is None
