@@ -44,7 +44,8 @@ def test_instance_round_trip(tmp_path):
 
 
 def test_demo_prints_comparison(capsys):
-    assert main(["demo", "--time-limit", "20", "--backends", "highs", "anneal"])  # both stop early when done == 0
+    # both stop early when done (HiGHS proves it in about 1 s); the limit only matters on a loaded machine
+    assert main(["demo", "--time-limit", "20", "--backends", "highs", "anneal"]) == 0
     out = capsys.readouterr().out
     assert "highs" in out and "anneal" in out and "agree: yes" in out and "% above the optimum" in out
 
