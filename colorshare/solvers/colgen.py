@@ -227,7 +227,7 @@ def generate_columns(
             for f, m in graph.family_members.items()}
     bounds = {f: model.bounds(tuple(m)) for f, m in graph.family_members.items()}
     cs = ColumnSet(graph, [(i,) for i in range(graph.n)], facts={"rounds": 0, "evaluated_groups": graph.n})
-    best_bound = -math.inf
+    best_bound = 0.0  # every group cost is >= 0 (truncated curvature-weighted energy): 0 bounds the optimum
     priced_out = True
     price = None
 
