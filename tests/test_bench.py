@@ -196,6 +196,37 @@ def test_tiny_run_end_to_end(tmp_path):
     assert (tmp_path / "summary.md").read_text().split("\n")[3:] == text.split("\n")[3:]
 
 
+def test_models_outside_the_fidelity_study_are_priced_by_every_built_graph(tmp_path):
+    """The SmolLM2 path: no further colorings; each compression coloring, baselines included, is priced by every
+    graph the run built (the run's kfac and the layerwise one), against its one measured loss."""
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    import json
+
+    from colorshare.bench import run_suite
+
+    cfg = _tiny(tmp_path, models=("digits-mlp",), sections=("compression", "fidelity"), fidelity_models=(),
+                optimal_curvatures=("layerwise",), budgets=(0.6, 0.4))
+    run_suite(cfg)
+    _, comp = _read(tmp_path / "compression.csv")
+    _, fid = _read(tmp_path / "fidelity.csv")
+    assert {r["curvature"] for r in fid} == {"kfac", "layerwise"}
+    labels = {f"{r['method']}@{float(r['budget_fraction']):g}" for r in comp if r["method"] != "dense"}
+    for est in ("kfac", "layerwise"):
+        mine = {r["coloring"]: r for r in fid if r["curvature"] == est}
+        assert set(mine) == labels  # every coloring, baselines included, priced by both graphs
+        assert all(math.isfinite(float(r["predicted"])) for r in mine.values())
+    measured = {}
+    for r in fid:  # one measurement per coloring, whatever graph prices it
+        assert measured.setdefault(r["coloring"], r["measured"]) == r["measured"]
+    kfac = {r["coloring"]: float(r["predicted"]) for r in fid if r["curvature"] == "kfac"}
+    for r in comp:  # the run's own colorings: the prediction is the solver's objective
+        if r["method"] in ("optimal", "per-layer", "svd-uniform") and r["metric"] == "accuracy":
+            assert kfac[f"{r['method']}@{float(r['budget_fraction']):g}"] == pytest.approx(float(r["surrogate"]), rel=1e-9)
+    saved = json.loads((tmp_path / "colorings.json").read_text())["digits-mlp"]
+    assert {c["name"] for c in saved} == labels and all(c["classes"] for c in saved)
+
+
 def test_bench_cli_rejects_bad_arguments(capsys):
     for args, needle in ((["--budgets", "1.5"], "--budgets"), (["--time-limit", "-1"], "--time-limit"),
                          (["--backends", "gurobi"], "unknown backend 'gurobi'")):

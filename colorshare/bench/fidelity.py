@@ -3,7 +3,6 @@ measured one (the calibration loss of the compressed model minus the original's)
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable
 from typing import Any
@@ -41,15 +40,13 @@ def random_colorings(graph: Any, count: int, seed: int, model: str) -> list[Colo
 
 def price(graph: Any, classes: list[tuple[tuple[int, ...], str, int]]) -> float | None:
     """The surrogate of ``graph`` for a coloring given as (members, action, memory) classes, each class at its own
-    size: an off-menu or out-of-trust-region basis rank (the baselines') is priced exactly by the graph's
-    ``basis_option``. None if some class has no such option on this graph. Units: the graph's cost units."""
+    size and outside the trust region too (a model graph's ``class_option``: the baselines' off-menu ranks, a
+    group another estimator's graph admitted); other graphs price by ``resolve``. None if some class has no
+    such option on this graph. Units: the graph's cost units."""
     total = 0.0
+    exact = getattr(graph, "class_option", None)
     for members, action, memory in classes:
-        opt = graph.resolve(members, action, memory)
-        if (opt is None or opt.memory != memory) and action == "basis" and hasattr(graph, "basis_option"):
-            d_out, d_in = graph.shapes[members[0]][0], math.prod(graph.shapes[members[0]][1:])
-            rank, rest = divmod(memory, d_out + len(members) * d_in)
-            opt = None if rest else graph.basis_option(members, rank, trust=False)
+        opt = exact(members, action, memory, trust=False) if exact else graph.resolve(members, action, memory)
         if opt is None or opt.memory != memory:
             return None
         total += opt.cost

@@ -107,6 +107,9 @@ def _compression(cfg: BenchConfig, runs: dict[str, ModelRun], res: BenchResult) 
         rows, colorings[name] = run_compression(cfg, mr.case, mr.graph, res, extra)
         res.compression += rows
     write_csv(Path(cfg.out) / "compression.csv", COMPRESSION_COLUMNS, res.compression, rename={"method": "label"})
+    # every coloring with its classes, so a later analysis can price or apply it again without solving again
+    (Path(cfg.out) / "colorings.json").write_text(json.dumps(
+        {name: [dataclasses.asdict(c) for c in cs] for name, cs in colorings.items()}, default=str))
     return colorings
 
 

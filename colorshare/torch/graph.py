@@ -231,15 +231,10 @@ class ModelGraph(SharingGraph):
         if len(group) == 1:
             out.append(Option("dense", 0.0, m))
         else:
-            if "tie" in actions:
-                errs = self._tie_errors(group)
-                if self._fits(e / max(self._energy(i), 1e-300) for e, i in zip(errs, group)):
-                    out.append(Option("tie", math.fsum(errs), m))
-            if "medoid" in actions:
-                costs = [[self.curvatures[i].quad(self.weight(j) - self.weight(i)) for i in group] for j in group]
-                k = min(range(len(group)), key=lambda j: sum(costs[j]))
-                if self._fits(e / max(self._energy(i), 1e-300) for e, i in zip(costs[k], group)):
-                    out.append(Option("medoid", math.fsum(costs[k]), m, representative=group[k]))
+            for action in ("tie", "medoid"):
+                opt = self._shared_tensor(group, action) if action in actions else None
+                if opt is not None:
+                    out.append(opt)
         if "basis" in actions and self.is_linear[group[0]]:
             d_out, d_in = self.shapes[group[0]][0], int(np.prod(self.shapes[group[0]][1:]))
             ranks = [r for r in ranks if d_out * r + len(group) * r * d_in < len(group) * m]
@@ -254,6 +249,35 @@ class ModelGraph(SharingGraph):
             else:
                 out.extend(self._generic_basis(group, ranks))
         return out
+
+    def _shared_tensor(self, group: tuple[int, ...], action: str, trust: bool = True) -> Option | None:
+        """The ``tie`` (curvature-weighted center) or ``medoid`` option of ``group``; None if out of the trust
+        region (unless ``trust=False``)."""
+        if action == "tie":
+            errs, rep = self._tie_errors(group), None
+        else:
+            costs = [[self.curvatures[i].quad(self.weight(j) - self.weight(i)) for i in group] for j in group]
+            k = min(range(len(group)), key=lambda j: sum(costs[j]))
+            errs, rep = costs[k], group[k]
+        if trust and not self._fits(e / max(self._energy(i), 1e-300) for e, i in zip(errs, group)):
+            return None
+        return Option(action, math.fsum(errs), int(self.sizes[group[0]]), representative=rep)
+
+    def class_option(self, group: Sequence[int], action: str, memory: int, trust: bool = True) -> Option | None:
+        """The exact option of a class given as (members, action, parameters stored), at any basis rank (on the
+        menu or not) and, with ``trust=False``, outside the trust region: how a coloring chosen on another graph
+        (another estimator, a baseline) is priced on this one. None if no such option exists."""
+        group = tuple(sorted(int(i) for i in group))
+        m = int(self.sizes[group[0]])
+        if action == "dense":
+            return Option("dense", 0.0, m) if len(group) == 1 and memory == m else None
+        if action in ("tie", "medoid"):
+            return self._shared_tensor(group, action, trust) if len(group) > 1 and memory == m else None
+        if action == "basis" and self.is_linear[group[0]]:
+            d_out, d_in = self.shapes[group[0]][0], int(np.prod(self.shapes[group[0]][1:]))
+            rank, rest = divmod(int(memory), d_out + len(group) * d_in)
+            return self.basis_option(group, rank, trust) if rank > 0 and not rest else None
+        return None
 
     def _tie_errors(self, group: tuple[int, ...]) -> list[float]:
         """Each member's ``quad_i(W* - W_i)`` for the tie center W*; for input-aware curvature from the cached
