@@ -206,17 +206,17 @@ def _fidelity_section(res: BenchResult) -> list[str]:
     rows = res.fidelity
     lines = ["## 3. Surrogate fidelity", ""]
     lines += ["Predicted = the estimator's second-order loss increase of the coloring (its own tie centers and "
-              "costs); measured = the calibration loss of the compressed model minus the original's: "
-              "cross-entropy on the MLP's training set; for MiniLM, which has no labels, the distillation loss "
-              "1 - mean cosine to the original embeddings on the calibration sentences (fisher is left out there: "
-              "the gradient of that loss is 0 at the original model, so its empirical Fisher is 0; spectrum too, "
-              "its Lanczos iterations are too slow on a CPU); for a causal LM (SmolLM2) the held-out NLL, i.e. the "
-              "log of the perplexity. Colorings: the compression runs of every method and budget plus random "
-              "partitions with random actions; for the models outside the full fidelity study (SmolLM2: each "
-              "coloring costs a perplexity pass) only the compression runs' colorings, the papers' baselines "
-              "included, each priced by every graph the run built (its trust region on; off-menu ranks priced "
-              "exactly). Spearman's rho says how well each estimator ranks colorings, which is what the solver "
-              "needs.", ""]
+              "costs); measured = the loss of the compressed model minus the original's: cross-entropy on the "
+              "MLP's training set (its own objective); for MiniLM, which has no labels, 1 - mean cosine to the "
+              "original embeddings on the held-out sentences (the real metric; fisher is left out there: the "
+              "gradient of a distillation loss is 0 at the original model, so its empirical Fisher is 0; "
+              "spectrum too, its Lanczos iterations are too slow on a CPU); for a causal LM (SmolLM2) the "
+              "held-out NLL, the log of the perplexity. Colorings: the compression runs of every method and "
+              "budget plus random partitions with random actions; for the models outside the full fidelity "
+              "study (SmolLM2: each coloring costs a perplexity pass) only the compression runs' colorings, the "
+              "papers' baselines included, each priced exactly by every graph the run built (any rank, outside "
+              "the trust region too). Spearman's rho says how well each estimator ranks colorings, which is what "
+              "the solver needs.", ""]
     lines += ["Across all colorings the memory level dominates (less memory, more loss), which every estimator "
               "gets right; what the solver needs is the ranking among colorings of EQUAL memory, so the last "
               "column is Spearman's rho among the methods' colorings at one budget, averaged over budgets.", ""]
