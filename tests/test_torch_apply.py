@@ -152,3 +152,19 @@ def test_price_carries_a_coloring_to_another_graph_exactly():
                  for c in off.classes if c.action == "basis")
     assert price(g, [(c.members, c.action, c.memory) for c in off.classes]) == pytest.approx(expect, rel=1e-9)
     assert price(g, [((0,), "tie", 1)]) is None
+
+
+def test_class_option_prices_outside_the_trust_region_as_the_open_graph_does():
+    """A tight trust region removes a tie from the menu; class_option(trust=False) still prices it, exactly as a
+    graph without a trust region does, and trust=True refuses it."""
+    model = mlp()
+    tight = build_graph(model, batches(), actions=("tie", "dense"), trust_region=0.05, progress=False)
+    free = build_graph(model, batches(), actions=("tie", "dense"), trust_region=None, progress=False)
+    group, m = (1, 2), int(tight.sizes[1])
+    assert all(o.action != "tie" for o in tight.options(group))
+    want = free.resolve(group, "tie", m)
+    got = tight.class_option(group, "tie", m, trust=False)
+    assert want is not None and got is not None and got.cost == pytest.approx(want.cost, rel=1e-9)
+    assert tight.class_option(group, "tie", m, trust=True) is None
+    assert tight.class_option((1,), "dense", m).cost == 0.0
+    assert tight.class_option((1,), "dense", m + 1) is None and tight.class_option(group, "fold", m) is None
