@@ -18,7 +18,6 @@ writes ``<model>.csv`` and ``<model>.md`` into ``--out``.
 from __future__ import annotations
 
 import argparse
-import csv
 import resource
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from colorshare import solve
+    from colorshare.bench.run import write_csv
     from colorshare.torch import apply_coloring, build_graph, stored_parameters
     from colorshare.torch.baselines import baseline
     from colorshare.torch.models import MODEL_CASES
@@ -92,10 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                   f", {status}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / f"{args.model}.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(out / f"{args.model}.csv", list(rows[0]), rows)
     methods = [m for m in args.methods]
     lines = [f"{args.model}: {metric} ({'higher' if case.higher[metric] else 'lower'} is better); "
              + "; ".join(f"{k} {v}" for k, v in case.info.items()) + f"; dense {dense:.4f}. Keep = stored / dense "

@@ -18,7 +18,6 @@ between predicted and measured (log-perplexity increase) is taken per keep, then
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import random
 import statistics
@@ -73,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from colorshare import evaluate, solve
     from colorshare.bench.fidelity import spearman
+    from colorshare.bench.run import write_csv
     from colorshare.torch import apply_coloring, build_graph
     from colorshare.torch.baselines import baseline
     from colorshare.torch.models import MODEL_CASES
@@ -140,10 +140,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / f"fidelity-{args.model}.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(out / f"fidelity-{args.model}.csv", list(rows[0]), rows)
     lines = [f"{args.model}: surrogate fidelity at equal stored parameters; dense {metric} {dense:.4f}; "
              + "; ".join(f"{k} {v}" for k, v in case.info.items()) + f"; {len(rows)} colorings; "
              f"total {time.perf_counter() - t0:.0f} s.", "",

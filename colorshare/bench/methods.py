@@ -61,17 +61,17 @@ def _random(graph: SharingGraph, k: int, seed: int) -> Groups:
 def _similarity(graph: SharingGraph, k: int, seed: int) -> Groups:
     from sklearn.cluster import SpectralClustering
 
-    weights = getattr(graph, "weights", None)
-    if weights is None:
+    weight_gram = getattr(graph, "weight_gram", None)
+    if weight_gram is None:
         raise ValueError("the similarity method needs a graph built from a model (colorshare.torch.build_graph)")
     out: Groups = set()
     for members in graph.family_members.values():
         if len(members) < 3:
             out.add(tuple(members))
             continue
-        W = np.stack([np.asarray(weights[i].detach().cpu(), dtype=np.float64).ravel() for i in members])
-        sq = (W * W).sum(1)
-        d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (W @ W.T), 0.0)  # no n x n x size temporary
+        gram = weight_gram(members)  # squared distances from inner products: no copy of the weights on the host
+        sq = np.diag(gram)
+        d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
         scale = np.median(d2[np.triu_indices(len(members), 1)]) or 1.0
         affinity = np.exp(-d2 / scale)
         labels = SpectralClustering(n_clusters=math.ceil(len(members) / k), affinity="precomputed",

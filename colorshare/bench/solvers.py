@@ -78,7 +78,7 @@ def solver_instances(cfg: BenchConfig, model_graphs: dict[str, SharingGraph] | N
         from ..torch.models import fine_ranks, planted_stack
 
         for layers in cfg.ranked_layers:
-            model, batches = planted_stack(families=4, layers=layers, seed=cfg.seed)
+            model, batches = planted_stack(families=4, layers=layers, seed=cfg.seed, device=cfg.device)
             g = build_graph(model, batches, ranks=fine_ranks, progress=False)
             out.append(Instance(f"ranked-{g.n}", "ranked", g, 0.5 * g.dense_size))
     for name, g in (model_graphs or {}).items():

@@ -100,6 +100,12 @@ class ModelGraph(SharingGraph):
         """Every layer's weight in float64 (a copy of all of them: for small models and tests only)."""
         return [self.weight(i) for i in range(self.n)]
 
+    def weight_gram(self, group: Sequence[int]) -> np.ndarray:
+        """Inner products ``<W_i, W_j>`` of the group's weights (float64, k x k), computed on their device; only
+        the k x k result comes to the host."""
+        W = torch.stack([self.weight(i).reshape(-1) for i in group])
+        return (W @ W.T).cpu().numpy()
+
     def _input_aware(self, i: int) -> bool:
         return self.curvatures[i].kind == "layerwise"
 

@@ -328,12 +328,13 @@ class _Stack(nn.Module):
 
 
 def planted_stack(families: int = 3, layers: int = 6, width: int = 32, seed: int = 0,
-                  samples: int = 512) -> tuple[nn.Module, list[torch.Tensor]]:
+                  samples: int = 512, device: str | torch.device = "cpu") -> tuple[nn.Module, list[torch.Tensor]]:
     """A model with planted shared bases, for set-partitioning instances with ranks.
 
     ``families`` chains of ``layers`` square linears (widths ``width``, ``width + 8``, ...: one family each);
     within a chain, runs of 1..3 consecutive layers share a rank-``w/4`` basis (plus 10 % noise), so the
-    best groups are neither all pairs nor all layers. Returns the model and calibration batches (Gaussian).
+    best groups are neither all pairs nor all layers. Returns the model and calibration batches (Gaussian),
+    both on ``device``; the values are drawn by a seeded CPU generator, so they are the same on every device.
     """
     g = torch.Generator().manual_seed(seed)
     widths = [width + 8 * k for k in range(families)]
@@ -350,5 +351,5 @@ def planted_stack(families: int = 3, layers: int = 6, width: int = 32, seed: int
                     C = torch.randn(r, w, generator=g) / w ** 0.5
                     lin.weight.copy_(2.0 * U @ C + 0.1 * torch.randn(w, w, generator=g) / w ** 0.5)
                 k += run
-    x = torch.randn(samples, max(widths), generator=g)
-    return model.eval(), [x[i:i + 128] for i in range(0, samples, 128)]
+    x = torch.randn(samples, max(widths), generator=g).to(device)
+    return model.to(device).eval(), [x[i:i + 128] for i in range(0, samples, 128)]
