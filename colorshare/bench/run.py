@@ -124,7 +124,7 @@ def _fidelity(cfg: BenchConfig, runs: dict[str, ModelRun], res: BenchResult,
             # compression section, baselines included, against its measured loss increase
             for (est, _), g in list(mr.graphs.items()):
                 for c in colorings[name]:
-                    predicted = c.surrogate if est == c.curvature and not c.baseline else price(g, c.classes)
+                    predicted = price(g, c.classes)
                     if predicted is not None and c.loss_increase is not None:
                         res.fidelity.append(fidelity_row(name, est, c.name, predicted, c.loss_increase))
             continue
