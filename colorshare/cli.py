@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("model", help="smollm2-135m, minilm-l6, digits-mlp, or a path")
     c.add_argument("--budget", required=True, help="stored parameters of the targeted layers: 50%% or a number")
     c.add_argument("--out", required=True, help="folder for model.safetensors, report.json, report.md")
-    c.add_argument("--curvature", default=None, help="surrogate (default kfac); see colorshare.torch.CURVATURES")
+    c.add_argument("--curvature", default=None, help="surrogate (default probed); see colorshare.torch.CURVATURES")
     c.add_argument("--backend", default="highs")
     c.add_argument("--time-limit", type=float, default=300.0, help="seconds for the whole solve (default 300)")
     c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")

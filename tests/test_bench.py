@@ -198,7 +198,7 @@ def test_tiny_run_end_to_end(tmp_path):
 
 def test_models_outside_the_fidelity_study_are_priced_by_every_built_graph(tmp_path):
     """The SmolLM2 path: no further colorings; each compression coloring, baselines included, is priced by every
-    graph the run built (the run's kfac and the layerwise one), against its one measured loss."""
+    graph the run built (the run's probed and the layerwise one), against its one measured loss."""
     pytest.importorskip("torch")
     pytest.importorskip("sklearn")
     import json
@@ -210,16 +210,16 @@ def test_models_outside_the_fidelity_study_are_priced_by_every_built_graph(tmp_p
     run_suite(cfg)
     _, comp = _read(tmp_path / "compression.csv")
     _, fid = _read(tmp_path / "fidelity.csv")
-    assert {r["curvature"] for r in fid} == {"kfac", "layerwise"}
+    assert {r["curvature"] for r in fid} == {"probed", "layerwise"}
     labels = {f"{r['method']}@{float(r['budget_fraction']):g}" for r in comp if r["method"] != "dense"}
-    for est in ("kfac", "layerwise"):
+    for est in ("probed", "layerwise"):
         mine = {r["coloring"]: r for r in fid if r["curvature"] == est}
         assert set(mine) == labels  # every coloring, baselines included, priced by both graphs
         assert all(math.isfinite(float(r["predicted"])) for r in mine.values())
     measured = {}
     for r in fid:  # one measurement per coloring, whatever graph prices it
         assert measured.setdefault(r["coloring"], r["measured"]) == r["measured"]
-    kfac = {r["coloring"]: float(r["predicted"]) for r in fid if r["curvature"] == "kfac"}
+    kfac = {r["coloring"]: float(r["predicted"]) for r in fid if r["curvature"] == "probed"}
     for r in comp:  # the run's own colorings: the prediction is the solver's objective
         if r["method"] in ("optimal", "per-layer", "svd-uniform") and r["metric"] == "accuracy":
             assert kfac[f"{r['method']}@{float(r['budget_fraction']):g}"] == pytest.approx(float(r["surrogate"]), rel=1e-9)

@@ -123,7 +123,7 @@ def test_sampled_fisher_loss_for_an_encoder_is_the_gauss_newton_of_its_embedding
     h = lin(x)[0].detach()
     J = (torch.eye(4, dtype=torch.float64) - torch.outer(h, h) / h.dot(h)) / h.norm()  # d normalize(h) / d h
     expected = (J @ J.T).diagonal()
-    g = build_graph(Enc(), [x.repeat(4000, 1)], targets=["lin"], progress=False, trust_region=None)
+    g = build_graph(Enc(), [x.repeat(4000, 1)], targets=["lin"], curvature="kfac", progress=False, trust_region=None)
     assert torch.allclose(g.curvatures[0].out_diag.cpu(), expected, rtol=0.08, atol=1e-3 * float(expected.max()))
     out = SimpleNamespace(last_hidden_state=torch.zeros(2, 3, 4, requires_grad=True))
     assert sampled_fisher_loss(out, {"attention_mask": torch.ones(2, 3)}).ndim == 0

@@ -38,10 +38,10 @@ class BenchConfig:
     methods: tuple[str, ...] = ("optimal", "adjacent", "per-layer", "all-shared", "similarity", "random")
     group_size: int = 2  # k of adjacent / similarity / random
     random_seeds: int = 3
-    curvature: str = "kfac"  # the surrogate every compression method minimises (the default pipeline's)
-    optimal_curvatures: tuple[str, ...] = ("layerwise",)  # also solve `optimal` under these (optimal-<name>)
+    curvature: str = "probed"  # the surrogate every compression method minimises (the default pipeline's)
+    optimal_curvatures: tuple[str, ...] = ("kfac", "layerwise")  # also solve `optimal` under these (optimal-<name>)
     baselines: tuple[str, ...] = ("svd-uniform", "basis-sharing")  # the papers' baselines, at each budget
-    estimators: tuple[str, ...] = ("kfac", "layerwise", "fisher", "hutchinson", "spectrum", "trace")
+    estimators: tuple[str, ...] = ("probed", "kfac", "layerwise", "fisher", "hutchinson", "spectrum", "trace")
     fidelity_colorings: int = 60  # at least this many colorings per estimator (random ones fill up)
     # the others (SmolLM2: each coloring costs a perplexity pass): every graph the run built predicts the
     # compression section's colorings and the baselines, no further colorings
@@ -65,7 +65,7 @@ PRESETS: dict[str, BenchConfig] = {
         sweep_limits=(1.0, 2.0),
         budgets=(0.7, 0.5),
         random_seeds=2,
-        optimal_curvatures=("layerwise",),
+        optimal_curvatures=("kfac", "layerwise"),
         fidelity_colorings=50,
         fidelity_models=("digits-mlp",),
     ),

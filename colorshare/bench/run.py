@@ -60,6 +60,12 @@ class ModelRun:
         ``trust``: with the default trust region (the default pipeline, for the compression section), or
         without (fidelity: every coloring must carry over to every estimator's graph)."""
         key = (estimator, trust)
+        if key not in self.graphs and (estimator, not trust) in self.graphs:
+            # the same statistics (and probes) under the other trust region: no second pass over the model
+            from ..torch.graph import DEFAULT_TRUST_REGION
+
+            self.graphs[key] = self.graphs[(estimator, not trust)].with_trust_region(
+                DEFAULT_TRUST_REGION if trust else None)
         if key not in self.graphs:
             import warnings
 
@@ -69,10 +75,11 @@ class ModelRun:
             c = self.case
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                # kfac: the default self-distillation Fisher (a distillation loss has zero gradient at the dense
-                # model, so its empirical Fisher is 0)
+                # kfac / probed: the default self-distillation Fisher and divergence (a distillation loss has
+                # zero gradient at the dense model, so its empirical Fisher is 0)
                 self.graphs[key] = build_graph(
-                    c.model, c.batches, c.targets, estimator, loss_fn=None if estimator == "kfac" else c.loss_fn,
+                    c.model, c.batches, c.targets, estimator,
+                    loss_fn=None if estimator in ("kfac", "probed") else c.loss_fn,
                     ranks=c.ranks, seed=self.cfg.seed, trust_region=DEFAULT_TRUST_REGION if trust else None,
                     progress=self.cfg.progress and estimator == self.cfg.curvature)
             if caught:
@@ -122,7 +129,11 @@ def _fidelity(cfg: BenchConfig, runs: dict[str, ModelRun], res: BenchResult,
         if name not in cfg.fidelity_models or case.loss_fn is None:
             # no further colorings: every graph the run built (with its trust region) prices each coloring of the
             # compression section, baselines included, against its measured loss increase
+            priced = set()
             for (est, _), g in list(mr.graphs.items()):
+                if est in priced:  # the same statistics under the other trust region: the same prices
+                    continue
+                priced.add(est)
                 for c in colorings[name]:
                     predicted = price(g, c.classes)
                     if predicted is not None and c.loss_increase is not None:
@@ -238,7 +249,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder with dimacs/ and pmed/ instances and their published optima (optional)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--curvature", default=None,
-                   help="the surrogate all compression methods minimise (default layerwise; e.g. kfac)")
+                   help="the surrogate all compression methods minimise (default probed; e.g. kfac)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--report-only", action="store_true",
                    help="only rewrite summary.md and the plots from the results already in --out")

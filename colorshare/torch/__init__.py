@@ -2,7 +2,7 @@
 
     from colorshare import solve
     from colorshare.torch import build_graph, apply_coloring, stored_parameters, save_shared, load_shared
-    g = build_graph(model, batches)                     # layerwise curvature by default
+    g = build_graph(model, batches)                     # probed K-FAC curvature by default
     sol = solve(g, 0.6 * g.dense_size, backend="highs")
     shared = apply_coloring(model, g, sol)              # a copy; inplace=True changes model
     assert stored_parameters(shared) == stored_parameters(model) - g.dense_size + sol.memory

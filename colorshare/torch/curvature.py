@@ -10,7 +10,10 @@ d_out x (d_in * kernel)), each :class:`Curvature` gives ``quad(D) ~ 1/2 vec(D)^T
 - ``spectrum``: top-k eigenpairs of the layer's Hessian block by Lanczos (scipy's eigsh on Hessian-vector
   products) plus an isotropic rest ``sigma = (tr H - sum lambda) / (d - k)``, trace by Hutchinson.
 - ``trace``: ``H ~ (tr H / d) I`` (HAWQ-style), trace by Hutchinson.
-- ``kfac`` (the default): K-FAC with both factors, reduced to what a sharing cost needs. The input factor is
+- ``probed`` (the default): ``kfac`` below, each layer's scale then multiplied by measured / predicted loss of one
+  probe cut of that layer (:mod:`colorshare.torch.probe`, applied by ``build_graph``; ``estimate`` returns the
+  ``kfac`` statistics for it).
+- ``kfac``: K-FAC with both factors, reduced to what a sharing cost needs. The input factor is
   ``layerwise``'s ``Sigma = E[x x^T]``; the output factor ``G = E[g g^T]`` of the gradients at the layer's
   output is gathered in the same pass and enters as its per-layer scale ``h = tr G / d_out`` (its diagonal
   is kept as ``out_diag``). ``quad(D) = h/2 tr(D Sigma D^T)``. Without a ``loss_fn`` the gradients are those
@@ -37,8 +40,8 @@ from .stats import forward, layer_statistics, sampled_fisher_loss
 
 __all__ = ["Curvature", "estimate", "CURVATURES", "forward", "matrix_of", "DEFAULT_CURVATURE"]
 
-CURVATURES = ("kfac", "layerwise", "fisher", "hutchinson", "spectrum", "trace")
-DEFAULT_CURVATURE = "kfac"
+CURVATURES = ("probed", "kfac", "layerwise", "fisher", "hutchinson", "spectrum", "trace")
+DEFAULT_CURVATURE = "probed"
 
 
 def matrix_of(weight: torch.Tensor) -> torch.Tensor:
@@ -222,7 +225,7 @@ def estimate(
             return _fisher(model, modules, batches, loss_fn, bar)
         if curvature == "spectrum":
             return _spectrum(model, modules, batches, loss_fn, k, probes, gen, bar if progress else _quiet)
-        if curvature == "kfac":
+        if curvature in ("kfac", "probed"):
             return _layerwise(model, modules, batches, bar, loss_fn)
         diags = _hutchinson_diag(model, modules, batches, loss_fn, probes, gen, bar)
         if curvature == "hutchinson":

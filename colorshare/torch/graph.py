@@ -77,6 +77,11 @@ def rank_menu(shape: tuple[int, ...]) -> list[int]:
     return list(range(step, d, step)) or [max(1, d // 2)]
 
 
+_MODEL_STATE = ("module_names", "shapes", "_params", "curvatures", "is_linear", "_actions", "_menus", "_cache",
+                "_spectra", "_max_spectra", "_energies", "probe_ratios")
+"""What a :class:`ModelGraph` holds beyond its :class:`SharingGraph` (set by build_graph)."""
+
+
 class ModelGraph(SharingGraph):
     """A :class:`SharingGraph` built from a model: it keeps references to each layer's weight and its
     curvature, so the shared tensors of a solution are computed exactly as the costs were."""
@@ -105,6 +110,25 @@ class ModelGraph(SharingGraph):
         the k x k result comes to the host."""
         W = torch.stack([self.weight(i).reshape(-1) for i in group])
         return (W @ W.T).cpu().numpy()
+
+    def _reset(self) -> None:
+        """Forget every cached quantity (after the curvatures' scales changed)."""
+        self._cache = _LRU(self._cache.max_bytes)
+        self._spectra = OrderedDict()
+        self._energies = {}
+
+    def with_trust_region(self, trust_region: float | None) -> ModelGraph:
+        """The same graph (same curvatures and caches, no new statistics) under another trust region."""
+        if trust_region is not None and not (isinstance(trust_region, (int, float)) and 0 < trust_region <= 1):
+            raise ValueError(f"trust_region must be None or a relative error in (0, 1], got {trust_region!r}")
+        holder: dict[str, ModelGraph] = {}
+        g = ModelGraph(GroupCosts(lambda grp: holder["g"]._options(grp), bounds=lambda fam: holder["g"]._bounds(fam)),
+                       list(self.sizes), (), list(self.names), list(self.families), n=self.n)
+        for key in _MODEL_STATE:
+            setattr(g, key, getattr(self, key))
+        g.trust_region = None if trust_region is None else float(trust_region)
+        holder["g"] = g
+        return g
 
     def _input_aware(self, i: int) -> bool:
         return self.curvatures[i].kind == "layerwise"
@@ -368,6 +392,8 @@ def build_graph(
     probes: int = 4,
     k: int = 4,
     seed: int = 0,
+    probe_batches: int = 2,
+    probe_fraction: float = 0.5,
     progress: bool = True,
 ) -> ModelGraph:
     """Build the sharing graph of ``model``'s shareable layers from calibration ``batches``.
@@ -379,8 +405,10 @@ def build_graph(
         arguments, so a transformers model works as it is), on the model's device. Iterated once.
     targets, exclude : module name patterns (regex full match or name suffix); default every Linear/Conv
         with a same-shaped peer. A pattern matching nothing is a ValueError naming it.
-    curvature : ``kfac`` (default: input covariance x output-gradient Fisher of the self-distillation loss),
-        ``layerwise`` (input covariance only, no loss), ``fisher``, ``hutchinson``, ``spectrum``, ``trace``.
+    curvature : ``probed`` (default: ``kfac``, each layer's level fitted to one measured probe cut, see
+        :mod:`colorshare.torch.probe`), ``kfac`` (input covariance x output-gradient Fisher of the
+        self-distillation loss), ``layerwise`` (input covariance only, no loss), ``fisher``, ``hutchinson``,
+        ``spectrum``, ``trace``.
     loss_fn : ``loss_fn(output, batch) -> scalar``; default: the sampled self-distillation Fisher
         (KL of the next-token distribution for a causal LM, the pooled embedding for an encoder).
     actions : subset of ``tie``, ``medoid``, ``basis``, ``dense`` (dense is always available to singletons).
@@ -389,6 +417,8 @@ def build_graph(
         (0..1; None: no limit). Options that break it are left out of the program, so no layer is driven to
         nothing where the second-order model is not valid.
     mix_roles : let same-shaped layers of different roles share (default: a family = one role and shape).
+    probe_batches, probe_fraction : ``probed`` only: the probes run on the first ``probe_batches`` batches (one
+        forward pass over them per layer), each cutting its layer to ``probe_fraction`` of its full rank.
 
     Returns
     -------
@@ -410,6 +440,12 @@ def build_graph(
         raise ValueError(f"unknown action(s) {sorted(bad)}; valid: {', '.join(ACTIONS)}")
     if trust_region is not None and not (isinstance(trust_region, (int, float)) and 0 < trust_region <= 1):
         raise ValueError(f"trust_region must be None or a relative error in (0, 1], got {trust_region!r}")
+    if curvature == "probed":
+        if not (isinstance(probe_batches, int) and probe_batches >= 1):
+            raise ValueError(f"probe_batches must be a positive int, got {probe_batches!r}")
+        if not (isinstance(probe_fraction, (int, float)) and 0 < probe_fraction < 1):
+            raise ValueError(f"probe_fraction must be in (0, 1), got {probe_fraction!r}")
+        batches = list(batches)  # iterated twice: statistics, then the probes
     modules = select_modules(model, targets, exclude)
     for n, m in modules.items():
         w = m.weight.detach()
@@ -449,6 +485,16 @@ def build_graph(
     g._max_spectra = 4096
     g._energies = {}
     holder["g"] = g
+    g.probe_ratios = None
+    if curvature == "probed":
+        from .probe import probe_scales
+
+        ratios = probe_scales(g, {n: modules[n] for n in names}, model, batches[:probe_batches], loss_fn,
+                              probe_fraction, progress)
+        for c, r in zip(g.curvatures, ratios):
+            c.scale *= float(r)
+        g._reset()
+        g.probe_ratios = ratios
     return g
 
 

@@ -211,7 +211,7 @@ def minilm_l6(calibration: int = 256, held_out: int = 512, device: str = "cpu", 
 
     return ModelCase("minilm-l6", model, batches, MINILM_TARGETS, loss_fn, metrics, loss,
                      {"cosine": True, "nn_overlap": True},
-                     estimators=("layerwise", "hutchinson", "trace", "kfac"),
+                     estimators=("layerwise", "hutchinson", "trace", "kfac", "probed"),
                      info={"calibration": len(calib), "held_out": len(held), "max_length": max_length,
                            "left out": "fisher (the gradient of the distillation loss is 0 at the original model, "
                                        "so its empirical Fisher is 0); spectrum (Lanczos: too slow on a CPU)"})
@@ -294,7 +294,7 @@ def causal_lm_case(name: str, model: nn.Module, tok: Any, calibration: int = 32,
 
     # the loss is the held-out NLL (log perplexity), so that the fidelity study ranks against the real metric
     return ModelCase(name, model, batches, [r".*_proj"], None, metrics, held_nll,
-                     {"perplexity": False}, estimators=("kfac", "layerwise", "trace"),
+                     {"perplexity": False}, estimators=("probed", "kfac", "layerwise", "trace"),
                      info={"calibration": f"{calibration} x {seq_len} tokens (even pydoc topics)",
                            "evaluation": f"{evaluation} x {seq_len} tokens (odd pydoc topics)", **(info or {})})
 

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["LayerStats", "layer_statistics", "sampled_fisher_loss", "forward", "layer_inputs"]
+__all__ = ["LayerStats", "layer_statistics", "sampled_fisher_loss", "forward", "layer_inputs", "model_logits",
+           "pooled_embedding"]
 
 
 def forward(model: nn.Module, batch: Any) -> Any:
@@ -57,6 +58,32 @@ def _mask(batch: Any) -> torch.Tensor | None:
     return batch.get("attention_mask") if isinstance(batch, dict) else None
 
 
+def model_logits(output: Any) -> torch.Tensor | None:
+    """The logits of a model's output (``output.logits``, or a 2-D tensor: a classifier), else None."""
+    logits = getattr(output, "logits", None)
+    if logits is None and isinstance(output, torch.Tensor) and output.ndim == 2:
+        logits = output
+    return logits
+
+
+def pooled_embedding(output: Any, batch: Any) -> torch.Tensor | None:
+    """An encoder's mean-pooled (over the unmasked positions), normalised embedding, one row per sequence, from
+    ``output.last_hidden_state`` or a 3-D tensor; None for any other output."""
+    hidden = getattr(output, "last_hidden_state", None)
+    if hidden is None and isinstance(output, torch.Tensor) and output.ndim == 3:
+        hidden = output
+    if hidden is None:
+        return None
+    mask = _mask(batch)
+    m = torch.ones(hidden.shape[:2], device=hidden.device) if mask is None else mask.to(hidden.device)
+    m = m.unsqueeze(-1).to(hidden.dtype)
+    return torch.nn.functional.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1), dim=-1)
+
+
+NO_DEFAULT_LOSS = ("the default loss needs logits (output.logits or a 2-D tensor) or an encoder's "
+                   "last_hidden_state; pass loss_fn(output, batch) for this model")
+
+
 def sampled_fisher_loss(output: Any, batch: Any, generator: torch.Generator | None = None) -> torch.Tensor:
     """A loss whose output gradients sample the Fisher of self-distillation to the model's own outputs.
 
@@ -66,9 +93,7 @@ def sampled_fisher_loss(output: Any, batch: Any, generator: torch.Generator | No
       ``z ~ N(0, I)``, so ``E[g g^T] = J^T J``, the Gauss-Newton matrix of the embedding's squared error.
     Scale is common to every layer, so it does not change which coloring is best.
     """
-    logits = getattr(output, "logits", None)
-    if logits is None and isinstance(output, torch.Tensor) and output.ndim == 2:
-        logits = output
+    logits = model_logits(output)
     if logits is not None:
         probs = torch.softmax(logits.detach().float(), dim=-1).reshape(-1, logits.shape[-1])
         # inverse-CDF sampling on the logits' device; only the uniforms come from the (CPU) generator, so a model
@@ -80,18 +105,11 @@ def sampled_fisher_loss(output: Any, batch: Any, generator: torch.Generator | No
         if mask is not None and mask.numel() == nll.numel():
             nll = nll * mask.reshape(-1).to(nll.dtype)
         return nll.sum()
-    hidden = getattr(output, "last_hidden_state", None)
-    if hidden is None and isinstance(output, torch.Tensor) and output.ndim == 3:
-        hidden = output
-    if hidden is not None:
-        mask = _mask(batch)
-        m = torch.ones(hidden.shape[:2], device=hidden.device) if mask is None else mask.to(hidden.device)
-        m = m.unsqueeze(-1).to(hidden.dtype)
-        e = torch.nn.functional.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1), dim=-1)
+    e = pooled_embedding(output, batch)
+    if e is not None:
         z = torch.randn(e.shape, generator=generator).to(device=e.device, dtype=e.dtype)
         return (e * z).sum()
-    raise ValueError("the default loss needs logits (output.logits or a 2-D tensor) or an encoder's "
-                     "last_hidden_state; pass loss_fn(output, batch) for this model")
+    raise ValueError(NO_DEFAULT_LOSS)
 
 
 @dataclass

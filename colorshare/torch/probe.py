@@ -1,0 +1,114 @@
+"""Probed K-FAC: each layer's K-FAC cost put on the measured scale by one probe perturbation per layer.
+
+K-FAC (``kfac`` in :mod:`colorshare.torch.curvature`) gets the SHAPE of a layer's cost right: which input
+directions a cut may drop (whitening by ``E[x x^T]``) and how the cost grows along the rank menu. Its LEVEL
+from one layer to the next rests on independence assumptions (positions independent of each other, inputs
+independent of output gradients) that attention and pooling break. On MiniLM the measured loss of a 50 % cut of
+one layer divided by its K-FAC prediction ranges from 10 (value projections) to 370 (the last block), so the
+optimum kept every value projection dense and paid for it elsewhere.
+
+The probe: each layer alone is cut to its whitened rank ``fraction * min(d_out, d_in)`` truncation (the layer's
+own ``basis`` at that rank, exactly what a solution would apply), the divergence of the model's outputs from the
+dense model's is measured on the first calibration batches, and the layer's K-FAC scale is multiplied by
+measured / predicted. The divergence, computed on the outputs' device:
+
+- logits (causal LM, classifier): mean KL divergence of the dense next-token (class) distribution to the
+  probed one, per (unmasked) position, in nats;
+- an encoder's ``last_hidden_state``: mean ``1 - cosine`` of the mean-pooled, normalised embeddings;
+- with a ``loss_fn``: its increase over the dense model.
+
+Costs of a probed graph are then in the divergence's units. Cost: one forward pass over the probe batches
+per layer (no gradients).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .stats import NO_DEFAULT_LOSS, _mask, forward, model_logits, pooled_embedding
+
+__all__ = ["probe_scales", "output_divergence"]
+
+
+def _reference(output: Any, batch: Any, loss_fn: Callable | None) -> Any:
+    if loss_fn is not None:
+        return float(loss_fn(output, batch))
+    logits = model_logits(output)
+    if logits is not None:
+        return torch.log_softmax(logits.float(), dim=-1)
+    e = pooled_embedding(output, batch)
+    if e is not None:
+        return e.float()
+    raise ValueError(NO_DEFAULT_LOSS)
+
+
+def output_divergence(output: Any, batch: Any, reference: Any, loss_fn: Callable | None = None) -> float:
+    """The divergence of ``output`` from the dense model's ``reference`` for one batch (see the module
+    docstring): mean KL per position (logits), mean 1 - cosine (pooled embedding), or the loss increase."""
+    if loss_fn is not None:
+        return float(loss_fn(output, batch)) - reference
+    logits = model_logits(output)
+    if logits is not None:
+        lp = torch.log_softmax(logits.float(), dim=-1)
+        kl = (reference.exp() * (reference - lp)).sum(-1).reshape(-1)
+        mask = _mask(batch)
+        if mask is not None and mask.numel() == kl.numel():
+            m = mask.reshape(-1).to(device=kl.device, dtype=kl.dtype)
+            return float((kl * m).sum() / m.sum().clamp(min=1))
+        return float(kl.mean())
+    e = pooled_embedding(output, batch)
+    return float((1.0 - (e.float() * reference).sum(-1)).mean())
+
+
+def probe_scales(graph: Any, modules: dict[str, nn.Module], model: nn.Module, batches: Sequence[Any],
+                 loss_fn: Callable[[Any, Any], torch.Tensor] | None = None, fraction: float = 0.5,
+                 progress: bool = True) -> np.ndarray:
+    """Measured / predicted divergence of each layer's probe cut (one value per layer of ``graph``, in its order).
+
+    ``graph``: a K-FAC :class:`~colorshare.torch.graph.ModelGraph` of ``model`` (its ``basis`` gives the cut
+    and ``basis_option`` its predicted cost); ``modules``: the graph's layers by name; ``batches``: the probe
+    batches (the model's inputs). Every weight is restored exactly after its probe. A layer whose probe
+    predicts or measures no change gets the median ratio of the others (with a warning)."""
+    with torch.no_grad():
+        refs = [_reference(forward(model, b), b, loss_fn) for b in batches]
+    if not refs:
+        raise ValueError("the probes need at least one calibration batch")
+    ratios = np.full(graph.n, np.nan)
+    for i, name in enumerate(tqdm(graph.module_names, desc="probes", leave=False, disable=not progress)):
+        d = min(graph.shapes[i][0], int(np.prod(graph.shapes[i][1:])))
+        rank = min(d - 1, max(1, round(fraction * d)))
+        if rank < 1:
+            continue
+        predicted = graph.basis_option((i,), rank, trust=False).cost
+        U, C = graph.basis((i,), rank)
+        w = modules[name].weight
+        old = w.detach().clone()
+        try:
+            with torch.no_grad():
+                w.copy_((U @ C[0]).reshape(w.shape).to(device=w.device, dtype=w.dtype))
+                measured = math.fsum(output_divergence(forward(model, b), b, r, loss_fn)
+                                     for b, r in zip(batches, refs)) / len(refs)
+        finally:
+            with torch.no_grad():
+                w.copy_(old)
+        if predicted > 0 and measured > 0 and math.isfinite(measured):
+            ratios[i] = measured / predicted
+    bad = ~np.isfinite(ratios)
+    if bad.all():
+        warnings.warn("no probe measured a change: the K-FAC scales are kept", RuntimeWarning, stacklevel=2)
+        return np.ones(graph.n)
+    if bad.any():
+        names = [graph.module_names[i] for i in np.flatnonzero(bad)]
+        warnings.warn(f"{len(names)} layer(s) whose probe measured or predicted no change get the median ratio: "
+                      + ", ".join(names[:8]) + (" ..." if len(names) > 8 else ""), RuntimeWarning, stacklevel=2)
+        ratios[bad] = float(np.median(ratios[~bad]))
+    return ratios
+
