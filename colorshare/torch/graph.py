@@ -38,6 +38,12 @@ DEFAULT_TRUST_REGION = 0.6
 """Default cap on each layer's relative whitened error ``||(W' - W) L||^2 / ||W L||^2`` (see build_graph)."""
 
 
+def _check_trust_region(trust_region: Any) -> float | None:
+    if trust_region is not None and not (isinstance(trust_region, (int, float)) and 0 < trust_region <= 1):
+        raise ValueError(f"trust_region must be None or a relative error in (0, 1], got {trust_region!r}")
+    return None if trust_region is None else float(trust_region)
+
+
 class _LRU:
     """A cache bounded by bytes of tensors held (pitfalls.md: caches keyed by group grow with groups)."""
 
@@ -117,17 +123,21 @@ class ModelGraph(SharingGraph):
         self._spectra = OrderedDict()
         self._energies = {}
 
+    @classmethod
+    def _empty(cls, sizes: Sequence[int], names: Sequence[str], families: Sequence[str]) -> ModelGraph:
+        """A graph whose cost oracle and bounds are its own ``_options`` and ``_bounds`` (state set by the caller)."""
+        holder: dict[str, ModelGraph] = {}
+        g = cls(GroupCosts(lambda grp: holder["g"]._options(grp), bounds=lambda fam: holder["g"]._bounds(fam)),
+                list(sizes), (), list(names), list(families), n=len(names))
+        holder["g"] = g
+        return g
+
     def with_trust_region(self, trust_region: float | None) -> ModelGraph:
         """The same graph (same curvatures and caches, no new statistics) under another trust region."""
-        if trust_region is not None and not (isinstance(trust_region, (int, float)) and 0 < trust_region <= 1):
-            raise ValueError(f"trust_region must be None or a relative error in (0, 1], got {trust_region!r}")
-        holder: dict[str, ModelGraph] = {}
-        g = ModelGraph(GroupCosts(lambda grp: holder["g"]._options(grp), bounds=lambda fam: holder["g"]._bounds(fam)),
-                       list(self.sizes), (), list(self.names), list(self.families), n=self.n)
+        g = ModelGraph._empty(self.sizes, self.names, self.families)
         for key in _MODEL_STATE:
             setattr(g, key, getattr(self, key))
-        g.trust_region = None if trust_region is None else float(trust_region)
-        holder["g"] = g
+        g.trust_region = _check_trust_region(trust_region)
         return g
 
     def _input_aware(self, i: int) -> bool:
@@ -438,8 +448,7 @@ def build_graph(
     bad = set(actions) - set(ACTIONS)
     if bad:
         raise ValueError(f"unknown action(s) {sorted(bad)}; valid: {', '.join(ACTIONS)}")
-    if trust_region is not None and not (isinstance(trust_region, (int, float)) and 0 < trust_region <= 1):
-        raise ValueError(f"trust_region must be None or a relative error in (0, 1], got {trust_region!r}")
+    trust_region = _check_trust_region(trust_region)
     if curvature == "probed":
         if not (isinstance(probe_batches, int) and probe_batches >= 1):
             raise ValueError(f"probe_batches must be a positive int, got {probe_batches!r}")
@@ -462,29 +471,20 @@ def build_graph(
         d = min(s[0], int(np.prod(s[1:])))
         menu = ranks(s) if callable(ranks) else (ranks if ranks is not None else rank_menu(s))
         menus[s] = sorted({int(r) for r in menu if 0 < int(r) < d})
-    holder: dict[str, ModelGraph] = {}
-
-    def oracle(group: tuple[int, ...]) -> list[Option]:
-        return holder["g"]._options(group)
-
-    def bounds(family: tuple[int, ...]) -> list[SeparableBound]:
-        return holder["g"]._bounds(family)
-
     sizes = [int(np.prod(s)) for s in shapes]
-    g = ModelGraph(GroupCosts(oracle, bounds=bounds), sizes, (), names, fams, n=len(names))
+    g = ModelGraph._empty(sizes, names, fams)
     g.module_names = tuple(names)
     g.shapes = tuple(shapes)
     g._params = [modules[n].weight for n in names]
     g.curvatures = [curv[n] for n in names]
     g.is_linear = [isinstance(modules[n], nn.Linear) for n in names]
-    g.trust_region = None if trust_region is None else float(trust_region)
+    g.trust_region = trust_region
     g._actions = tuple(actions)
     g._menus = menus
     g._cache = _LRU(512 * 2**20)
     g._spectra = OrderedDict()
     g._max_spectra = 4096
     g._energies = {}
-    holder["g"] = g
     g.probe_ratios = None
     if curvature == "probed":
         from .probe import probe_scales
