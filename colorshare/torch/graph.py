@@ -482,9 +482,8 @@ def build_graph(
     g._actions = tuple(actions)
     g._menus = menus
     g._cache = _LRU(512 * 2**20)
-    g._spectra = OrderedDict()
     g._max_spectra = 4096
-    g._energies = {}
+    g._reset()
     g.probe_ratios = None
     if curvature == "probed":
         from .probe import probe_scales
