@@ -77,6 +77,15 @@ def _solve(args: argparse.Namespace) -> int:
 
     g = load_instance(args.instance)
     budget = parse_budget(args.budget, g.dense_size)
+    if args.write_mps:
+        from .formulations.setpart import SetPartition
+        from .solvers.highs import write_mps
+
+        form = SetPartition(g, budget)
+        write_mps(form.program, args.write_mps)
+        print(f"wrote {args.write_mps}: {form.describe()}, every column of the instance at budget {budget:,.0f}; "
+              "variable k is column k in the instance's group order (options in order)")
+        return 0
     sol = solve(g, budget, backend=args.backend, time_limit=args.time_limit, seed=args.seed)
     if args.json:
         print(json.dumps(sol.to_dict(), indent=2))
@@ -96,13 +105,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--budget-fraction", type=float, default=0.5, help="budget as a fraction of dense size")
     d.add_argument("--backends", nargs="*", help="subset of backends (default: all available)")
     d.add_argument("--seed", type=int, default=0)
-    s = sub.add_parser("solve", help="solve an instance file (JSON; see colorshare.io)")
+    s = sub.add_parser("solve", help="solve an instance file (.json or .json.gz; see colorshare.io)")
     s.add_argument("instance")
     s.add_argument("--budget", required=True, help="parameters, a percentage of the dense size (50%%), or inf")
     s.add_argument("--backend", default="cpsat")
     s.add_argument("--time-limit", type=float, default=None, help="seconds")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--json", action="store_true", help="print the whole Solution as JSON")
+    s.add_argument("--write-mps", metavar="FILE", help="write the set-partitioning program over the instance's "
+                   "columns at this budget as MPS (for other solvers) instead of solving")
     c = sub.add_parser("compress", help="compress a model (built-in name, local causal-LM folder or GGUF file)")
     c.add_argument("model", help="smollm2-135m, minilm-l6, digits-mlp, or a path")
     c.add_argument("--budget", required=True, help="stored parameters of the targeted layers: 50%% or a number")

@@ -14,13 +14,15 @@ This module is numpy-only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Option", "CostModel", "MedoidCosts", "PairwiseCosts", "GroupCosts", "SeparableBound"]
+from .bounds import FamilyBound, KindBound
+
+__all__ = ["Option", "CostModel", "MedoidCosts", "PairwiseCosts", "GroupCosts"]
 
 
 @dataclass(frozen=True)
@@ -37,22 +39,6 @@ class Option:
     memory: int
     representative: int | None = None
     params: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-
-@dataclass(frozen=True)
-class SeparableBound:
-    """A lower bound on the options of every group (of 2+ members) within one family, separable by member.
-
-    For any group S of the family and any of its options o there is one bound b of the family's list with
-    ``o.cost >= sum_{i in S} b.costs[i]`` and ``o.memory >= b.fixed + |S| * b.per_member`` (parameters).
-    ``costs`` is indexed by position in the family (``inf`` = no group containing that member has this kind
-    of option). Column generation prices groups and states a global lower bound with it.
-    """
-
-    label: str
-    fixed: int
-    per_member: int
-    costs: np.ndarray
 
 
 def _check_square(name: str, matrix: Any, n: int | None) -> np.ndarray:
@@ -183,7 +169,7 @@ class GroupCosts(CostModel):
     kind = "group"
 
     def __init__(self, source: Mapping[tuple[int, ...], Iterable[OptionLike]] | Callable[..., Any],
-                 bounds: Callable[[tuple[int, ...]], list[SeparableBound]] | None = None) -> None:
+                 bounds: Callable[[tuple[int, ...]], FamilyBound | Sequence[KindBound] | None] | None = None) -> None:
         self._cache: dict[tuple[int, ...], list[Option]] = {}
         self._bounds = bounds
         if callable(source) and not isinstance(source, Mapping):
@@ -205,9 +191,24 @@ class GroupCosts(CostModel):
         """Whether :meth:`bounds` is known (it makes column generation possible, with a global bound)."""
         return self._bounds is not None
 
-    def bounds(self, family: tuple[int, ...]) -> list[SeparableBound]:
-        """:class:`SeparableBound` list of a family (sorted member indices); [] when none is known."""
-        return [] if self._bounds is None else list(self._bounds(family))
+    def bounds(self, family: tuple[int, ...]) -> FamilyBound | None:
+        """The :class:`~colorshare.formulations.bounds.FamilyBound` of a family (sorted member indices) on every
+        option of its groups of 2+ members; None when none is known. Asked again as groups are evaluated (a
+        bound may tighten with every pair priced)."""
+        if self._bounds is None:
+            return None
+        fb = self._bounds(family)
+        return fb if fb is None or isinstance(fb, FamilyBound) else FamilyBound(list(fb))
+
+    def evaluable(self, group: tuple[int, ...]) -> bool:
+        """Whether the costs of ``group`` (sorted) can be had: any group for an oracle, a listed one for a table.
+        A table with bounds stands for the evaluated columns of a larger space: the groups it does not list
+        exist there, priced by the bounds only."""
+        return self.table is None or group in self.table
+
+    def evaluated(self) -> dict[tuple[int, ...], list[Option]]:
+        """Every group whose options are known (the table, or what the oracle has been asked so far)."""
+        return dict(self.table) if self.table is not None else dict(self._cache)
 
     def options(self, group: tuple[int, ...], size: int) -> list[Option]:
         if self.table is not None:

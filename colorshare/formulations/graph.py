@@ -195,12 +195,16 @@ class SharingGraph:
         conflicts: Iterable[Any] = (),
         names: Sequence[str] | None = None,
         families: Sequence[Any] | None = None,
+        bounds: Callable[[tuple[int, ...]], Any] | None = None,
     ) -> SharingGraph:
         """Group costs: exact cost and memory (parameters) of each (group, action).
 
         ``costs`` is a table ``{(i, j, ...): [(action, cost, memory[, params]), ...]}`` or an oracle
         ``costs(group) -> [(action, cost, memory[, params]), ...]`` called with sorted index tuples of
         same-family, conflict-free layers. Singletons must be listed too (usually a ``("dense", 0.0, size)``).
+        ``bounds(family) -> FamilyBound`` (:mod:`colorshare.formulations.bounds`, sorted member indices): lower
+        bounds on every group of the family; they let ``solve`` generate columns, with a proven bound, over
+        families too large to enumerate (with a table: groups it does not list exist, priced by the bounds).
 
         >>> g = SharingGraph.from_groups({(0,): [("dense", 0.0, 4)], (1,): [("dense", 0.0, 4)],
         ...                               (0, 1): [("tie", 0.5, 4)]}, sizes=[4, 4])
@@ -208,7 +212,7 @@ class SharingGraph:
         'tie'
         """
         sz = _check_sizes(sizes, len(sizes) if hasattr(sizes, "__len__") else -1)
-        return cls(GroupCosts(costs), sz, conflicts, names, families, n=len(sz))
+        return cls(GroupCosts(costs, bounds=bounds), sz, conflicts, names, families, n=len(sz))
 
     @classmethod
     def from_networkx(

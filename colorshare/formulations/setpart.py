@@ -13,6 +13,7 @@ restrictions: adjacent groups, singletons only, one group per family).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
@@ -65,19 +66,26 @@ class SetPartition(Formulation):
         max_columns: int = MAX_COLUMNS,
         cost_cap: float | None = None,
         groups: Iterable[tuple[int, ...]] | None = None,
+        deadline: float | None = None,
     ) -> None:
         """``groups``: an explicit candidate list (e.g. generated columns); the model is then exact over the
-        columns of those groups only (``restricted``)."""
+        columns of those groups only (``restricted``). ``deadline`` (a ``time.perf_counter()`` value): groups are
+        then evaluated smallest first (every singleton before any pair), and those not evaluated when it passes
+        are left out: ``cut`` counts them, and the model is exact over the evaluated columns only
+        (``uncovered`` lists the layers left with no column at all)."""
         if max_group_size is not None and (not isinstance(max_group_size, int) or max_group_size < 1):
             raise ValueError(f"max_group_size must be a positive integer, got {max_group_size!r}")
         self.max_group_size = max_group_size
         self.group_filter = group_filter
         self.max_columns = max_columns
         self.candidates = None if groups is None else [tuple(sorted(int(i) for i in grp)) for grp in groups]
+        self.deadline = deadline
+        self.cut = 0
         largest = max(len(m) for m in graph.family_members.values())
         self.restricted = group_filter is not None or (max_group_size is not None and max_group_size < largest) \
             or self.candidates is not None
         super().__init__(graph, budget, cost_cap)
+        self.restricted = self.restricted or self.cut > 0
 
     def _groups(self) -> Iterator[tuple[int, ...]]:
         g = self.graph
@@ -88,9 +96,15 @@ class SetPartition(Formulation):
             source = iter(sorted(table))
         else:
             source = enumerate_groups(g, self.max_group_size)
-        for group in source:
-            if admits(group, self.max_group_size, self.group_filter):
-                yield group
+        if self.deadline is None:
+            yield from (grp for grp in source if admits(grp, self.max_group_size, self.group_filter))
+            return
+        ordered = sorted((grp for grp in source if admits(grp, self.max_group_size, self.group_filter)), key=len)
+        for k, group in enumerate(ordered):
+            if time.perf_counter() > self.deadline:
+                self.cut = len(ordered) - k
+                return
+            yield group
 
     def _build(self) -> IntegerProgram:
         g = self.graph
@@ -111,6 +125,7 @@ class SetPartition(Formulation):
                         "pass max_group_size=K (a restriction) or use the pmedian/clique formulation"
                     )
         self.index = {(grp, o.action, o.memory, o.representative): k for k, (grp, o) in enumerate(self.columns)}
+        self.uncovered = [i for i in range(g.n) if not cover[i]]
         for i in range(g.n):
             b.row(cover[i], [1.0] * len(cover[i]), 1.0, 1.0, f"cover{i}")
         hi = budget_hi(self.budget)

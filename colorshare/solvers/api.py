@@ -205,10 +205,13 @@ def solve(
     if b < graph.min_memory():
         facts["proof"] = f"budget {b:g} < {graph.min_memory()} parameters (one layer per family)"
         return finish(None, Status.INFEASIBLE, None)
+    # a table with bounds is the evaluated part of a larger space: generated columns give a bound over all of it
+    table = getattr(graph.model, "table", None)
     generate = form_name == "setpart" and backend_cls.exact and graph.kind == "group" and (
-        columns == "generate" or (columns == "auto" and getattr(graph.model, "table", None) is None
-                                  and "group_filter" not in form_opts and "groups" not in form_opts
-                                  and estimated_groups(graph, form_opts.get("max_group_size")) > MAX_ENUMERATED_GROUPS))
+        columns == "generate" or (columns == "auto" and "group_filter" not in form_opts and "groups" not in form_opts
+                                  and ((table is not None and graph.model.has_bounds) or (
+                                      table is None and estimated_groups(graph, form_opts.get("max_group_size"))
+                                      > MAX_ENUMERATED_GROUPS))))
     if generate:
         return _solve_generated(graph, b, backend_cls(), limit, int(seed), t0, form_opts.get("max_group_size"),
                                 options, facts, finish)
@@ -220,8 +223,11 @@ def solve(
     elif "groups" in form_opts:
         start = None  # the greedy merges freely; an explicit candidate list would reject its classes anyway
     else:
-        start = greedy(graph, b, form_opts.get("max_group_size"))
+        # the greedy evaluates groups (slow on a model's first call): it may use a third of the time limit
+        start = greedy(graph, b, form_opts.get("max_group_size"), None if limit is None else t0 + limit / 3)
         facts["greedy_objective"] = None if start is None else math.fsum(o.cost for _, o in start)
+        if start is None and limit is not None and time.perf_counter() > t0 + limit / 3:
+            facts["greedy"] = "stopped by the time limit"
     solver = backend_cls()
     if isinstance(solver, HeuristicBackend):
         if form_opts:
@@ -255,9 +261,19 @@ def solve(
     if start is not None and not all(admits(grp, form_opts.get("max_group_size"), form_opts.get("group_filter"))
                                      for grp, _ in start):
         cap = None
+    if form_name == "setpart" and limit is not None:
+        form_opts["deadline"] = t0 + 0.6 * limit  # evaluating the columns may use 60 % of the time limit
     form = FORMULATIONS[form_name](graph, b, cost_cap=cap, **form_opts)
     facts["formulation"] = form.describe()
-    if getattr(form, "restricted", False):
+    cut = getattr(form, "cut", 0)
+    if cut:
+        # not every group was evaluated: the program is a restriction, and its bound proves nothing outside it
+        facts["restricted"] = (f"the time limit stopped the enumeration: {cut} group(s) not evaluated, "
+                               f"{len(form.columns)} columns in the program")
+        if form.uncovered:
+            facts["restricted"] += f"; {len(form.uncovered)} layer(s) with no column yet"
+            return finish(None, Status.UNKNOWN, None)
+    elif getattr(form, "restricted", False) or (table is not None and graph.model.has_bounds):
         facts["restricted"] = "optimal over the enumerated columns only"
     hint = form.encode(start) if (warm_start and start is not None) else None
     left = None if limit is None else max(1e-3, limit - (time.perf_counter() - t0))
@@ -272,6 +288,11 @@ def solve(
         raw = _solve_scaled(solver, form.program, left, int(seed), None, options)
         facts.update({k: v for k, v in raw.facts.items() if k != "warm_start"})
         chosen = form.decode(raw.x) if raw.x is not None else None
+    if cut:
+        facts["column_bound"] = raw.bound  # the solver's bound over the evaluated columns only
+        if chosen is None and start is not None:
+            chosen = start
+        return finish(chosen, Status.FEASIBLE if chosen is not None else Status.UNKNOWN, None)
     return finish(chosen, raw.status, raw.bound)
 
 
@@ -298,44 +319,65 @@ def _solve_generated(graph: SharingGraph, b: float, solver: Any, limit: float | 
                      max_group_size: int | None, options: dict[str, Any], facts: dict[str, Any],
                      finish: Any) -> Solution:
     """Column generation, then the integer program over the generated columns, within one time limit: the
-    generation may use 60 % of it. The bound is the generation's global Lagrangian bound, so "optimal" means
-    proven for the whole space, never only over the columns."""
+    generation may use 60 % of it.
+
+    The Solution's bound is proven for the whole space, never only over the columns. It is the larger of
+    pricing's Lagrangian bound and the backend's integer certificate: with the master LP optimal over every
+    group (under duals pi, lam), a coloring that uses a group outside the master costs at least the LP value
+    plus that group's reduced cost, and one that does not costs at least the backend's own bound over the
+    columns; the least of the two bounds the optimum. Groups whose reduced-cost bound could still beat the
+    incumbent are evaluated and put in the master (reduced-cost fixing drops the rest), until none is left."""
     deadline = None if limit is None else t0 + 0.6 * limit
     cs = generate_columns(graph, b, deadline, max_group_size)
     bound = cs.bound
-    facts.update({"column_generation": cs.facts, "global_bound": cs.bound, "greedy_objective": None})
+    facts.update({"column_generation": cs.facts, "greedy_objective": None})
+    covered = {i for grp in cs.groups for i in grp}
+    if len(covered) < graph.n:
+        facts["restricted"] = f"the time limit came before every layer was evaluated ({len(covered)} of {graph.n})"
+        return finish(None, Status.UNKNOWN, None)
+    raw, chosen, form = None, None, None
     while True:
         form = SetPartition(graph, b, groups=cs.groups)
         left = None if limit is None else max(1e-3, limit - (time.perf_counter() - t0))
         raw = _solve_scaled(solver, form.program, left, seed, None, options)
         chosen = form.decode(raw.x) if raw.x is not None else None
-        if chosen is None or raw.status != Status.OPTIMAL or not cs.lp_complete:
+        if chosen is None or raw.bound is None or not cs.lp_complete:
             break
-        # reduced-cost certificate: with the LP optimal over every group, a coloring using a group not in the
-        # master costs at least the LP value plus that group's reduced cost; groups that could still beat the
-        # master's optimum are evaluated, until none is left (then the optimum is proven for the whole space)
         z = math.fsum(o.cost for _, o in chosen)
-        todo, larger_ok = cs.below(z - cs.lp_value - 1e-12 * max(1.0, abs(z)))
-        if not todo:
-            if larger_ok:
-                bound = z
-                facts["certificate"] = "reduced costs: no group outside the master can improve the optimum"
+        tol = 1e-12 * max(1.0, abs(z))
+        todo, larger_ok = cs.below(z - cs.lp_value - tol)
+        blocked = [grp for grp in todo if not graph.model.evaluable(grp)]  # a table's groups it has no costs for
+        todo = [grp for grp in todo if graph.model.evaluable(grp)]
+        if not todo and not blocked and larger_ok:
+            # no group outside the master can beat z: every coloring costs >= min(own bound, z)
+            bound = max(bound or 0.0, min(raw.bound, z))
+            facts["certificate"] = ("reduced costs: no group outside the master can improve the incumbent; the "
+                                    f"bound over the columns is {solver.name}'s own")
             break
-        if limit is not None and time.perf_counter() - t0 > 0.9 * limit:
+        bound = max(bound or 0.0, min(raw.bound, cs.lp_value + cs.least_outside()))
+        if not todo:
+            facts["certificate"] = (f"{len(blocked)} group(s) without costs here may improve the incumbent" if blocked
+                                    else "larger groups may still improve the incumbent; none left to list")
+            break
+        if raw.status != Status.OPTIMAL or (limit is not None and time.perf_counter() - t0 > 0.9 * limit):
             facts["certificate"] = f"time limit with {len(todo)} group(s) left to check"
             break
         for grp in todo[:256]:
             cs.add(grp)
     facts.update(raw.facts)
     facts.update({"formulation": form.describe() + " over generated columns", "columns": len(form.columns),
-                  "column_bound": raw.bound})
+                  "column_bound": raw.bound, "global_bound": bound})
     if chosen is not None:
         facts["restricted"] = (f"{'optimal' if raw.status == Status.OPTIMAL else 'best found'} over "
                                f"{len(form.columns)} generated columns")
-    if chosen is None and raw.status == Status.INFEASIBLE:
-        facts["restricted"] = f"no coloring over the {len(form.columns)} generated columns (not a proof)"
-        return finish(None, Status.UNKNOWN, bound)
-    return finish(chosen, raw.status if chosen is not None else Status.UNKNOWN, bound)
+    else:
+        # the program over the columns found nothing in time (or proved nothing fits them: not a proof either)
+        chosen = greedy(graph, b, 1)
+        facts["restricted"] = (f"no coloring over the {len(form.columns)} generated columns "
+                               f"({raw.status.value}, not a proof)"
+                               + ("; per-layer greedy coloring" if chosen is not None else ""))
+        return finish(chosen, Status.FEASIBLE if chosen is not None else Status.UNKNOWN, bound)
+    return finish(chosen, raw.status, bound)
 
 
 def _contradicts(graph: SharingGraph, chosen: Chosen | None, bound: float | None) -> bool:

@@ -1,18 +1,20 @@
 """Column generation for set partitioning over families too large to enumerate (2^30 groups per family).
 
-The restricted master starts from every singleton (all its options). Each round
-solves its LP relaxation (HiGHS), reads the duals ``pi_i`` of the cover rows and the price ``lam >= 0`` of
-the budget row, and prices groups with the cost model's :class:`SeparableBound` lists: a group S can only
-improve the LP if ``min_b sum_{i in S} (b.costs[i] - pi_i + lam b.per_member) + lam b.fixed < 0``. Groups that
-may price out are evaluated exactly (most negative bound first) and join the master. Pairs are priced
-exhaustively; larger groups in increasing order of their bound (k smallest subset sums), listed up to
-``GENERATED_GROUP_SIZE`` members.
+The restricted master starts from every singleton (all its options). Each round solves its LP relaxation
+(HiGHS, whatever backend then solves the integer program), reads the duals ``pi_i`` of the cover rows and the
+price ``lam >= 0`` of the budget row, and prices groups with each family's
+:class:`~colorshare.formulations.bounds.FamilyBound`, asked again every round because it tightens as pairs are
+priced exactly (superadditive costs: a group costs at least the average over matchings of its pairs). A
+group can only improve the LP if its reduced-cost bound is negative. Pairs are priced exhaustively; groups of
+3..``GENERATED_GROUP_SIZE`` members are listed in increasing order of their bound; larger groups are covered by
+the bound's certified minimum. Groups that may price out are evaluated exactly and join the master.
 
 Lower bound: for any ``pi`` and ``lam >= 0`` the Lagrangian ``sum pi - lam B + min over partitions of the
 reduced costs`` bounds the optimum; each class's reduced cost is at least the sum over its members of
-``min(their singleton reduced costs, min_b (b.costs[i] - pi_i + lam b.per_member + lam b.fixed / K))`` with K
-the largest group size allowed, so that sum is a valid global bound, reported as the Solution's bound. When no
-group prices out, the master's LP value itself is the LP bound of the whole space.
+``min(their singleton reduced costs, their floor)``, the floor being a member's least share of any group's
+reduced-cost bound (:meth:`~colorshare.formulations.bounds.PricedFamily.floors`), so that sum is a valid
+global bound. When no group prices out, the master's LP value itself is the LP bound of the whole space, and
+its duals give the integer certificate of :func:`colorshare.solvers.api._solve_generated`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ..formulations.bounds import FamilyBound, PricedFamily
 from ..formulations.costs import GroupCosts
 from ..formulations.graph import SharingGraph
 from ..formulations.program import IntegerProgram
@@ -35,6 +38,9 @@ __all__ = ["generate_columns", "ColumnSet", "estimated_groups", "GENERATED_GROUP
 
 GENERATED_GROUP_SIZE = 4
 """Largest group that pricing lists for evaluation (Basis Sharing's groups go up to this size on LLaMA-7B)."""
+
+LISTED_PER_KIND = 256
+"""Groups of 3+ members that pricing lists per kind of bound and group size in one round."""
 
 
 def estimated_groups(graph: SharingGraph, max_group_size: int | None) -> int:
@@ -59,30 +65,54 @@ class ColumnSet:
     facts: dict[str, Any] = field(default_factory=dict)
     lp_complete: bool = False
     lp_value: float = math.nan
-    pricing: _Pricing | None = None
+    duals: tuple[np.ndarray, float] | None = None
+    caps: dict[str, int] = field(default_factory=dict)
     have: set[tuple[int, ...]] = field(default_factory=set)
+    unevaluable: set[tuple[int, ...]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.have.update(self.groups)
 
-    def add(self, group: tuple[int, ...]) -> None:
-        """Evaluate ``group``'s options now (cached, so the time limit covers it) and put it in the master."""
+    @property
+    def pricing(self) -> _Pricing | None:
+        """Pricing under the duals of the LP that was optimal over every group, with the bounds as they are
+        now (tighter as pairs were evaluated since); None unless ``lp_complete``."""
+        if self.duals is None:
+            return None
+        return _Pricing(self.graph, self.caps, _family_bounds(self.graph, self.caps), self.have, *self.duals)
+
+    def add(self, group: tuple[int, ...]) -> bool:
+        """Evaluate ``group``'s options now (cached, so the time limit covers it) and put it in the master; False
+        (and remembered in ``unevaluable``) for a group whose costs the cost model cannot give (a table's)."""
+        if not self.graph.model.evaluable(group):  # type: ignore[attr-defined]
+            self.unevaluable.add(group)
+            return False
         self.graph.options(group)
         self.groups.append(group)
         self.have.add(group)
+        return True
 
     def below(self, threshold: float) -> tuple[list[tuple[int, ...]], bool]:
         """Groups not in the master whose reduced cost may be below ``threshold`` (pairs exactly, larger groups
         by their bound), sorted by that bound; and whether every larger group is certified at or above it."""
-        if self.pricing is None:
+        pricing = self.pricing
+        if pricing is None:
             return [], False
-        cands, larger_min = self.pricing(threshold)
+        cands, larger_min = pricing(threshold)
         return [g for _, g in cands], larger_min >= threshold
 
+    def least_outside(self) -> float:
+        """A certified lower bound on the reduced cost, under the complete LP's duals, of every group not in the
+        master (-inf unless ``lp_complete``)."""
+        pricing = self.pricing
+        return -math.inf if pricing is None else pricing.least_outside()
 
-def _lp(graph: SharingGraph, budget: float, groups: list[tuple[int, ...]]) -> tuple[SetPartition, float, np.ndarray, float]:
-    """Solve the master's LP with an artificial overflow column on the budget row (so duals always exist).
-    Returns the formulation, LP value, cover duals pi and the budget price lam >= 0."""
+
+def _lp(graph: SharingGraph, budget: float, groups: list[tuple[int, ...]],
+        time_limit: float | None = None) -> tuple[SetPartition, float, np.ndarray, float] | None:
+    """Solve the master's LP (HiGHS) with an artificial overflow column on the budget row (so duals always
+    exist). Returns the formulation, LP value, cover duals pi and the budget price lam >= 0; None if the time
+    limit (seconds) stopped it."""
     from .highs import solve_lp
 
     form = SetPartition(graph, budget, groups=groups)
@@ -100,7 +130,9 @@ def _lp(graph: SharingGraph, budget: float, groups: list[tuple[int, ...]]) -> tu
     penalty = 1e4 * graph.n  # per unit of the overflow column: far above any (scaled) coloring's cost
     lp = IntegerProgram(np.append(p.c / scale, penalty), A, p.row_lo, p.row_hi, np.append(p.col_lo, 0.0),
                         np.append(p.col_hi, 1.0))
-    status, value, _, duals = solve_lp(lp)
+    status, value, _, duals = solve_lp(lp, time_limit)
+    if status == "Time limit reached":
+        return None
     if status != "Optimal":
         raise RuntimeError(f"column generation: the master LP ended with status {status!r}")
     value *= scale
@@ -110,102 +142,86 @@ def _lp(graph: SharingGraph, budget: float, groups: list[tuple[int, ...]]) -> tu
     return form, value, pi, lam
 
 
-def _least_sum(t: np.ndarray, fixed: float, lo: int, hi: int) -> float:
-    """The least ``fixed + sum(t[S])`` over subsets S of ``lo..hi`` elements."""
-    srt = np.sort(t)
-    if len(srt) < lo:
-        return math.inf
-    prefix = fixed + np.cumsum(srt)
-    return float(prefix[lo - 1: hi].min())
-
-
-def _subsets_in_order(t: np.ndarray, fixed: float, threshold: float, lo: int, hi: int, limit: int):
-    """Subsets S (positions into ``t``) of ``lo..hi`` elements with ``fixed + sum(t[S]) < threshold``, in
-    increasing order of that sum, at most ``limit`` of them: the k-smallest-subset-sums enumeration on
-    toggles of the all-negatives subset (each toggle adds ``|t_k|``)."""
-    import heapq
-
-    neg = t < 0
-    base = fixed + float(t[neg].sum())
-    order = np.argsort(np.abs(t))
-    cost = np.abs(t)[order]
-    start = frozenset(np.flatnonzero(neg).tolist())
-
-    def members(toggles: tuple[int, ...]) -> frozenset:
-        return start.symmetric_difference(int(order[k]) for k in toggles)
-
-    out = []
-    if base < threshold and lo <= len(start) <= hi:
-        out.append((base, tuple(sorted(start))))
-    heap = [(base + float(cost[0]), (0,))] if len(cost) else []
-    popped = 0
-    while heap and len(out) < limit and popped < 50 * limit:
-        val, tog = heapq.heappop(heap)
-        popped += 1
-        if val >= threshold:
-            break
-        last = tog[-1]
-        if last + 1 < len(cost):
-            heapq.heappush(heap, (val + float(cost[last + 1]), tog + (last + 1,)))
-            heapq.heappush(heap, (val - float(cost[last]) + float(cost[last + 1]), tog[:-1] + (last + 1,)))
-        m = members(tog)
-        if lo <= len(m) <= hi:
-            out.append((val, tuple(sorted(m))))
-    return out
-
-
 class _Pricing:
-    """Pricing with the separable bounds under duals (pi, lam): per member and bound kind, the term
-    ``T = b.costs - pi + lam b.per_member`` and per bound the fixed part ``F = lam b.fixed``."""
+    """Pricing under the duals (pi, lam) of one master LP: each family's :class:`FamilyBound` priced
+    (:class:`~colorshare.formulations.bounds.PricedFamily`), and the groups already in the master."""
 
-    def __init__(self, graph: SharingGraph, caps: dict[str, int], bounds: dict[str, list], have: set,
+    def __init__(self, graph: SharingGraph, caps: dict[str, int], bounds: dict[str, FamilyBound], have: set,
                  pi: np.ndarray, lam: float) -> None:
         self.graph, self.caps, self.have = graph, caps, have
-        self.tables = {}
+        self.priced: dict[str, PricedFamily] = {}
         for f, members in graph.family_members.items():
-            bl = bounds[f]
-            if not bl or caps[f] < 2:
-                continue
-            idx = np.asarray(members)
-            T = np.stack([b.costs - pi[idx] + lam * b.per_member for b in bl], axis=1)  # member x bound
-            F = lam * np.array([b.fixed for b in bl], dtype=float)
-            self.tables[f] = (T, F)
+            fb = bounds[f]
+            if len(fb) and caps[f] >= 2:
+                self.priced[f] = fb.under(pi[np.asarray(members)], lam, caps[f])
 
     def member_bounds(self, lb: np.ndarray) -> np.ndarray:
         """``lb`` (each layer's least singleton reduced cost) lowered to each member's least share of any group's
-        reduced cost, the fixed part split over the largest allowed group."""
+        reduced cost bound (:meth:`PricedFamily.floors`)."""
         out = lb.copy()
-        for f, (T, F) in self.tables.items():
+        for f, pf in self.priced.items():
             idx = np.asarray(self.graph.family_members[f])
-            out[idx] = np.minimum(out[idx], np.min(T + F / self.caps[f], axis=1))
+            out[idx] = np.minimum(out[idx], pf.floors())
         return out
 
     def __call__(self, threshold: float) -> tuple[list[tuple[float, tuple[int, ...]]], float]:
-        """Groups not in the master whose reduced-cost bound is below ``threshold`` (sorted), and the least bound
-        over groups of 3+ members (which are listed only up to GENERATED_GROUP_SIZE)."""
+        """Groups not in the master whose reduced-cost bound is below ``threshold`` (sorted), and a certified
+        lower bound on the reduced cost of every group of 3+ members not listed. Pairs are listed
+        exhaustively; groups of 3..GENERATED_GROUP_SIZE members in order of their bound, up to a limit; larger
+        ones only when nothing smaller is left and the bound says some may price out. A listing that was
+        complete leaves nothing to the certified minimum (inf)."""
         out: list[tuple[float, tuple[int, ...]]] = []
         larger_min = math.inf
-        for f, (T, F) in self.tables.items():
+        for f, pf in self.priced.items():
             members = self.graph.family_members[f]
-            iu, ju = np.triu_indices(len(members), 1)
-            pair = np.min(T[iu] + T[ju] + F, axis=1)
-            for k in np.flatnonzero(pair < threshold):
-                grp = (members[iu[k]], members[ju[k]])
+            for val, (a, b) in pf.pairs(threshold):
+                grp = (members[a], members[b])
                 if grp not in self.have and self.graph.can_share(*grp):
-                    out.append((float(pair[k]), grp))
-            if self.caps[f] < 3:
-                continue
-            for a in range(T.shape[1]):
-                # large groups are expensive to evaluate and their bound is weak: list them up to
-                # GENERATED_GROUP_SIZE members; the least bound still covers every size, so claims stay honest
-                for val, pos in _subsets_in_order(T[:, a], F[a], threshold, 3,
-                                                  min(self.caps[f], GENERATED_GROUP_SIZE), limit=4 * 64):
-                    grp = tuple(sorted(members[k] for k in pos))
-                    if grp not in self.have and self.graph.is_group(grp):
-                        out.append((val, grp))
-                larger_min = min(larger_min, _least_sum(T[:, a], F[a], 3, self.caps[f]))
+                    out.append((val, grp))
+            cap = self.caps[f]
+            lo = 3
+            for hi in (min(cap, GENERATED_GROUP_SIZE), cap):
+                if lo > hi:
+                    break
+                listed, complete = pf.listed(threshold, lo, hi, limit=LISTED_PER_KIND)
+                new = [(val, tuple(members[k] for k in pos)) for val, pos in listed]
+                new = [(val, grp) for val, grp in new if grp not in self.have and self.graph.is_group(grp)]
+                out.extend(new)
+                if not complete:  # some groups of lo..hi members below the threshold were not listed
+                    larger_min = min(larger_min, pf.least(lo))
+                    break
+                rest = pf.least(hi + 1) if hi < cap else math.inf
+                if new or rest >= threshold:
+                    larger_min = min(larger_min, rest)
+                    break
+                lo = hi + 1  # nothing small left to evaluate, but larger groups may price out: list them too
         out.sort()
         return out, larger_min
+
+    def least_outside(self) -> float:
+        """A certified lower bound on the reduced cost of every group not in the master (2+ members)."""
+        best = math.inf
+        for f, pf in self.priced.items():
+            members = self.graph.family_members[f]
+            best = min([best] + [v for v, (a, b) in pf.pairs(math.inf) if (members[a], members[b]) not in self.have
+                                 and self.graph.can_share(members[a], members[b])])
+            if self.caps[f] >= 3:
+                best = min(best, pf.least(3))  # groups of 3+ in the master too: valid, if cautious
+        return best
+
+
+def _family_bounds(graph: SharingGraph, caps: dict[str, int]) -> dict[str, FamilyBound]:
+    """Each family's current bound (asked again every round: it tightens as pairs are priced). ValueError when
+    a family whose groups are allowed has none: no bound could then be stated."""
+    out = {}
+    for f, members in graph.family_members.items():
+        fb = graph.model.bounds(tuple(members))  # type: ignore[attr-defined]
+        if fb is None and caps[f] >= 2:
+            raise ValueError(f"column generation needs a lower bound on the groups of family {f!r} and its cost "
+                             "model has none (colorshare.torch graphs have them for the kfac, probed and layerwise "
+                             "estimators); pass max_group_size=K to enumerate a smaller space instead")
+        out[f] = fb if fb is not None else FamilyBound([])
+    return out
 
 
 def generate_columns(
@@ -221,24 +237,36 @@ def generate_columns(
     ``time.perf_counter()`` value) passes. See the module docstring for what the bound means."""
     model = graph.model
     if not isinstance(model, GroupCosts) or not model.has_bounds:
-        raise ValueError("column generation needs group costs with separable bounds (colorshare.torch graphs "
+        raise ValueError("column generation needs group costs with lower bounds (colorshare.torch graphs "
                          "have them); pass max_group_size=K to enumerate a smaller space instead")
     caps = {f: len(m) if max_group_size is None else min(len(m), max_group_size)
             for f, m in graph.family_members.items()}
-    bounds = {f: model.bounds(tuple(m)) for f, m in graph.family_members.items()}
-    cs = ColumnSet(graph, [(i,) for i in range(graph.n)], facts={"rounds": 0, "evaluated_groups": graph.n})
-    best_bound = 0.0  # every group cost is >= 0 (truncated curvature-weighted energy): 0 bounds the optimum
-    priced_out = True
-    price = None
+    cs = ColumnSet(graph, [], facts={"rounds": 0, "master_lp": "highs"}, caps=caps)
 
     def out_of_time() -> bool:
         return deadline is not None and time.perf_counter() > deadline
 
+    for i in range(graph.n):  # every singleton (all its options): the master is then always feasible
+        if out_of_time():
+            cs.facts["stopped"] = "time limit before every singleton was evaluated"
+            cs.facts["evaluated_groups"] = len(cs.groups)
+            return cs
+        cs.add((i,))
+    cs.facts["evaluated_groups"] = graph.n
+    best_bound = 0.0  # every group cost is >= 0 (truncated curvature-weighted energy): 0 bounds the optimum
+    priced_out = True
+    price = None
     for rnd in range(max_rounds):
         if out_of_time():
             cs.facts["stopped"] = "time limit"
             break
-        form, cs.lp_value, pi, lam = _lp(graph, budget, cs.groups)
+        bounds = _family_bounds(graph, caps)
+        left = None if deadline is None else max(1e-3, deadline - time.perf_counter())
+        lp = _lp(graph, budget, cs.groups, left)
+        if lp is None:
+            cs.facts["stopped"] = "time limit in the master LP"
+            break
+        form, cs.lp_value, pi, lam = lp
         cs.facts["rounds"] = rnd + 1
         price = _Pricing(graph, caps, bounds, cs.have, pi, lam)
         # singleton reduced costs (their options are all in the master), lowered by every group's share
@@ -252,13 +280,17 @@ def generate_columns(
         threshold = -1e-9 * max(1.0, abs(cs.lp_value))
         candidates, larger_min = price(threshold)
         if not candidates:
-            # complete only if no group of 3+ members can price out either (those are listed only in part, so
-            # one such group already in the master can hide unevaluated ones)
+            # complete only if no group of 3+ members can price out either
             priced_out = larger_min < threshold
             if priced_out:
                 cs.facts["stopped"] = "larger groups may still price out; none left to list"
             break
-        new = list(dict.fromkeys(grp for _, grp in candidates))[:per_round]
+        new = [grp for grp in dict.fromkeys(grp for _, grp in candidates) if grp not in cs.unevaluable][:per_round]
+        if not new:
+            # every group that may price out is one the cost model has no costs for (a table's): the LP is not
+            # proven over the whole space, and nothing more can be evaluated
+            cs.facts["stopped"] = f"{len(candidates)} group(s) may price out but have no costs here"
+            break
         for grp in new:
             if out_of_time():
                 break
@@ -270,7 +302,8 @@ def generate_columns(
         # no group of the allowed sizes can improve the LP: its value bounds the whole space
         best_bound = max(best_bound, cs.lp_value)
         cs.facts["lp_optimal_over_all_groups"] = True
-        cs.lp_complete, cs.pricing = True, price
+        cs.lp_complete, cs.duals = True, (pi, lam)
     cs.facts["lp_value"] = cs.lp_value
+    cs.facts["lagrangian_bound"] = best_bound
     cs.bound = best_bound if math.isfinite(best_bound) else None
     return cs

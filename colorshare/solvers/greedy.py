@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 from ..formulations.base import Chosen
 from ..formulations.costs import Option
@@ -15,16 +16,34 @@ def _cheapest(options: list[Option]) -> Option | None:
     return min(options, key=lambda o: (o.cost, o.memory)) if options else None
 
 
-def greedy(graph: SharingGraph, budget: float, max_group_size: int | None = None) -> Chosen | None:
+class _Late(Exception):
+    """The greedy's deadline passed."""
+
+
+def greedy(graph: SharingGraph, budget: float, max_group_size: int | None = None,
+           deadline: float | None = None) -> Chosen | None:
     """A budget-feasible coloring built by cheapest-per-parameter moves, or None if the greedy gets stuck.
 
     Start from singletons with their cheapest action; while the memory (parameters) exceeds ``budget``, apply
     the move with the least added cost per parameter saved: merge two classes of one family that may share,
     or switch a class to a smaller action. None does not prove infeasibility. Merges never form a group of
-    more than ``max_group_size`` layers (none at all for 1).
+    more than ``max_group_size`` layers (none at all for 1). ``deadline`` (a ``time.perf_counter()`` value):
+    give up, returning None, once it passes (evaluating a group's options can be slow).
     """
+    try:
+        return _greedy(graph, budget, max_group_size, deadline)
+    except _Late:
+        return None
+
+
+def _greedy(graph: SharingGraph, budget: float, max_group_size: int | None, deadline: float | None) -> Chosen | None:
+    def late() -> None:
+        if deadline is not None and time.perf_counter() > deadline:
+            raise _Late
+
     classes: dict[int, tuple[tuple[int, ...], Option]] = {}
     for i in range(graph.n):
+        late()
         opt = _cheapest(graph.options((i,)))
         if opt is None:
             return None
@@ -54,6 +73,7 @@ def greedy(graph: SharingGraph, budget: float, max_group_size: int | None = None
                 merge_cache[key] = None
             else:
                 group = tuple(sorted(ga + gb))
+                late()
                 merge_cache[key] = best_move_option(graph.model.options(group, int(graph.sizes[group[0]])),
                                                     oa.cost + ob.cost, oa.memory + ob.memory)
         return merge_cache[key]
@@ -62,6 +82,7 @@ def greedy(graph: SharingGraph, budget: float, max_group_size: int | None = None
 
     def switch_score(cid: int) -> tuple[float, Option] | None:
         if cid not in switch_cache:
+            late()
             g, o = classes[cid]
             switch_cache[cid] = best_move_option(graph.model.options(g, int(graph.sizes[g[0]])), o.cost, o.memory)
         return switch_cache[cid]

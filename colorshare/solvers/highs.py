@@ -14,7 +14,7 @@ from ..formulations.program import IntegerProgram
 from .backend import Backend, RawResult
 from .solution import SOLVER_GAP, Status
 
-__all__ = ["HighsBackend"]
+__all__ = ["HighsBackend", "write_mps"]
 
 
 _banner_done = False
@@ -151,6 +151,18 @@ def _to_lp(program: IntegerProgram, integer: bool) -> Any:
     if integer:
         lp.integrality_ = [highspy.HighsVarType.kInteger] * n
     return lp
+
+
+def write_mps(program: IntegerProgram, path: str) -> None:
+    """Write ``program`` (integer variables) as an MPS file that any MILP solver reads (HiGHS writes it)."""
+    import highspy
+
+    h = _new_highs()
+    h.setOptionValue("output_flag", False)
+    h.passModel(_to_lp(program, integer=True))
+    status = h.writeModel(str(path))
+    if status not in (highspy.HighsStatus.kOk, highspy.HighsStatus.kWarning):
+        raise OSError(f"HiGHS could not write {path}")
 
 
 def solve_lp(program: IntegerProgram, time_limit: float | None = None) -> tuple[str, float, np.ndarray, np.ndarray]:

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..formulations.costs import GroupCosts, Option, SeparableBound
+from ..formulations.bounds import FamilyBound, KindBound
+from ..formulations.costs import GroupCosts, Option
 from ..formulations.graph import SharingGraph
 from .curvature import DEFAULT_CURVATURE, Curvature, estimate, matrix_of
 from .targets import role_of, select_modules
@@ -76,6 +77,22 @@ class _Spectrum:
     rel_err: np.ndarray
 
 
+class _PairCosts:
+    """What every evaluated pair costs without a trust region, kept for the pair bounds (small: per pair one
+    float per menu rank and one for the tie): ``basis[pair]`` = half the tail of the pair's spectrum at each
+    rank of its family's menu, ``tie[pair]`` = the tie's cost."""
+
+    def __init__(self) -> None:
+        self.basis: dict[tuple[int, int], np.ndarray] = {}
+        self.tie: dict[tuple[int, int], float] = {}
+
+
+def _tails(vals: np.ndarray, ranks: Sequence[int]) -> np.ndarray:
+    """Half the sum of the eigenvalues beyond each rank (``vals`` descending): a rank-r basis's cost."""
+    tail = np.concatenate([np.cumsum(vals[::-1])[::-1], [0.0]])
+    return 0.5 * tail[np.minimum(np.asarray(ranks, dtype=int), len(vals))]
+
+
 def rank_menu(shape: tuple[int, ...]) -> list[int]:
     """The default rank menu: multiples of a step (8 below 512, then 16 per 1024 of ``min(d_out, d_in)``)."""
     d = min(shape[0], int(np.prod(shape[1:])))
@@ -84,7 +101,7 @@ def rank_menu(shape: tuple[int, ...]) -> list[int]:
 
 
 _MODEL_STATE = ("module_names", "shapes", "_params", "curvatures", "is_linear", "_actions", "_menus", "_cache",
-                "_spectra", "_max_spectra", "_energies", "probe_ratios")
+                "_spectra", "_max_spectra", "_energies", "probe_ratios", "_pairs")
 """What a :class:`ModelGraph` holds beyond its :class:`SharingGraph` (set by build_graph)."""
 
 
@@ -122,6 +139,7 @@ class ModelGraph(SharingGraph):
         self._cache = _LRU(self._cache.max_bytes)
         self._spectra = OrderedDict()
         self._energies = {}
+        self._pairs = _PairCosts()
 
     @classmethod
     def _empty(cls, sizes: Sequence[int], names: Sequence[str], families: Sequence[str]) -> ModelGraph:
@@ -235,6 +253,8 @@ class ModelGraph(SharingGraph):
         host = packed.cpu().numpy()
         spec = _Spectrum(host[0, :width].copy(), host[1:].copy())
         self._spectra[group] = spec
+        if len(group) == 2:
+            self._pairs.basis[group] = _tails(spec.vals, self._menus[self.shapes[group[0]]])
         while len(self._spectra) > self._max_spectra:
             self._spectra.popitem(last=False)
         return spec
@@ -271,6 +291,8 @@ class ModelGraph(SharingGraph):
         if len(group) == 1:
             out.append(Option("dense", 0.0, m))
         else:
+            if len(group) == 2 and "medoid" in actions and "tie" not in actions and group not in self._pairs.tie:
+                self._pairs.tie[group] = math.fsum(self._tie_errors(group))  # medoids are bounded by ties
             for action in ("tie", "medoid"):
                 opt = self._shared_tensor(group, action) if action in actions else None
                 if opt is not None:
@@ -280,11 +302,9 @@ class ModelGraph(SharingGraph):
             ranks = [r for r in ranks if d_out * r + len(group) * r * d_in < len(group) * m]
             if self._input_aware(group[0]):
                 spec = self._spectrum(group)
-                tails = np.concatenate([np.cumsum(spec.vals[::-1])[::-1], [0.0]])
-                for r in ranks:
-                    rr = min(r, len(spec.vals))
-                    if self._fits(spec.rel_err[:, rr]):
-                        out.append(Option("basis", 0.5 * float(tails[rr]), d_out * r + len(group) * r * d_in,
+                for r, cost in zip(ranks, _tails(spec.vals, ranks)):
+                    if self._fits(spec.rel_err[:, min(r, len(spec.vals))]):
+                        out.append(Option("basis", float(cost), d_out * r + len(group) * r * d_in,
                                           params={"rank": int(r)}))
             else:
                 out.extend(self._generic_basis(group, ranks))
@@ -295,6 +315,8 @@ class ModelGraph(SharingGraph):
         region (unless ``trust=False``)."""
         if action == "tie":
             errs, rep = self._tie_errors(group), None
+            if len(group) == 2:
+                self._pairs.tie[group] = math.fsum(errs)  # a tie's cost, for the pair bounds
         else:
             costs = [[self.curvatures[i].quad(self.weight(j) - self.weight(i)) for i in group] for j in group]
             k = min(range(len(group)), key=lambda j: sum(costs[j]))
@@ -360,31 +382,50 @@ class ModelGraph(SharingGraph):
         return out
 
     # ---- bounds for generated columns -------------------------------------------------------------------
-    def _bounds(self, family: tuple[int, ...]) -> list[SeparableBound]:
-        """Separable lower bounds on every option of every group (2+ members) of ``family``.
+    def _bounds(self, family: tuple[int, ...]) -> FamilyBound | None:
+        """Lower bounds on every option of every group (2+ members) of ``family``, from its members' own costs
+        and the exact costs of the pairs evaluated so far (:mod:`colorshare.formulations.bounds`).
 
-        A shared basis of rank r costs at least the sum of its members' own best rank-r costs (each member
-        alone could do no worse with its own basis), and a member that leaves the trust region alone at rank r
-        leaves it in any group; a tie or medoid costs at least 0 and stores one layer.
+        A shared basis of rank r costs half the tail of the spectrum of a sum of PSD matrices (the members'
+        whitened Grams), superadditive by Ky Fan: at least the sum over any split of the group, so at least its
+        members' own rank-r costs plus, averaged over matchings, each evaluated pair's excess over them. A
+        member that leaves the trust region alone at rank r leaves it in any group (its own basis is its best
+        rank-r subspace). A tie costs the minimum of a sum of quadratics, superadditive as well; a medoid costs
+        at least the tie, and a tie or medoid stores one layer.
         """
         i0 = family[0]
         m = int(self.sizes[i0])
+        pos = {i: k for k, i in enumerate(family)}
+        n = len(family)
         out = []
-        if ("tie" in self._actions or "medoid" in self._actions):
-            out.append(SeparableBound("tie/medoid", m, 0, np.zeros(len(family))))
+        if "tie" in self._actions or "medoid" in self._actions:
+            E = np.zeros((n, n))
+            for (i, j), cost in self._pairs.tie.items():
+                if i in pos and j in pos:
+                    E[pos[i], pos[j]] = E[pos[j], pos[i]] = max(0.0, cost) * _SAFE
+            out.append(KindBound("tie/medoid", m, 0, np.zeros(n), E))
         if "basis" in self._actions and self.is_linear[i0] and self._input_aware(i0):
             d_out, d_in = self.shapes[i0][0], int(np.prod(self.shapes[i0][1:]))
+            menu = self._menus[self.shapes[i0]]
             specs = [self._spectrum((i,)) for i in family]
-            for r in self._menus[self.shapes[i0]]:
-                costs = np.empty(len(family))
-                for k, s in enumerate(specs):
-                    rr = min(r, len(s.vals))
-                    ok = self.trust_region is None or s.rel_err[0, rr] <= self.trust_region + 1e-12
-                    costs[k] = 0.5 * float(s.vals[rr:].sum()) if ok else math.inf
-                out.append(SeparableBound(f"basis r={r}", d_out * r, r * d_in, costs))
+            own = np.stack([_tails(s.vals, menu) for s in specs])  # member x rank
+            fits = np.stack([s.rel_err[0, np.minimum(menu, len(s.vals))] <= self.trust_region + 1e-12
+                             if self.trust_region is not None else np.ones(len(menu), dtype=bool) for s in specs])
+            E = np.zeros((len(menu), n, n))
+            for (i, j), tails in self._pairs.basis.items():
+                if i in pos and j in pos:
+                    a, b = pos[i], pos[j]
+                    E[:, a, b] = E[:, b, a] = np.maximum(0.0, tails - own[a] - own[b]) * _SAFE
+            for k, r in enumerate(menu):
+                out.append(KindBound(f"basis r={r}", d_out * r, r * d_in, np.where(fits[:, k], own[:, k], np.inf),
+                                     E[k]))
         elif "basis" in self._actions and self.is_linear[i0]:
-            return []  # no separable bound known for these estimators: columns are not generated
-        return out
+            return None  # no bound known for these estimators: columns are not generated
+        return FamilyBound(out)
+
+
+_SAFE = 1 - 1e-9
+"""Pair excesses are shrunk by this factor: eigenvalues and tie centres carry float64 rounding."""
 
 
 def build_graph(
