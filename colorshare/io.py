@@ -21,7 +21,8 @@ conflict-free same-family group): the groups it does not list exist, priced by t
 ``solve`` states bounds for the whole space. This is how a model's graph is written without torch
 (:func:`save_instance` of a :class:`~colorshare.torch.ModelGraph` after a solve: every evaluated column).
 
-Optional ``"budgets"`` (parameters) and ``"about"`` (free text) are kept for the reader; ``solve`` ignores them.
+``"max_group_size"``: the largest class of the instance's space (default: a whole family). Optional ``"budgets"``
+(parameters) and ``"about"`` (free text) are kept for the reader; ``solve`` ignores them.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from .formulations.graph import SharingGraph
 __all__ = ["load_instance", "save_instance", "graph_from_dict", "graph_to_dict"]
 
 _KEYS = {"cost", "pairwise", "groups", "sizes", "conflicts", "names", "families", "budget", "budgets", "bounds",
-         "about"}
+         "about", "max_group_size"}
 
 
 def _kind_from_dict(family: str, raw: Any, n: int) -> KindBound:
@@ -90,6 +91,11 @@ def graph_from_dict(data: dict[str, Any]) -> SharingGraph:
             return holder.get(holder["graph"].families[members[0]])
 
     g = SharingGraph.from_groups(table, sizes=data["sizes"], bounds=bounds, **common)
+    mgs = data.get("max_group_size")
+    if mgs is not None:
+        if isinstance(mgs, bool) or not isinstance(mgs, int) or mgs < 1:
+            raise ValueError(f"'max_group_size' must be a positive integer, got {mgs!r}")
+        g.max_group_size = mgs
     if bounds is not None:
         missing = [f for f in g.family_members if f not in raw_bounds and len(g.family_members[f]) > 1]
         if missing:
@@ -150,6 +156,8 @@ def graph_to_dict(graph: SharingGraph) -> dict[str, Any]:
     else:
         model = graph.model
         table = model.evaluated()  # type: ignore[attr-defined]
+        if graph.max_group_size is not None:
+            out["max_group_size"] = int(graph.max_group_size)
         out["groups"] = [{"members": list(g), "options": _option_list(opts)} for g, opts in sorted(table.items())]
         if model.has_bounds:  # type: ignore[attr-defined]
             out["bounds"] = {}

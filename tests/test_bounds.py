@@ -88,8 +88,8 @@ def test_k_subsets_come_in_order_and_all_of_them():
 
 
 def test_matching_factor():
-    # k = 4: 3 perfect matchings, each pair in exactly one; k = 3: 3 near-perfect ones, each pair in one
-    assert matching_factor(4) == pytest.approx(1 / 3) and matching_factor(3) == pytest.approx(1 / 3)
+    # every member of k lies in k - 1 pairs: weight 1/(k-1) each covers it exactly once
+    assert matching_factor(4) == pytest.approx(1 / 3) and matching_factor(3) == pytest.approx(1 / 2)
     assert matching_factor(2) == 1.0 and matching_factor(1) == 0.0
 
 
@@ -181,7 +181,10 @@ def test_instance_as_mps(model_graphs, tmp_path):
     from colorshare.cli import main
     from colorshare.io import save_instance
 
+    from colorshare import solve
+
     g = model_graphs["kfac"]
+    solve(g, 0.5 * g.dense_size, backend="highs", columns="all")  # every group evaluated: the instance is whole
     save_instance(g, tmp_path / "i.json")
     assert main(["solve", str(tmp_path / "i.json"), "--budget", "50%", "--write-mps", str(tmp_path / "i.mps")]) == 0
     text = (tmp_path / "i.mps").read_text()
@@ -194,8 +197,34 @@ def test_instance_as_mps(model_graphs, tmp_path):
     h.setOptionValue("mip_abs_gap", 0.0)
     h.readModel(str(tmp_path / "i.mps"))
     h.run()
-    from colorshare import solve
     from colorshare.io import load_instance
 
     ref = solve(load_instance(tmp_path / "i.json"), 0.5 * g.dense_size, backend="highs", columns="all")
     assert h.getInfo().objective_function_value == pytest.approx(ref.objective, rel=1e-6)
+
+
+def test_pair_statistics_by_eigenvalues_match_the_pairs_options():
+    """refine() computes a pair's bound data by the cheap path (eigenvalues only, one Cholesky factor): equal
+    to what evaluating the pair's options records, on both sides of the spectrum (k d_in < d_out or not)."""
+    from colorshare.torch.graph import _tails
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(*[torch.nn.Linear(8, 24) if k % 2 == 0 else torch.nn.Linear(24, 8)
+                                  for k in range(6)])
+    batches = [torch.randn(64, 8) for _ in range(3)]
+    kw = dict(curvature="layerwise", ranks=[2, 4, 6], trust_region=None, progress=False, mix_roles=True)
+    fast = build_graph(model, batches, **kw)
+    slow = build_graph(model, batches, **kw)
+    for members in fast.family_members.values():
+        pairs = list(itertools.combinations(members, 2))
+        assert fast.refine(pairs) == len(pairs)
+        assert fast.known_pairs(members) == set(pairs)
+        for a, b in pairs:
+            slow.options((a, b))
+            menu = slow._menus[slow.shapes[a]]
+            assert fast._pairs.basis[(a, b)] == pytest.approx(_tails(slow._spectrum((a, b)).vals, menu),
+                                                             rel=1e-7, abs=1e-12)
+            # the exact minimum, never above the (stabilised) tie option
+            tie = slow.resolve((a, b), "tie").cost
+            assert fast._pairs.tie[(a, b)] <= tie * (1 + 1e-9) + 1e-15
+            assert fast._pairs.tie[(a, b)] == pytest.approx(tie, rel=1e-4, abs=1e-6)  # rank-deficient inputs: noise

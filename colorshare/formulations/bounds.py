@@ -6,16 +6,18 @@ medoid). Every option ``o`` of every group ``S`` of 2+ members has a kind ``b`` 
     o.cost   >= sum_{i in S} b.costs[i] + c(|S|) * sum_{i < j in S} b.excess[i, j]
     o.memory >= b.fixed + |S| * b.per_member                      (parameters)
 
-with ``c(k) = 1/(k-1)`` for even ``k`` and ``1/k`` for odd ``k`` (:func:`matching_factor`). Without an excess
-matrix the bound is separable (each member's cost alone).
+with ``c(k) = 1/(k-1)`` (:func:`matching_factor`). Without an excess matrix the bound is separable (each
+member's cost alone).
 
-Why the quadratic term is valid: where a group's cost is superadditive, ``cost(S) >= sum of cost(P)`` over
-the parts of any partition of S (a shared rank-r basis costs a tail sum of eigenvalues of a sum of PSD
-matrices, concave by Ky Fan's minimum principle; a tie costs a minimum of a sum, at least the sum of the
-minima), split S into pairs (and one singleton when |S| is odd): ``cost(S) >= sum_i s_i + sum over the pairs
-of e_ij`` with ``e_ij = cost({i, j}) - s_i - s_j >= 0``. Averaged over all such matchings, each pair lies in
-a fraction 1/(k-1) of the perfect matchings of k (even) members and 1/k of the near-perfect ones (odd). A pair
-whose cost is unknown has excess 0, which is always valid.
+Why the quadratic term is valid. A shared rank-r basis costs half the tail (the eigenvalues beyond r) of the
+sum of its members' PSD Grams, and that tail is concave and positively homogeneous in the matrix (Ky Fan's
+minimum principle); a tie costs the minimum over one tensor of a sum of quadratics, also concave and
+homogeneous as a function of the members' weights on it. So ``cost(sum_P w_P X_P) >= sum_P w_P cost(X_P)``
+for any fractional cover of S by parts P (``sum of w_P over the parts containing i = 1`` for every member).
+With every pair of S at weight ``1/(k-1)``: ``cost(S) >= sum_{i<j} p_ij / (k-1) = sum_i s_i + sum_{i<j} e_ij /
+(k-1)``, with ``p_ij`` a pair's cost and ``e_ij = p_ij - s_i - s_j >= 0`` its excess. A pair whose cost is
+unknown has excess 0, which is always valid. (Measured on SmolLM2's MLP projections, a triple's true excess
+is about 0.8 of the sum of its pairs', so this bound, half of that sum for a triple, captures about 60 %.)
 
 Under the duals ``pi`` (cover rows) and ``lam >= 0`` (budget row, per parameter) of a restricted master LP,
 :meth:`FamilyBound.under` gives a :class:`PricedFamily`, which answers the questions pricing asks:
@@ -38,10 +40,9 @@ __all__ = ["KindBound", "FamilyBound", "PricedFamily", "matching_factor"]
 
 
 def matching_factor(k: int) -> float:
-    """The fraction of (near-)perfect matchings of ``k`` members that contain a given pair."""
-    if k < 2:
-        return 0.0
-    return 1.0 / (k - 1) if k % 2 == 0 else 1.0 / k
+    """``1 / (k - 1)``: the weight of each pair in the uniform fractional cover of ``k`` members by pairs (every
+    member lies in ``k - 1`` of them), 0 below 2 members."""
+    return 0.0 if k < 2 else 1.0 / (k - 1)
 
 
 @dataclass(frozen=True)

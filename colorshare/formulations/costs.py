@@ -169,9 +169,16 @@ class GroupCosts(CostModel):
     kind = "group"
 
     def __init__(self, source: Mapping[tuple[int, ...], Iterable[OptionLike]] | Callable[..., Any],
-                 bounds: Callable[[tuple[int, ...]], FamilyBound | Sequence[KindBound] | None] | None = None) -> None:
+                 bounds: Callable[[tuple[int, ...]], FamilyBound | Sequence[KindBound] | None] | None = None,
+                 refine: Callable[..., int] | None = None,
+                 known_pairs: Callable[[tuple[int, ...]], set[tuple[int, int]]] | None = None) -> None:
+        """``bounds(family)``: see :meth:`bounds`. ``refine(pairs, deadline)``: make the bounds exact on those
+        pairs (cheaper than their options; returns how many were done) and ``known_pairs(family)``: the pairs
+        whose bound is exact, for cost models whose bounds tighten with pair statistics."""
         self._cache: dict[tuple[int, ...], list[Option]] = {}
         self._bounds = bounds
+        self._refine = refine
+        self._known_pairs = known_pairs
         if callable(source) and not isinstance(source, Mapping):
             self._oracle: Callable[..., Any] | None = source
             self.table: dict[tuple[int, ...], list[Option]] | None = None
@@ -199,6 +206,17 @@ class GroupCosts(CostModel):
             return None
         fb = self._bounds(family)
         return fb if fb is None or isinstance(fb, FamilyBound) else FamilyBound(list(fb))
+
+    def refine(self, pairs: Sequence[tuple[int, int]], deadline: float | None = None) -> int:
+        """Make the family bounds exact on ``pairs`` where the cost model can (see ``__init__``); how many."""
+        return 0 if self._refine is None else int(self._refine(pairs, deadline))
+
+    def known_pairs(self, family: tuple[int, ...]) -> set[tuple[int, int]]:
+        """Pairs of ``family`` whose bound is exact (evaluated pairs count too)."""
+        known = set() if self._known_pairs is None else set(self._known_pairs(family))
+        fam = set(family)
+        return known | {g for g in (self.table if self.table is not None else self._cache)
+                        if len(g) == 2 and g[0] in fam and g[1] in fam}
 
     def evaluable(self, group: tuple[int, ...]) -> bool:
         """Whether the costs of ``group`` (sorted) can be had: any group for an oracle, a listed one for a table.

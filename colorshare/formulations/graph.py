@@ -97,6 +97,10 @@ class SharingGraph:
     :meth:`from_groups` or :meth:`from_networkx`.
     """
 
+    max_group_size: int | None = None
+    """The largest class of the graph's space (None: a whole family). ``solve`` searches that space unless its
+    ``max_group_size`` or ``groups`` option says otherwise; a model's graph sets 2 (see ``build_graph``)."""
+
     def __init__(
         self,
         model: CostModel,

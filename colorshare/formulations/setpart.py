@@ -82,7 +82,8 @@ class SetPartition(Formulation):
         self.deadline = deadline
         self.cut = 0
         largest = max(len(m) for m in graph.family_members.values())
-        self.restricted = group_filter is not None or (max_group_size is not None and max_group_size < largest) \
+        space = largest if graph.max_group_size is None else min(largest, graph.max_group_size)  # the graph's own
+        self.restricted = group_filter is not None or (max_group_size is not None and max_group_size < space) \
             or self.candidates is not None
         super().__init__(graph, budget, cost_cap)
         self.restricted = self.restricted or self.cut > 0

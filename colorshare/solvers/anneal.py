@@ -42,6 +42,9 @@ class _State:
         self.next_id = 0
 
     def options(self, group: set[int] | tuple[int, ...]) -> list[Option]:
+        """The group's options; none for a class larger than the graph's space allows (``max_group_size``)."""
+        if self.g.max_group_size is not None and len(group) > self.g.max_group_size:
+            return []
         key = tuple(sorted(group))
         hit = self.cache.get(key)
         if hit is None:

@@ -176,6 +176,9 @@ def solve(
     if decompose not in ("auto", True, False):
         raise ValueError(f"decompose must be 'auto', True or False, got {decompose!r}")
     form_opts = {k: options.pop(k) for k in ("max_group_size", "group_filter", "groups") if k in options}
+    if graph.max_group_size is not None and "max_group_size" not in form_opts and "groups" not in form_opts \
+            and form_name == "setpart" and backend_cls.exact:  # (the annealer keeps to the graph's space itself)
+        form_opts["max_group_size"] = graph.max_group_size  # the graph's own space
     if "groups" in form_opts:
         form_opts["groups"] = _check_groups(graph, form_opts["groups"])
     columns = options.pop("columns", "auto")
@@ -311,6 +314,10 @@ def _solve_scaled(solver: Any, program: Any, left: float | None, seed: int, hint
     return raw
 
 
+GENERATION_SHARE = 0.8
+"""The share of a time limit that column generation may use (the integer program over the columns it leaves is
+small: a few thousand columns, seconds for HiGHS)."""
+
 MAX_ENUMERATED_GROUPS = 2000
 """Above this many groups (all families, up to ``max_group_size``), ``columns="auto"`` generates columns."""
 
@@ -319,7 +326,7 @@ def _solve_generated(graph: SharingGraph, b: float, solver: Any, limit: float | 
                      max_group_size: int | None, options: dict[str, Any], facts: dict[str, Any],
                      finish: Any) -> Solution:
     """Column generation, then the integer program over the generated columns, within one time limit: the
-    generation may use 60 % of it.
+    generation (pair statistics included) may use :data:`GENERATION_SHARE` of it.
 
     The Solution's bound is proven for the whole space, never only over the columns. It is the larger of
     pricing's Lagrangian bound and the backend's integer certificate: with the master LP optimal over every
@@ -327,7 +334,7 @@ def _solve_generated(graph: SharingGraph, b: float, solver: Any, limit: float | 
     plus that group's reduced cost, and one that does not costs at least the backend's own bound over the
     columns; the least of the two bounds the optimum. Groups whose reduced-cost bound could still beat the
     incumbent are evaluated and put in the master (reduced-cost fixing drops the rest), until none is left."""
-    deadline = None if limit is None else t0 + 0.6 * limit
+    deadline = None if limit is None else t0 + GENERATION_SHARE * limit
     cs = generate_columns(graph, b, deadline, max_group_size)
     bound = cs.bound
     facts.update({"column_generation": cs.facts, "greedy_objective": None})

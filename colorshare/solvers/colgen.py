@@ -210,6 +210,21 @@ class _Pricing:
         return best
 
 
+def _unknown_pairs(graph: SharingGraph, candidates: list[tuple[float, tuple[int, ...]]]) -> list[tuple[int, int]]:
+    """The pairs within the candidate groups whose bound is not exact yet, most negative candidates first."""
+    known: dict[str, set[tuple[int, int]]] = {}
+    out: dict[tuple[int, int], None] = {}
+    for _, grp in candidates:
+        f = graph.families[grp[0]]
+        if f not in known:
+            known[f] = graph.model.known_pairs(graph.family_members[f])  # type: ignore[attr-defined]
+        for k, a in enumerate(grp):
+            for b in grp[k + 1:]:
+                if (a, b) not in known[f]:
+                    out[(a, b)] = None
+    return list(out)
+
+
 def _family_bounds(graph: SharingGraph, caps: dict[str, int]) -> dict[str, FamilyBound]:
     """Each family's current bound (asked again every round: it tightens as pairs are priced). ValueError when
     a family whose groups are allowed has none: no bound could then be stated."""
@@ -279,6 +294,19 @@ def generate_columns(
             best_bound = max(best_bound, float(pi.sum() - lam * budget + lb_member.sum()))
         threshold = -1e-9 * max(1.0, abs(cs.lp_value))
         candidates, larger_min = price(threshold)
+        while candidates and not out_of_time():
+            # the candidates' pairs whose bound is not exact yet: make it exact (cheaper than evaluating their
+            # options), then price again under the same duals; what still prices out is worth evaluating
+            unknown = _unknown_pairs(graph, candidates)
+            done = model.refine(unknown, deadline) if unknown else 0
+            if not done:
+                break
+            cs.facts["refined_pairs"] = cs.facts.get("refined_pairs", 0) + done
+            price = _Pricing(graph, caps, _family_bounds(graph, caps), cs.have, pi, lam)
+            lb_member = price.member_bounds(single)
+            if math.isfinite(float(lb_member.sum())):
+                best_bound = max(best_bound, float(pi.sum() - lam * budget + lb_member.sum()))
+            candidates, larger_min = price(threshold)
         if not candidates:
             # complete only if no group of 3+ members can price out either
             priced_out = larger_min < threshold

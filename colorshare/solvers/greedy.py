@@ -30,6 +30,8 @@ def greedy(graph: SharingGraph, budget: float, max_group_size: int | None = None
     more than ``max_group_size`` layers (none at all for 1). ``deadline`` (a ``time.perf_counter()`` value):
     give up, returning None, once it passes (evaluating a group's options can be slow).
     """
+    if max_group_size is None:
+        max_group_size = graph.max_group_size  # the graph's own space
     try:
         return _greedy(graph, budget, max_group_size, deadline)
     except _Late:
