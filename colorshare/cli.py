@@ -124,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--no-verify", action="store_true", help="skip reloading the saved file and re-measuring")
+    c.add_argument("--max-group-size", type=int, default=None,
+                   help="largest sharing class (default 2 with shared bases, where the solve is proven; 0: any size)")
     from .bench.run import add_arguments, run_from_args
 
     b = sub.add_parser("bench", help="the benchmark suite: solvers, compression on real models, surrogate fidelity")

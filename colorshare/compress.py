@@ -23,6 +23,10 @@ from typing import Any
 __all__ = ["compress", "resolve_model", "family_table"]
 
 
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.6g}"
+
+
 def _peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
@@ -81,7 +85,8 @@ def _markdown(report: dict[str, Any]) -> str:
            f"whole model {report['model_parameters_before']:,} -> {report['model_parameters_after']:,}",
            f"- solver: {s['backend']}, status {s['status']}, objective {s['objective']:.6g}, bound "
            f"{'-' if s['bound'] is None else format(s['bound'], '.6g')}, gap "
-           f"{'-' if s['gap'] is None else format(s['gap'], '.3g')}; {s['restricted'] or 'full column set'}",
+           f"{'-' if s['gap'] is None else format(s['gap'], '.3g')} over {s.get('space', 'every class')}; "
+           f"{s['restricted'] or 'full column set'}",
            f"- curvature: {report['curvature']}, trust region {report['trust_region']}", ""]
     out += ["| metric | before | after |", "|---|---|---|"]
     for k, v in report["metric_before"].items():
@@ -98,8 +103,9 @@ def _markdown(report: dict[str, Any]) -> str:
 
 def compress(model: str, budget: str, out: str | Path, curvature: str | None = None, backend: str = "highs",
              time_limit: float = 300.0, device: str = "cpu", seed: int = 0, verify: bool = True,
-             echo: Any = print) -> dict[str, Any]:
-    """Compress ``model`` to ``budget`` and write the model and report into ``out``; returns the report."""
+             echo: Any = print, max_group_size: int | None | str = "auto") -> dict[str, Any]:
+    """Compress ``model`` to ``budget`` and write the model and report into ``out``; returns the report.
+    ``max_group_size``: the largest sharing class (``build_graph``'s; "auto": 2 with shared bases)."""
     from . import solve
     from .cli import parse_budget
     from .torch import apply_coloring, build_graph, load_shared, save_shared, stored_parameters
@@ -121,12 +127,22 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
     seconds["evaluate dense"] = time.perf_counter() - t
     echo(f"{case.name}: dense " + ", ".join(f"{k} {v:.4f}" for k, v in before.items()))
     t = time.perf_counter()
-    graph = build_graph(case.model, case.batches, case.targets, curvature, seed=seed)
+    graph = build_graph(case.model, case.batches, case.targets, curvature, seed=seed, max_group_size=max_group_size)
     seconds["statistics"] = time.perf_counter() - t
     b = parse_budget(budget, graph.dense_size)
+    if graph.max_group_size is not None and graph.max_group_size <= 2:
+        t = time.perf_counter()
+        graph.pair_statistics()  # what proves the solve over classes of two layers (see build_graph)
+        seconds["pair statistics"] = time.perf_counter() - t
     t = time.perf_counter()
     sol = solve(graph, b, backend=backend, time_limit=time_limit, seed=seed)
     seconds["solve"] = time.perf_counter() - t
+    space = ("classes of any size" if graph.max_group_size is None
+             else f"classes of at most {graph.max_group_size} layer{'s' if graph.max_group_size > 1 else ''}")
+    gen = sol.facts.get("column_generation") or {}
+    echo(f"solve: {sol.status.value}, objective {_fmt(sol.objective)}, bound {_fmt(sol.bound)}, gap "
+         f"{'-' if sol.gap is None else format(sol.gap, '.2%')} over {space} ({sol.wall_time:.0f} s"
+         + (f"; {gen['refined_pairs']} pair statistics" if gen.get("refined_pairs") else "") + ")")
     if sol.colors is None:
         floor = sum(min(o.memory for o in graph.options((i,))) for i in range(graph.n))
         raise ValueError(f"no coloring fits the budget {b:,.0f} parameters ({b / graph.dense_size:.1%}); status "
@@ -163,7 +179,7 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
         "model_parameters_before": stored_before, "model_parameters_after": stored_after,
         "metric_before": before, "metric_after": after, "metric_after_reload": reloaded,
         "solution": {"backend": sol.backend, "status": sol.status.value, "objective": sol.objective,
-                     "bound": sol.bound, "gap": sol.gap, "wall_time": sol.wall_time,
+                     "bound": sol.bound, "gap": sol.gap, "wall_time": sol.wall_time, "space": space,
                      "restricted": sol.facts.get("restricted"), "columns": sol.facts.get("columns"),
                      "colors": sd.get("colors")},
         "families": family_table(graph, sol), "seconds": seconds, "peak_memory_gb": _peak_gb(),
@@ -178,8 +194,10 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
 def main_from_args(args: Any) -> int:
     """The CLI's ``compress`` subcommand."""
     try:
+        mgs = args.max_group_size
         compress(args.model, args.budget, args.out, args.curvature, args.backend, args.time_limit, args.device,
-                 args.seed, verify=not args.no_verify)
+                 args.seed, verify=not args.no_verify,
+                 max_group_size="auto" if mgs is None else (None if mgs == 0 else mgs))
     except (ValueError, OSError) as exc:
         print(f"colorshare: error: {exc}", file=sys.stderr)
         return 2

@@ -38,7 +38,7 @@ import numpy as np
 from .formulations.bounds import FamilyBound, KindBound
 from .formulations.graph import SharingGraph
 
-__all__ = ["load_instance", "save_instance", "graph_from_dict", "graph_to_dict"]
+__all__ = ["load_instance", "read_instance", "save_instance", "graph_from_dict", "graph_to_dict"]
 
 _KEYS = {"cost", "pairwise", "groups", "sizes", "conflicts", "names", "families", "budget", "budgets", "bounds",
          "about", "max_group_size"}
@@ -181,8 +181,8 @@ def _read_text(path: Path) -> str:
     return path.read_text()
 
 
-def load_instance(path: str | Path) -> SharingGraph:
-    """Read an instance file (``.json`` or ``.json.gz``); ValueError naming the file on bad JSON."""
+def read_instance(path: str | Path) -> tuple[SharingGraph, dict[str, Any]]:
+    """An instance file's graph and its other keys (``budgets``, ``about``); ValueError naming the file."""
     p = Path(path)
     try:
         data = json.loads(_read_text(p))
@@ -190,7 +190,12 @@ def load_instance(path: str | Path) -> SharingGraph:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
     except (OSError, EOFError) as exc:
         raise ValueError(f"{path}: cannot read it ({exc})") from None
-    return graph_from_dict(data)
+    return graph_from_dict(data), {k: data[k] for k in ("budgets", "about", "budget") if k in data}
+
+
+def load_instance(path: str | Path) -> SharingGraph:
+    """Read an instance file (``.json`` or ``.json.gz``); ValueError naming the file on bad JSON."""
+    return read_instance(path)[0]
 
 
 def save_instance(graph: SharingGraph, path: str | Path, **extra: Any) -> None:

@@ -21,6 +21,7 @@ from colorshare.cli import main as cli_main
 
 def _tiny(tmp_path, **kw):
     base = dict(out=tmp_path, models=(), budgets=(0.6,), time_limit=1.0, planted_sizes=(8,), ranked_layers=(),
+                model_instances=(),
                 mycielski=(3,), sweep_instances=("planted-8",), sweep_limits=(0.5,), random_seeds=1,
                 estimators=("layerwise", "fisher"), fidelity_colorings=12, progress=False)
     base.update(kw)
@@ -152,16 +153,17 @@ def test_tiny_run_end_to_end(tmp_path):
     cfg = _tiny(tmp_path, models=("digits-mlp",), ranked_layers=(4,), optimal_curvatures=("trace",))
     res = run_suite(cfg)
     for name in ("solvers.csv", "compression.csv", "fidelity.csv", "summary.md", "gap_vs_time.png",
-                 "time_vs_size.png", "pareto_digits-mlp.png", "fidelity_digits-mlp.png"):
+                 "time_vs_size.png", "performance_profile.png", "pareto_digits-mlp.png", "fidelity_digits-mlp.png"):
         assert (tmp_path / name).stat().st_size > 0, name
 
     cols, rows = _read(tmp_path / "solvers.csv")
     assert tuple(cols) == SOLVER_COLUMNS
     insts = {r["instance"] for r in rows}
-    assert insts == {"planted-8", "ranked-16", "digits-mlp", "mycielski3@3", "mycielski3@2"}
+    assert insts == {"planted-8", "ranked-28", "digits-mlp", "mycielski3@3", "mycielski3@2"}
     assert len(rows) == (len(insts) + 1) * 4  # every backend on every instance + one sweep limit on planted-8
     assert {r["status"] for r in rows if r["instance"] == "mycielski3@2" and r["backend"] != "anneal"} == {"infeasible"}
     assert res.agreement and not any("FAILED" in e for e in res.agreement)
+    assert "Performance profile" in (tmp_path / "summary.md").read_text()
 
     cols, rows = _read(tmp_path / "compression.csv")
     assert tuple(cols) == COMPRESSION_COLUMNS
@@ -320,3 +322,35 @@ def test_result_rows_carry_their_fields():
     assert (f["method"], f["budget_fraction"]) == ("optimal-trace", 0.7)
     f = fidelity_row("m", "kfac", "random-partition-4", 1.0, 2.0)
     assert (f["method"], f["budget_fraction"]) == ("random-partition", None)
+
+
+def test_performance_profile_ratios():
+    from colorshare.bench.solvers import performance_profile
+
+    rows = [_row("a", "highs", 1.0), _row("a", "cpsat", 1.0), _row("b", "highs", 2.0),
+            _row("b", "cpsat", 2.0, status="feasible"), _row("c", "highs", 1.0, status="feasible"),
+            _row("c", "cpsat", 1.0, status="feasible")]
+    rows[1]["wall_time"] = 0.3  # cpsat proves a in 0.3 s, highs in 0.1 s
+    prof = performance_profile(rows, 1.0)
+    assert prof["highs"] == [1.0, 1.0]  # c is proven by nobody: left out
+    assert prof["cpsat"][0] == pytest.approx(3.0) and prof["cpsat"][1] == float("inf")
+
+
+def test_model_instances_are_read_one_per_budget(tmp_path):
+    pytest.importorskip("torch")
+    from colorshare.bench.solvers import model_instances
+    from colorshare.io import save_instance
+    from colorshare.torch import build_graph
+    from colorshare.torch.models import planted_stack
+
+    model, batches = planted_stack(families=2, layers=4, width=16, seed=0)
+    g = build_graph(model, batches, curvature="kfac", ranks=[4, 8], progress=False)
+    solve(g, 0.5 * g.dense_size, backend="highs")
+    save_instance(g, tmp_path / "toy.json.gz", budgets=[int(0.7 * g.dense_size), int(0.5 * g.dense_size)])
+    with pytest.warns(UserWarning, match="missing"):
+        insts = model_instances(["toy", "absent"], tmp_path)
+    assert [i.name for i in insts] == ["toy@70%", "toy@50%"]
+    assert insts[0].graph.max_group_size == 2 and insts[0].graph.model.has_bounds
+    for inst in insts:
+        s = solve(inst.graph, inst.budget, backend="highs", time_limit=30)
+        assert s.colors is not None and s.bound is not None and s.bound <= s.objective + 1e-12

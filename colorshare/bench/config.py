@@ -10,6 +10,10 @@ __all__ = ["BenchConfig", "PRESETS", "SECTIONS", "MODELS"]
 
 SECTIONS = ("solvers", "compression", "fidelity")
 MODELS = ("digits-mlp", "minilm-l6", "smollm2-135m")
+INSTANCE_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "instances"
+MODEL_INSTANCES = ("smollm2-135m-probed", "smollm2-135m-kfac", "minilm-l6-probed")
+"""Real models' graphs as committed instance files (``benchmarks/instances/NAME.json.gz``, written by
+``python -m benchmarks.instances``): their evaluated columns and bounds, at the budgets they list."""
 
 
 @dataclass(frozen=True)
@@ -25,12 +29,14 @@ class BenchConfig:
     time_limit: float = 10.0
     backends: tuple[str, ...] | None = None  # None: every available backend
     planted_sizes: tuple[int, ...] = (8, 14, 28, 56, 112, 224, 448)  # layers; 7 families from 14 on
-    ranked_layers: tuple[int, ...] = (4, 6, 8, 10)  # layers per family of the set-partitioning instances
+    ranked_layers: tuple[int, ...] = (2, 4, 8, 16, 30)  # layers per family of the ranked instances (7 families)
+    ranked_families: int = 7  # families of the ranked instances (7 x 30 = 210 layers: SmolLM2's shape)
+    model_instances: tuple[str, ...] = MODEL_INSTANCES  # committed real-model instance files (torch-free)
     mycielski: tuple[int, ...] = (3, 4, 5, 6)  # chromatic numbers of the built-in coloring instances
     data: Path | None = None  # folder with dimacs/ and pmed/ (published optima), optional
     dimacs: tuple[str, ...] = ("myciel3", "myciel4", "myciel5", "queen5_5", "queen6_6", "1-FullIns_3")
     pmed: tuple[str, ...] = ("pmed1", "pmed2", "pmed3", "pmed4")
-    sweep_instances: tuple[str, ...] = ("llama7b-224", "planted-448", "ranked-40")  # gap versus time
+    sweep_instances: tuple[str, ...] = ("llama7b-224", "planted-448", "ranked-210")  # gap versus time
     sweep_limits: tuple[float, ...] = (1.0, 3.0, 30.0)  # besides time_limit
     model_budget: float = 0.5  # budget of the real models' graphs in the solver comparison
     budgets: tuple[float, ...] = (0.8, 0.7, 0.6, 0.5)
@@ -59,7 +65,7 @@ PRESETS: dict[str, BenchConfig] = {
         models=("digits-mlp", "minilm-l6"),
         time_limit=5.0,
         planted_sizes=(8, 28, 56, 224),
-        ranked_layers=(4, 6),
+        ranked_layers=(2, 4, 30),
         mycielski=(3, 4, 5),
         sweep_instances=("llama7b-224",),
         sweep_limits=(1.0, 2.0),

@@ -56,11 +56,54 @@ def _gap_vs_time(plt: Any, cfg: BenchConfig, rows: list[SolverRow], path: Path) 
     _save(plt, fig, path, "Gap versus time (anneal has no bound, so no gap)")
 
 
+def _profiles(plt: Any, cfg: BenchConfig, rows: list[SolverRow], path: Path) -> None:
+    """Dolan-More performance profile of time to proof, and the share of instances within each gap, at the
+    main time limit, one line per backend over every instance of the run."""
+    from .solvers import performance_profile
+
+    ratios = performance_profile(rows, cfg.time_limit)
+    main = [r for r in rows if math.isclose(float(r["time_limit"]), cfg.time_limit)]
+    insts = list(dict.fromkeys(r["instance"] for r in main))
+    if not insts:
+        return
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for k, (b, rs) in enumerate(ratios.items()):
+        if not rs:
+            continue
+        taus = sorted({1.0, *(x for x in rs if math.isfinite(x))})
+        taus.append(taus[-1] * 2)
+        a1.step(taus, [sum(x <= t for x in rs) / len(rs) for t in taus], where="post", label=b, color=f"C{k}")
+    a1.set_xscale("log", base=2)
+    a1.set_ylim(0, 1.02)
+    a1.set_xlabel("tau: time to proof / fastest proof (log2)")
+    a1.set_ylabel(f"share of the {max((len(v) for v in ratios.values()), default=0)} instances proven")
+    a1.set_title("performance profile: time to proof")
+    a1.legend(fontsize=8)
+    xs = [10.0 ** e for e in range(-7, 1)] + [1.0]
+    for k, b in enumerate(dict.fromkeys(r["backend"] for r in main)):
+        gaps = []
+        for inst in insts:
+            r = next((r for r in main if r["instance"] == inst and r["backend"] == b), None)
+            if r is None or r["objective"] is None:
+                continue  # no coloring (infeasible budgets included): no gap to show
+            gaps.append(0.0 if r["status"] == "optimal" else (math.inf if r["gap"] in (None, "") else float(r["gap"])))
+        if gaps:
+            a2.step([_FLOOR] + xs, [sum(g <= x for g in gaps) / len(gaps) for x in [_FLOOR] + xs], where="post",
+                    label=f"{b} ({len(gaps)})", color=f"C{k}")
+    a2.set_xscale("log")
+    a2.set_ylim(0, 1.02)
+    a2.set_xlabel(f"relative gap at the {cfg.time_limit:g} s limit ({_FLOOR:g} = proven; anneal has none)")
+    a2.set_ylabel("share of instances with a coloring")
+    a2.set_title("gap at the limit")
+    a2.legend(fontsize=8)
+    _save(plt, fig, path)
+
+
 def _time_vs_size(plt: Any, cfg: BenchConfig, res: BenchResult, path: Path) -> None:
     fams = res.families
     rows = [r for r in res.solvers if math.isclose(float(r["time_limit"]), cfg.time_limit)]
     present = {fams.get(r["instance"]) for r in rows}
-    groups = [f for f in ("planted", "ranked", "coloring", "dimacs", "pmedian") if f in present]
+    groups = [f for f in ("planted", "ranked", "model", "coloring", "dimacs", "pmedian") if f in present]
     if not groups:
         return
     fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 4), squeeze=False)
@@ -134,12 +177,14 @@ def _fidelity(plt: Any, rows: list[dict[str, Any]], model: str, path: Path) -> N
 
 
 def write_plots(cfg: BenchConfig, res: BenchResult) -> None:
-    """gap_vs_time.png, time_vs_size.png, pareto_<model>.png, fidelity_<model>.png (where there is data)."""
+    """gap_vs_time.png, time_vs_size.png, performance_profile.png, pareto_<model>.png, fidelity_<model>.png
+    (where there is data)."""
     plt = _plt()
     out = Path(cfg.out)
     if res.solvers:
         _gap_vs_time(plt, cfg, res.solvers, out / "gap_vs_time.png")
         _time_vs_size(plt, cfg, res, out / "time_vs_size.png")
+        _profiles(plt, cfg, res.solvers, out / "performance_profile.png")
     for model in dict.fromkeys(r["model"] for r in res.compression):
         _pareto(plt, res.compression, model, out / f"pareto_{model}.png")
     for model in dict.fromkeys(r["model"] for r in res.fidelity):

@@ -104,6 +104,22 @@ def _solver_section(cfg: BenchConfig, res: BenchResult) -> list[str]:
             cells.append(txt)
         table.append(cells)
     lines += _table(["instance", "family", "layers", "known", "best objective"] + backends, table)
+    from .solvers import performance_profile
+
+    prof = performance_profile(rows, limit)
+    if any(prof.values()):
+        n = max(len(v) for v in prof.values())
+        lines += [f"**Performance profile** (Dolan-More, plot performance_profile.png; {n} instances some backend "
+                  "proved): share proven within tau times the fastest proof, and share of all instances with a "
+                  "coloring within 1 % of its bound:", ""]
+        prow = []
+        for b, rs in prof.items():
+            withc = [r for r in main if r["backend"] == b and r["objective"] is not None]
+            close = sum(1 for r in withc if r["status"] == "optimal" or (r["gap"] not in (None, "")
+                                                                        and float(r["gap"]) <= 0.01))
+            prow.append([b] + [f"{sum(x <= t for x in rs) / max(1, len(rs)):.2f}" for t in (1, 2, 10, math.inf)]
+                        + [f"{close}/{len(withc)}"])
+        lines += _table(["backend", "tau 1 (fastest)", "tau 2", "tau 10", "proven at all", "gap <= 1 %"], prow)
     lines += ["**Largest instance each backend proves optimal within the limit:**", ""]
     for b, best in largest_optimal(rows, limit).items():
         lines.append(f"- {b}: " + ("none" if best is None else f"{best[1]} ({best[0]} layers)"))

@@ -25,8 +25,8 @@ from .config import BenchConfig
 from .results import SolverRow
 
 
-__all__ = ["Instance", "planted_instance", "SOLVER_COLUMNS", "AgreementError", "solver_instances", "run_solvers", "check_agreement",
-           "largest_optimal"]
+__all__ = ["Instance", "planted_instance", "SOLVER_COLUMNS", "AgreementError", "solver_instances", "run_solvers",
+           "check_agreement", "largest_optimal", "model_instances", "performance_profile"]
 
 SOLVER_COLUMNS = ("instance", "n_layers", "backend", "time_limit", "objective", "bound", "gap", "status", "wall_time")
 
@@ -57,6 +57,43 @@ def planted_instance(size: int, seed: int) -> Instance:
     return Instance(name, "planted", g, 0.5 * g.dense_size)
 
 
+def model_instances(names: Iterable[str], folder: Path | None = None) -> list[Instance]:
+    """The committed real-model instances (``folder``/NAME.json.gz, default ``benchmarks/instances``), one
+    Instance per budget the file lists, named ``NAME@70%``; missing files are skipped with a warning."""
+    from ..io import read_instance
+    from .config import INSTANCE_DIR
+
+    out = []
+    for name in names:
+        path = Path(folder or INSTANCE_DIR) / f"{name}.json.gz"
+        if not path.is_file():
+            warnings.warn(f"model instance {path} is missing: left out of the solver section "
+                          "(python -m benchmarks.instances writes it)", stacklevel=2)
+            continue
+        g, extra = read_instance(path)
+        for b in extra.get("budgets", []):
+            out.append(Instance(f"{name}@{100 * b / g.dense_size:.0f}%", "model", g, float(b)))
+    return out
+
+
+def performance_profile(rows: list[SolverRow], time_limit: float) -> dict[str, list[float]]:
+    """Dolan-More performance ratios of time to proof at ``time_limit``: per backend, for every instance that
+    some backend proved (optimal or infeasible), its time over the fastest proof (inf where it proved
+    nothing). ``fraction of ratios <= tau`` is the backend's profile at tau."""
+    main = [r for r in rows if math.isclose(float(r["time_limit"]), time_limit)]
+    backends = list(dict.fromkeys(r["backend"] for r in main))
+    out: dict[str, list[float]] = {b: [] for b in backends}
+    for inst in dict.fromkeys(r["instance"] for r in main):
+        rs = {r["backend"]: r for r in main if r["instance"] == inst}
+        t = {b: float(r["wall_time"]) if r["status"] in ("optimal", "infeasible") else math.inf for b, r in rs.items()}
+        best = min(t.values(), default=math.inf)
+        if not math.isfinite(best):
+            continue
+        for b in backends:
+            out[b].append(t.get(b, math.inf) / max(best, 1e-9))
+    return out
+
+
 def _coloring(name: str, n: int, edges: Iterable[tuple[int, int]], chi: int, family: str) -> Iterator[Instance]:
     """A graph-coloring instance as a sharing graph: zero costs, conflicts = edges, budget = number of colors."""
     g = SharingGraph.from_matrix(np.zeros((n, n)), conflicts=list(edges))
@@ -78,11 +115,13 @@ def solver_instances(cfg: BenchConfig, model_graphs: dict[str, SharingGraph] | N
         from ..torch.models import fine_ranks, planted_stack
 
         for layers in cfg.ranked_layers:
-            model, batches = planted_stack(families=4, layers=layers, seed=cfg.seed, device=cfg.device)
+            model, batches = planted_stack(families=cfg.ranked_families, layers=layers, seed=cfg.seed,
+                                           device=cfg.device)
             g = build_graph(model, batches, ranks=fine_ranks, progress=False)
             out.append(Instance(f"ranked-{g.n}", "ranked", g, 0.5 * g.dense_size))
     for name, g in (model_graphs or {}).items():
         out.append(Instance(name, "model", g, cfg.model_budget * g.dense_size))
+    out += model_instances(cfg.model_instances)
     for chi in cfg.mycielski:
         m = nx.mycielski_graph(chi)
         out.extend(_coloring(f"mycielski{chi}", m.number_of_nodes(), m.edges(), chi, "coloring"))
@@ -102,10 +141,20 @@ def solver_instances(cfg: BenchConfig, model_graphs: dict[str, SharingGraph] | N
 
 
 def _warm(graph: SharingGraph) -> None:
-    """Evaluate a group oracle on every group once, so no backend's time includes the model's linear algebra."""
-    if graph.kind == "group" and getattr(graph.model, "table", None) is None:
-        for group in enumerate_groups(graph):
-            graph.options(group)
+    """Evaluate a group oracle on every group of the graph's space once (and its pair statistics), so that no
+    backend's time includes the model's linear algebra; above the enumeration limit, singletons and pairs."""
+    from ..solvers.api import MAX_ENUMERATED_GROUPS
+    from ..solvers.colgen import estimated_groups
+
+    if graph.kind != "group" or getattr(graph.model, "table", None) is not None:
+        return
+    cap = graph.max_group_size
+    if estimated_groups(graph, cap) > MAX_ENUMERATED_GROUPS:
+        cap = 1
+        pairs = [p for m in graph.family_members.values() for p in itertools.combinations(m, 2)]
+        graph.model.refine(pairs)  # type: ignore[attr-defined]
+    for group in enumerate_groups(graph, cap):
+        graph.options(group)
 
 
 def _row(inst: Instance, backend: str, limit: float, sol: Any) -> SolverRow:

@@ -442,6 +442,20 @@ class ModelGraph(SharingGraph):
             done += 1
         return done
 
+    def pair_statistics(self, progress: bool = True) -> int:
+        """Compute the bound data of every pair of every family (:meth:`refine`), with a progress bar, so that
+        solves at any budget prove their answers without spending their time limit on it (``solve`` does it
+        lazily otherwise, for the pairs that pricing asks about). Returns how many pairs were done. Measured on
+        SmolLM2 (3,045 pairs), 2-core CPU: about 3.5 minutes, two thirds of it the MLP projections."""
+        pairs = [(a, b) for m in self.family_members.values() if len(m) > 1 for k, a in enumerate(m) for b in m[k + 1:]
+                 if self.can_share(a, b)]
+        done = 0
+        with tqdm(total=len(pairs), desc="pair statistics", leave=False, disable=not progress) as bar:
+            for k in range(0, len(pairs), 64):
+                done += self.refine(pairs[k:k + 64])
+                bar.update(len(pairs[k:k + 64]))
+        return done
+
     def known_pairs(self, family: tuple[int, ...]) -> set[tuple[int, int]]:
         """The pairs of ``family`` whose bound data is exact (every kind of option the graph has)."""
         need_basis = "basis" in self._actions and self.is_linear[family[0]] and self._input_aware(family[0])
