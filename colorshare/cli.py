@@ -126,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--no-verify", action="store_true", help="skip reloading the saved file and re-measuring")
     c.add_argument("--max-group-size", type=int, default=None,
                    help="largest sharing class (default 2 with shared bases, where the solve is proven; 0: any size)")
+    c.add_argument("--measure-rounds", type=int, default=4,
+                   help="probed surrogate: solves that price the answer's shared classes by measurement (default 4; "
+                        "1: the surrogate only)")
     from .bench.run import add_arguments, run_from_args
 
     b = sub.add_parser("bench", help="the benchmark suite: solvers, compression on real models, surrogate fidelity")

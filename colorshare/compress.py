@@ -103,9 +103,11 @@ def _markdown(report: dict[str, Any]) -> str:
 
 def compress(model: str, budget: str, out: str | Path, curvature: str | None = None, backend: str = "highs",
              time_limit: float = 300.0, device: str = "cpu", seed: int = 0, verify: bool = True,
-             echo: Any = print, max_group_size: int | None | str = "auto") -> dict[str, Any]:
+             echo: Any = print, max_group_size: int | None | str = "auto", measure_rounds: int = 4) -> dict[str, Any]:
     """Compress ``model`` to ``budget`` and write the model and report into ``out``; returns the report.
-    ``max_group_size``: the largest sharing class (``build_graph``'s; "auto": 2 with shared bases)."""
+    ``max_group_size``: the largest sharing class (``build_graph``'s; "auto": 2 with shared bases).
+    ``measure_rounds``: with the probed surrogate, solve at most this many times, pricing the shared classes of
+    each answer by measurement (:func:`colorshare.torch.measure.solve_measured`); 0 or 1: the surrogate only."""
     from . import solve
     from .cli import parse_budget
     from .torch import apply_coloring, build_graph, load_shared, save_shared, stored_parameters
@@ -135,7 +137,16 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
         graph.pair_statistics()  # what proves the solve over classes of two layers (see build_graph)
         seconds["pair statistics"] = time.perf_counter() - t
     t = time.perf_counter()
-    sol = solve(graph, b, backend=backend, time_limit=time_limit, seed=seed)
+    if measure_rounds > 1 and graph.probe_ratios is not None:
+        from .torch.measure import solve_measured
+
+        sol = solve_measured(graph, case.model, case.batches[:2], b, rounds=measure_rounds, backend=backend,
+                             time_limit=time_limit, seed=seed)
+        m = sol.facts["measured"]
+        echo(f"measured: {len(m['classes'])} shared class(es) in {m['rounds']} solve(s), {m['seconds']:.1f} s of "
+             f"measurement; {m['stopped']}")
+    else:
+        sol = solve(graph, b, backend=backend, time_limit=time_limit, seed=seed)
     seconds["solve"] = time.perf_counter() - t
     space = ("classes of any size" if graph.max_group_size is None
              else f"classes of at most {graph.max_group_size} layer{'s' if graph.max_group_size > 1 else ''}")
@@ -181,6 +192,7 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
         "solution": {"backend": sol.backend, "status": sol.status.value, "objective": sol.objective,
                      "bound": sol.bound, "gap": sol.gap, "wall_time": sol.wall_time, "space": space,
                      "restricted": sol.facts.get("restricted"), "columns": sol.facts.get("columns"),
+                     "measured": sol.facts.get("measured"),
                      "colors": sd.get("colors")},
         "families": family_table(graph, sol), "seconds": seconds, "peak_memory_gb": _peak_gb(),
         "file": str(out / "model.safetensors"), "case_info": {k: str(v) for k, v in case.info.items()},
@@ -197,7 +209,8 @@ def main_from_args(args: Any) -> int:
         mgs = args.max_group_size
         compress(args.model, args.budget, args.out, args.curvature, args.backend, args.time_limit, args.device,
                  args.seed, verify=not args.no_verify,
-                 max_group_size="auto" if mgs is None else (None if mgs == 0 else mgs))
+                 max_group_size="auto" if mgs is None else (None if mgs == 0 else mgs),
+                 measure_rounds=args.measure_rounds)
     except (ValueError, OSError) as exc:
         print(f"colorshare: error: {exc}", file=sys.stderr)
         return 2

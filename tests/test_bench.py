@@ -21,7 +21,7 @@ from colorshare.cli import main as cli_main
 
 def _tiny(tmp_path, **kw):
     base = dict(out=tmp_path, models=(), budgets=(0.6,), time_limit=1.0, planted_sizes=(8,), ranked_layers=(),
-                model_instances=(),
+                model_instances=(), measure_rounds=0,
                 mycielski=(3,), sweep_instances=("planted-8",), sweep_limits=(0.5,), random_seeds=1,
                 estimators=("layerwise", "fisher"), fidelity_colorings=12, progress=False)
     base.update(kw)
@@ -179,8 +179,9 @@ def test_tiny_run_end_to_end(tmp_path):
         if r["method"] != "dense":
             assert int(r["stored_parameters"]) <= 0.6 * dense
             assert 0.0 <= float(r["value"]) or r["metric"] == "cross_entropy"
-    # optimal's columns contain every method's, so its surrogate is never worse
-    assert all(surrogate["optimal"] <= s + 1e-9 * max(1, s) for s in surrogate.values())
+    # optimal's columns contain every method's with classes of at most two layers (the graph's space), so its
+    # surrogate is never worse than theirs (measured pricing is off here: it would change optimal's units)
+    assert all(surrogate["optimal"] <= s + 1e-9 * max(1, s) for m, s in surrogate.items() if m != "all-shared")
 
     cols, rows = _read(tmp_path / "fidelity.csv")
     assert tuple(cols) == FIDELITY_COLUMNS

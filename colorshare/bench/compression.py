@@ -64,7 +64,12 @@ def run_compression(cfg: BenchConfig, case: Any, graph: Any, res: BenchResult,
             rows.append(compression_row(case.name, method, frac, stored, surrogate, metric, value))
 
     add("dense", 1.0, graph.dense_size, 0.0, case.metrics(case.model))
-    runs = [(label, method, seed, cfg.curvature, graph) for label, method, seed in method_runs(cfg)]
+    # the default pipeline measures the shared classes its optima pick (colorshare.torch.measure) on a graph of
+    # its own, so the heuristics keep pricing by the surrogate
+    measured = graph.with_trust_region(graph.trust_region) if cfg.measure_rounds and \
+        getattr(graph, "probe_ratios", None) is not None else None
+    runs = [(label, method, seed, cfg.curvature, measured if method == "optimal" and measured is not None else graph)
+            for label, method, seed in method_runs(cfg)]
     runs += [(f"optimal-{est}", "optimal", cfg.seed, est, g) for est, g in (extra or {}).items()]
     baselines = cfg.baselines if all((extra or {}).get("layerwise", graph).is_linear) else ()  # low rank: linears
     total = len(cfg.budgets) * (len(runs) + len(baselines))
@@ -74,8 +79,17 @@ def run_compression(cfg: BenchConfig, case: Any, graph: Any, res: BenchResult,
                 pb.set_postfix_str(f"{frac:.0%} {label}")
                 allowed = allowed_groups(g, method, cfg.group_size, seed)
                 opts = {} if allowed is None else {"groups": sorted(allowed)}
-                sol = solve(g, frac * g.dense_size, backend="highs", time_limit=cfg.solve_limit, seed=cfg.seed,
-                            formulation="setpart", **opts)
+                kw = dict(backend="highs", time_limit=cfg.solve_limit, seed=cfg.seed, formulation="setpart", **opts)
+                if g is measured and measured is not None:
+                    from ..torch.measure import solve_measured
+
+                    sol = solve_measured(g, case.model, case.batches[:2], frac * g.dense_size,
+                                         rounds=cfg.measure_rounds, **kw)
+                    m = sol.facts["measured"]
+                    res.note("info", f"{case.name} {label} at {frac:.0%}: {m['rounds']} solve(s), "
+                             f"{len(m['classes'])} class(es) measured in {m['seconds']:.1f} s; {m['stopped']}")
+                else:
+                    sol = solve(g, frac * g.dense_size, **kw)
                 pb.update()
                 if sol.colors is None:
                     res.note("solve", f"{case.name} {label} at {frac:.0%}: {sol.status.value} (no coloring fits)")

@@ -41,6 +41,7 @@ class BenchConfig:
     model_budget: float = 0.5  # budget of the real models' graphs in the solver comparison
     budgets: tuple[float, ...] = (0.8, 0.7, 0.6, 0.5)
     solve_limit: float = 120.0  # seconds per solve of the compression section (HiGHS); early stops are noted
+    measure_rounds: int = 4  # optimal under a probed graph: solves with measured shared classes (0: surrogate only)
     methods: tuple[str, ...] = ("optimal", "adjacent", "per-layer", "all-shared", "similarity", "random")
     group_size: int = 2  # k of adjacent / similarity / random
     random_seeds: int = 3

@@ -12,7 +12,11 @@ to the groups its structure allows, so each gets the best configuration (actions
 
 Each heuristic's groups are fixed; within them the solver still picks the best action and rank of every
 group under the budget, so each heuristic gets its strongest configuration. ``optimal`` contains every
-heuristic's groups, so its surrogate is never worse; the real metrics can still disagree.
+heuristic's groups of at most the graph's class size (2 for a model's graph: every heuristic but
+``all-shared``), so its surrogate is never worse than theirs; the real metrics can still disagree. Under the
+probed surrogate ``optimal`` also prices the shared classes it picks by measurement
+(:func:`colorshare.torch.measure.solve_measured`, ``BenchConfig.measure_rounds``), so its surrogate column is
+then partly measured.
 """
 
 from __future__ import annotations

@@ -51,7 +51,8 @@ class KindBound:
 
     ``costs`` and ``excess`` are indexed by position in the family; ``costs[i] = inf`` means no group
     containing that member has this kind of option. ``excess`` (k x k, symmetric, >= 0, or None) is each
-    pair's cost above its members' ``costs``; memory in parameters.
+    pair's cost above its members' ``costs`` (negative where a pair is priced below its members' sum, e.g. by
+    measurement: still valid, only weaker, for the groups that contain it); memory in parameters.
     """
 
     label: str
@@ -66,8 +67,8 @@ class KindBound:
             e = np.asarray(self.excess, dtype=float)
             if e.shape != (n, n):
                 raise ValueError(f"bound {self.label!r}: excess is {e.shape}, expected {(n, n)}")
-            if not np.all(np.isfinite(e)) or (e < 0).any():
-                raise ValueError(f"bound {self.label!r}: pair excesses must be finite and >= 0")
+            if not np.all(np.isfinite(e)) or not np.allclose(e, e.T, rtol=0, atol=0):
+                raise ValueError(f"bound {self.label!r}: pair excesses must be finite and symmetric")
 
 
 class FamilyBound:

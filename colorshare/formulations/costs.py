@@ -218,6 +218,10 @@ class GroupCosts(CostModel):
         return known | {g for g in (self.table if self.table is not None else self._cache)
                         if len(g) == 2 and g[0] in fam and g[1] in fam}
 
+    def forget(self, group: tuple[int, ...]) -> None:
+        """Drop the cached options of ``group`` (an oracle whose answer for it changed)."""
+        self._cache.pop(tuple(sorted(group)), None)
+
     def evaluable(self, group: tuple[int, ...]) -> bool:
         """Whether the costs of ``group`` (sorted) can be had: any group for an oracle, a listed one for a table.
         A table with bounds stands for the evaluated columns of a larger space: the groups it does not list

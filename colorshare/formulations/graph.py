@@ -98,8 +98,50 @@ class SharingGraph:
     """
 
     max_group_size: int | None = None
-    """The largest class of the graph's space (None: a whole family). ``solve`` searches that space unless its
-    ``max_group_size`` or ``groups`` option says otherwise; a model's graph sets 2 (see ``build_graph``)."""
+    """The largest class within one family of the graph's space (None: a whole family). ``solve`` searches that
+    space unless its ``max_group_size`` or ``groups`` option says otherwise; a model's graph sets 2 (see
+    ``build_graph``). Scope groups (:attr:`scopes`) are not limited by it, except that 1 means no sharing."""
+
+    scopes: tuple[tuple[int, ...], ...] = ()
+    """Sharing scopes across families: sorted member sets (layers fed the same input tensor, in a model's
+    graph) any of whose subsets of 2+ conflict-free members may form one class, with the actions the cost
+    model gives it (a shared input-side factor). Families are the other scopes: same shape, any subset."""
+
+    _scope_of: dict[int, set[int]] = {}  # layer -> the scopes it is in (set by set_scopes)
+
+    def set_scopes(self, scopes: Iterable[Iterable[int]]) -> None:
+        """Declare :attr:`scopes` (each of 2+ distinct layers); ValueError naming a bad one."""
+        out = []
+        for sc in scopes:
+            t = tuple(sorted({int(i) for i in sc}))
+            if len(t) < 2 or any(not 0 <= i < self.n for i in t):
+                raise ValueError(f"scope {sc!r} needs 2+ layers among 0..{self.n - 1}")
+            out.append(t)
+        self.scopes = tuple(out)
+        self._scope_of = {}
+        for k, t in enumerate(self.scopes):
+            for i in t:
+                self._scope_of.setdefault(i, set()).add(k)
+
+    def in_scope(self, group: Iterable[int]) -> bool:
+        """True if ``group`` (2+ layers, no conflict among them) lies within one declared scope."""
+        g = list(group)
+        if len(g) < 2 or not self.scopes:
+            return False
+        common = set.intersection(*(self._scope_of.get(i, set()) for i in g))
+        return bool(common) and all(b not in self._conflict_adj[a] for k, a in enumerate(g) for b in g[k + 1:])
+
+    def scope_groups(self) -> list[tuple[int, ...]]:
+        """Every group a scope allows (its subsets of 2+ conflict-free members, each once, sorted)."""
+        from itertools import combinations
+
+        out: dict[tuple[int, ...], None] = {}
+        for sc in self.scopes:
+            for k in range(2, len(sc) + 1):
+                for grp in combinations(sc, k):
+                    if self.in_scope(grp):
+                        out[grp] = None
+        return list(out)
 
     def __init__(
         self,
@@ -292,9 +334,10 @@ class SharingGraph:
         return i != j and self.families[i] == self.families[j] and j not in self._conflict_adj[i]
 
     def is_group(self, group: Iterable[int]) -> bool:
-        """True if every pair of ``group`` may share."""
+        """True if ``group`` may form one class: every pair may share (one family, no conflict), or it lies
+        within one scope (:attr:`scopes`)."""
         g = list(group)
-        return all(self.can_share(a, b) for k, a in enumerate(g) for b in g[k + 1 :])
+        return all(self.can_share(a, b) for k, a in enumerate(g) for b in g[k + 1 :]) or self.in_scope(g)
 
     @property
     def cost_matrix(self) -> np.ndarray:
@@ -308,6 +351,8 @@ class SharingGraph:
     def first_conflict(self, group: Iterable[int]) -> tuple[int, int] | None:
         """The first pair of ``group`` that may not share (other family or a conflict edge), or None."""
         g = list(group)
+        if self.in_scope(g):
+            return None
         return next(((a, b) for k, a in enumerate(g) for b in g[k + 1 :] if not self.can_share(a, b)), None)
 
     def resolve(self, group: Iterable[int], action: str, memory: int | None = None) -> Option | None:

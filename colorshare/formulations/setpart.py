@@ -29,7 +29,8 @@ MAX_COLUMNS = 500_000
 
 
 def enumerate_groups(graph: SharingGraph, max_group_size: int | None = None) -> Iterator[tuple[int, ...]]:
-    """Every conflict-free same-family group (sorted tuple) of at most ``max_group_size`` layers."""
+    """Every conflict-free same-family group (sorted tuple) of at most ``max_group_size`` layers, then every
+    group the graph's scopes allow (unless ``max_group_size`` is 1: no sharing)."""
     for members in graph.family_members.values():
         cap = len(members) if max_group_size is None else max_group_size
 
@@ -44,12 +45,17 @@ def enumerate_groups(graph: SharingGraph, max_group_size: int | None = None) -> 
 
         for k, i in enumerate(members):
             yield from extend((i,), k + 1)
+    if max_group_size != 1:  # groups across families that a scope allows (a shared input), in full
+        yield from graph.scope_groups()
 
 
 def admits(group: tuple[int, ...], max_group_size: int | None = None,
-           group_filter: Callable[[tuple[int, ...]], bool] | None = None) -> bool:
-    """Whether a set partitioning restricted by ``max_group_size`` / ``group_filter`` has ``group``'s columns."""
-    return (max_group_size is None or len(group) <= max_group_size) and (group_filter is None or group_filter(group))
+           group_filter: Callable[[tuple[int, ...]], bool] | None = None, graph: SharingGraph | None = None) -> bool:
+    """Whether a set partitioning restricted by ``max_group_size`` / ``group_filter`` has ``group``'s columns
+    (a scope group of ``graph`` is not limited by the size, only by 1: no sharing)."""
+    size_ok = max_group_size is None or len(group) <= max_group_size or (
+        max_group_size > 1 and graph is not None and graph.in_scope(group))
+    return size_ok and (group_filter is None or group_filter(group))
 
 
 class SetPartition(Formulation):
@@ -98,9 +104,9 @@ class SetPartition(Formulation):
         else:
             source = enumerate_groups(g, self.max_group_size)
         if self.deadline is None:
-            yield from (grp for grp in source if admits(grp, self.max_group_size, self.group_filter))
+            yield from (grp for grp in source if admits(grp, self.max_group_size, self.group_filter, g))
             return
-        ordered = sorted((grp for grp in source if admits(grp, self.max_group_size, self.group_filter)), key=len)
+        ordered = sorted((grp for grp in source if admits(grp, self.max_group_size, self.group_filter, g)), key=len)
         for k, group in enumerate(ordered):
             if time.perf_counter() > self.deadline:
                 self.cut = len(ordered) - k

@@ -261,7 +261,7 @@ def solve(
     # the greedy coloring's cost caps every class of an optimal one (costs are >= 0): smaller, better-scaled
     # models. Valid only if the greedy coloring is in the model, i.e. passes a setpart restriction.
     cap = facts.get("greedy_objective")
-    if start is not None and not all(admits(grp, form_opts.get("max_group_size"), form_opts.get("group_filter"))
+    if start is not None and not all(admits(grp, form_opts.get("max_group_size"), form_opts.get("group_filter"), graph)
                                      for grp, _ in start):
         cap = None
     if form_name == "setpart" and limit is not None:

@@ -50,7 +50,7 @@ def estimated_groups(graph: SharingGraph, max_group_size: int | None) -> int:
         n = len(members)
         cap = n if max_group_size is None else min(n, max_group_size)
         total += sum(math.comb(n, k) for k in range(1, cap + 1))
-    return total
+    return total + (len(graph.scope_groups()) if max_group_size != 1 else 0)
 
 
 @dataclass
@@ -210,6 +210,19 @@ class _Pricing:
         return best
 
 
+def _master_shares(form: SetPartition, pi: np.ndarray, lam: float, lb: np.ndarray) -> np.ndarray:
+    """``lb`` lowered so that every group in the master (scope groups, groups priced by measurement: whatever
+    their bound) has a reduced cost of at least the sum of its members' ``lb``: each member at most its even
+    share of the group's exact reduced cost."""
+    out = lb.copy()
+    for grp, o in form.columns:
+        if len(grp) > 1:
+            share = (o.cost - float(pi[list(grp)].sum()) + lam * o.memory) / len(grp)
+            idx = list(grp)
+            out[idx] = np.minimum(out[idx], share)
+    return out
+
+
 def _unknown_pairs(graph: SharingGraph, candidates: list[tuple[float, tuple[int, ...]]]) -> list[tuple[int, int]]:
     """The pairs within the candidate groups whose bound is not exact yet, most negative candidates first."""
     known: dict[str, set[tuple[int, int]]] = {}
@@ -261,13 +274,16 @@ def generate_columns(
     def out_of_time() -> bool:
         return deadline is not None and time.perf_counter() > deadline
 
-    for i in range(graph.n):  # every singleton (all its options): the master is then always feasible
+    # every singleton (all its options: the master is then always feasible), and every group a scope allows (a
+    # shared input: few, so priced exactly rather than bounded)
+    first = [(i,) for i in range(graph.n)] + (graph.scope_groups() if max_group_size != 1 else [])
+    for k, grp in enumerate(first):
         if out_of_time():
-            cs.facts["stopped"] = "time limit before every singleton was evaluated"
+            cs.facts["stopped"] = "time limit before every singleton and scope group was evaluated"
             cs.facts["evaluated_groups"] = len(cs.groups)
-            return cs
-        cs.add((i,))
-    cs.facts["evaluated_groups"] = graph.n
+            return cs  # no bound: the groups left out have none (a master of singletons still gives a coloring)
+        cs.add(grp)
+    cs.facts["evaluated_groups"] = len(cs.groups)
     best_bound = 0.0  # every group cost is >= 0 (truncated curvature-weighted energy): 0 bounds the optimum
     priced_out = True
     price = None
@@ -289,7 +305,7 @@ def generate_columns(
         for grp, o in form.columns:
             if len(grp) == 1:
                 single[grp[0]] = min(single[grp[0]], o.cost - pi[grp[0]] + lam * o.memory)
-        lb_member = price.member_bounds(single)
+        lb_member = _master_shares(form, pi, lam, price.member_bounds(single))
         if math.isfinite(float(lb_member.sum())):
             best_bound = max(best_bound, float(pi.sum() - lam * budget + lb_member.sum()))
         threshold = -1e-9 * max(1.0, abs(cs.lp_value))
@@ -303,7 +319,7 @@ def generate_columns(
                 break
             cs.facts["refined_pairs"] = cs.facts.get("refined_pairs", 0) + done
             price = _Pricing(graph, caps, _family_bounds(graph, caps), cs.have, pi, lam)
-            lb_member = price.member_bounds(single)
+            lb_member = _master_shares(form, pi, lam, price.member_bounds(single))
             if math.isfinite(float(lb_member.sum())):
                 best_bound = max(best_bound, float(pi.sum() - lam * budget + lb_member.sum()))
             candidates, larger_min = price(threshold)

@@ -92,7 +92,11 @@ class PulpCbcBackend(Backend):
                 warmStart=hint is not None,
                 threads=threads,
                 logPath=log_path,
-                options=[f"randomCbcSeed {int(seed) + 1}", f"randomSeed {int(seed) + 1}"],
+                # CBC prunes a node whose bound is within its cutoff increment (default 1e-5, absolute) of the
+                # incumbent, so "Optimal" meant "within 1e-5": 2e-5 relative on SmolLM2's scaled columns. A
+                # far smaller increment makes its proof the gap it is asked for.
+                options=[f"randomCbcSeed {int(seed) + 1}", f"randomSeed {int(seed) + 1}",
+                         f"increment {CUTOFF_INCREMENT:g}"],
             )
             started = time.perf_counter()
             prob.solve(cmd)
@@ -129,9 +133,34 @@ class PulpCbcBackend(Backend):
             result_line is None or result_line.group(1).startswith("Optimal")
         )
         bound = _bound_from_log(log_text)
-        if bound is None and proved:
-            bound = float(pulp.value(prob.objective))  # CBC proved its own objective optimal
+        objective = float(pulp.value(prob.objective))
+        found = [float(v) for v in re.findall(r"Search completed - best objective ([-\d.eE+]+)", log_text)]
+        if proved and found and min(found) < objective - 1e-9 * max(1.0, abs(objective)):
+            # CBC 2.10 can finish "Optimal" on a solution worse than one its own log reports (a second search
+            # after preprocessing; seen on SmolLM2's generated columns): its claim is contradicted, so only the
+            # root LP bound (with cuts) stands
+            proved = False
+            bound = _root_bound(log_text)
+            facts["contradiction"] = (f"CBC claimed {objective!r} optimal but its log reports a solution of "
+                                      f"{min(found)!r}; bound from the root LP instead")
+        elif bound is None and proved:
+            bound = objective - CUTOFF_INCREMENT  # what CBC proved: nothing better by more than its increment
         return RawResult(Status.OPTIMAL if proved else Status.FEASIBLE, x, bound, facts)
+
+
+CUTOFF_INCREMENT = 1e-10
+"""CBC's cutoff increment (objective units; solve() scales costs so the largest is 1)."""
+
+
+def _root_bound(log_text: str) -> float | None:
+    """The root LP's value after cuts (a valid lower bound), or the continuous objective, from CBC's log."""
+    m = re.findall(r"Cuts at root node changed objective from [-\d.eE+]+ to ([-\d.eE+]+)", log_text)
+    if not m:
+        m = re.findall(r"Continuous objective value is ([-\d.eE+]+)", log_text)
+    try:
+        return float(m[-1]) if m else None
+    except ValueError:
+        return None
 
 
 def _bound_from_log(log_text: str) -> float | None:

@@ -9,11 +9,12 @@
     save_shared(shared, "model.safetensors")
 """
 
-from .apply import BasisLinear, apply_coloring, stored_parameters, untie
+from .apply import BasisLinear, InputFactorLinear, apply_coloring, stored_parameters, untie
 from .curvature import CURVATURES, Curvature, estimate
 from .graph import ModelGraph, build_graph
 from .io import load_shared, save_shared
 from .targets import role_of, select_modules
 
 __all__ = ["build_graph", "apply_coloring", "stored_parameters", "save_shared", "load_shared", "untie",
-           "select_modules", "role_of", "estimate", "Curvature", "CURVATURES", "ModelGraph", "BasisLinear"]
+           "select_modules", "role_of", "estimate", "Curvature", "CURVATURES", "ModelGraph", "BasisLinear",
+           "InputFactorLinear"]

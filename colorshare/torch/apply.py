@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import weakref
+from typing import Any
 
 import torch
 from torch import nn
@@ -10,7 +12,7 @@ from torch import nn
 from ..solvers.solution import Solution
 from .graph import ModelGraph
 
-__all__ = ["BasisLinear", "apply_coloring", "stored_parameters", "untie"]
+__all__ = ["BasisLinear", "InputFactorLinear", "apply_coloring", "stored_parameters", "untie"]
 
 
 class BasisLinear(nn.Module):
@@ -38,6 +40,73 @@ class BasisLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
+
+
+class _FactorCache:
+    """``x @ B^T`` for the input a group of layers was last called with: the first member of the group
+    computes it, the others (fed the very same tensor, as q/k/v and gate/up are) reuse it. ``computed`` counts
+    the products (a test counts one per forward)."""
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.ref: Any = None
+        self.value: torch.Tensor | None = None
+        self.computed = 0
+
+    def __deepcopy__(self, memo: dict) -> _FactorCache:
+        return _FactorCache()  # a copy starts empty (the cached product belongs to the original's tensors)
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def get(self, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+        key = (x.data_ptr(), tuple(x.shape), x._version, factor._version, torch.is_grad_enabled())
+        if self.value is None or self.key != key or self.ref() is not x:
+            self.value = x @ factor.T
+            self.key, self.ref = key, weakref.ref(x)
+            self.computed += 1
+        return self.value
+
+
+def factor_cache(factor: nn.Parameter) -> _FactorCache:
+    """The cache of the layers that share ``factor``: kept on the parameter itself, so that the members of a
+    group share it (also after load_shared re-ties them, and in a deep copy)."""
+    cache = getattr(factor, "_colorshare_cache", None)
+    if cache is None:
+        cache = _FactorCache()
+        factor._colorshare_cache = cache  # type: ignore[attr-defined]
+    return cache
+
+
+class InputFactorLinear(nn.Module):
+    """``y = (x B^T) A^T + b``: a linear layer whose weight A @ B shares its input-side factor B (rank x d_in)
+    with the other layers fed the same input; ``x B^T`` is computed once for all of them per forward."""
+
+    def __init__(self, factor: nn.Parameter, coeff: nn.Parameter, bias: nn.Parameter | None) -> None:
+        super().__init__()
+        self.factor = factor
+        self.coeff = coeff
+        self.bias = bias
+        self.in_features = factor.shape[1]
+        self.out_features = coeff.shape[0]
+
+    @property
+    def rank(self) -> int:
+        return self.factor.shape[0]
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.coeff @ self.factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = factor_cache(self.factor).get(x, self.factor) @ self.coeff.T
+        return y + self.bias if self.bias is not None else y
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank} (shared input)"
 
 
 def _parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -109,6 +178,15 @@ def apply_coloring(model: nn.Module, graph: ModelGraph, solution: Solution, inpl
                 parent, attr = _parent(target, n)
                 coeff = nn.Parameter(C.to(dtype=first.dtype, device=first.device))
                 setattr(parent, attr, BasisLinear(basis, coeff, old.bias))
+        elif cl.action == "input":
+            B, As = graph.input_factors(cl.members, int((cl.params or {})["rank"]))
+            factor = nn.Parameter(B.to(dtype=first.dtype, device=first.device))
+            for n, A in zip(names, As):
+                old = mods[n]
+                w = old.weight
+                parent, attr = _parent(target, n)
+                coeff = nn.Parameter(A.to(dtype=w.dtype, device=w.device))
+                setattr(parent, attr, InputFactorLinear(factor, coeff, old.bias))
         else:
             raise ValueError(f"unknown action {cl.action!r} in the solution")
     return target
@@ -119,7 +197,7 @@ def untie(model: nn.Module) -> nn.Module:
     ``nn.Linear`` with weight U @ C. The values stay; only the storage stops being shared."""
     seen: set[int] = set()
     for name, mod in list(model.named_modules()):
-        if isinstance(mod, BasisLinear):
+        if isinstance(mod, (BasisLinear, InputFactorLinear)):
             lin = nn.Linear(mod.in_features, mod.out_features, bias=mod.bias is not None,
                             device=mod.coeff.device, dtype=mod.coeff.dtype)
             with torch.no_grad():

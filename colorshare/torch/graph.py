@@ -13,6 +13,7 @@ the Gram matrix of the whitened stack ``[W_1 L_1, ..., W_k L_k]`` (``k d_in`` sq
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections import OrderedDict
@@ -34,8 +35,8 @@ from .targets import role_of, select_modules
 __all__ = ["ModelGraph", "build_graph", "ACTIONS", "DEFAULT_ACTIONS", "DEFAULT_TRUST_REGION", "DEFAULT_MAX_GROUP_SIZE",
            "rank_menu"]
 
-ACTIONS = ("tie", "medoid", "basis", "dense")
-DEFAULT_ACTIONS = ("tie", "basis", "dense")
+ACTIONS = ("tie", "medoid", "basis", "input", "dense")
+DEFAULT_ACTIONS = ("tie", "basis", "input", "dense")
 DEFAULT_TRUST_REGION = 0.6
 """Default cap on each layer's relative whitened error ``||(W' - W) L||^2 / ||W L||^2`` (see build_graph)."""
 DEFAULT_MAX_GROUP_SIZE = 2
@@ -103,8 +104,9 @@ def rank_menu(shape: tuple[int, ...]) -> list[int]:
     return list(range(step, d, step)) or [max(1, d // 2)]
 
 
-_MODEL_STATE = ("module_names", "shapes", "_params", "curvatures", "is_linear", "_actions", "_menus", "_cache",
-                "_spectra", "_max_spectra", "_energies", "probe_ratios", "_pairs", "max_group_size")
+_MODEL_STATE = ("module_names", "shapes", "_params", "curvatures", "is_linear", "_actions", "_menus", "_rank_rule",
+                "scopes", "_scope_of", "_cache",
+                "_spectra", "_max_spectra", "_energies", "probe_ratios", "_pairs", "max_group_size", "_measured")
 """What a :class:`ModelGraph` holds beyond its :class:`SharingGraph` (set by build_graph)."""
 
 
@@ -160,6 +162,7 @@ class ModelGraph(SharingGraph):
         g = ModelGraph._empty(self.sizes, self.names, self.families)
         for key in _MODEL_STATE:
             setattr(g, key, getattr(self, key))
+        g._measured = dict(self._measured)  # measured prices are the graph's own from here on
         g.trust_region = _check_trust_region(trust_region)
         return g
 
@@ -194,6 +197,46 @@ class ModelGraph(SharingGraph):
         """Shared basis U (d_out x rank, orthonormal) and per-layer coefficients C_i = U^T W_i (rank x d_in)."""
         U = self._basis_vectors(tuple(group), rank)
         return U, [U.T @ self.weight(i) for i in group]
+
+    def class_weights(self, members: Sequence[int], action: str, rank: int | None = None,
+                      representative: int | None = None) -> list[torch.Tensor]:
+        """Each member's weight under one sharing class (float64, d_out x d_in, on the members' device): what
+        :func:`~colorshare.torch.apply_coloring` makes the model compute, without changing the model."""
+        members = tuple(members)
+        if action == "dense":
+            return [self.weight(i) for i in members]
+        if action == "tie":
+            W = self.tie_center(members)
+            return [W for _ in members]
+        if action == "medoid":
+            if representative is None:
+                raise ValueError("a medoid class needs its representative")
+            return [self.weight(representative) for _ in members]
+        if action == "basis":
+            if rank is None:
+                raise ValueError("a basis class needs its rank")
+            U, Cs = self.basis(members, int(rank))
+            return [U @ C for C in Cs]
+        if action == "input":
+            if rank is None:
+                raise ValueError("an input class needs its rank")
+            B, As = self.input_factors(members, int(rank))
+            return [A @ B for A in As]
+        raise ValueError(f"unknown action {action!r}")
+
+    def set_measured(self, members: Sequence[int], action: str, memory: int, cost: float) -> None:
+        """Replace the surrogate cost of one option (the class's members, action and parameters stored) by a
+        measured one, in the graph's units; solves from then on price that option by it (its bounds too)."""
+        group = tuple(sorted(int(i) for i in members))
+        if not (math.isfinite(cost) and cost >= 0):
+            raise ValueError(f"a measured cost must be finite and >= 0, got {cost!r}")
+        self._measured[(group, action, int(memory))] = float(cost)
+        self.model.forget(group)  # type: ignore[attr-defined]
+
+    @property
+    def measured(self) -> dict[tuple[tuple[int, ...], str, int], float]:
+        """The options priced by measurement (:meth:`set_measured`): (members, action, parameters) -> cost."""
+        return dict(self._measured)
 
     # ---- spectra -------------------------------------------------------------------------------------------
     def _root(self, i: int) -> torch.Tensor:
@@ -290,6 +333,15 @@ class ModelGraph(SharingGraph):
         return next(iter(self._generic_basis(group, [rank], trust)), None)
 
     def _options(self, group: tuple[int, ...]) -> list[Option]:
+        family = len({self.families[i] for i in group}) == 1
+        out = self._surrogate_options(group) if family else []
+        if len(group) > 1 and "input" in self._actions and self.in_scope(group):
+            out = out + self._input_options(group)
+        if self._measured:
+            out = [dataclasses.replace(o, cost=self._measured.get((group, o.action, o.memory), o.cost)) for o in out]
+        return out
+
+    def _surrogate_options(self, group: tuple[int, ...]) -> list[Option]:
         actions, ranks = self._actions, self._menus[self.shapes[group[0]]]
         m = int(self.sizes[group[0]])
         out: list[Option] = []
@@ -344,6 +396,16 @@ class ModelGraph(SharingGraph):
             d_out, d_in = self.shapes[group[0]][0], int(np.prod(self.shapes[group[0]][1:]))
             rank, rest = divmod(int(memory), d_out + len(group) * d_in)
             return self.basis_option(group, rank, trust) if rank > 0 and not rest else None
+        if action == "input" and len(group) > 1 and self.in_scope(group):
+            d_in = int(np.prod(self.shapes[group[0]][1:]))
+            rank, rest = divmod(int(memory), d_in + sum(self.shapes[i][0] for i in group))
+            if rank <= 0 or rest:
+                return None
+            spec, _ = self._input_spectrum(group)
+            rr = min(rank, len(spec.vals))
+            if trust and not self._fits(spec.rel_err[:, rr]):
+                return None
+            return Option("input", 0.5 * float(spec.vals[rr:].sum()), int(memory), params={"rank": rank})
         return None
 
     def _tie_errors(self, group: tuple[int, ...]) -> list[float]:
@@ -385,6 +447,74 @@ class ModelGraph(SharingGraph):
             if not trust or self._fits(e / max(self._energy(i), 1e-300) for e, i in zip(errs, group)):
                 out.append(Option("basis", math.fsum(errs), d_out * r + len(group) * r * d_in, params={"rank": int(r)}))
         return out
+
+    # ---- input-side shared factors (layers fed the same tensor) --------------------------------------------
+    def input_menu(self, group: Sequence[int]) -> list[int]:
+        """The rank menu of a shared input factor of ``group``: the menu rule at (sum of d_out, d_in)."""
+        d_in = int(np.prod(self.shapes[group[0]][1:]))
+        shape = (sum(self.shapes[i][0] for i in group), d_in)
+        return [r for r in self._rank_rule(shape) if 0 < r < d_in]
+
+    def _input_spectrum(self, group: tuple[int, ...]) -> tuple[_Spectrum, torch.Tensor]:
+        """Eigenvalues (descending) of ``sum_j Z_j^T Z_j`` (``Z_j = W_j L_j``, one input covariance), each
+        member's relative error per rank, and the eigenvectors V (d_in x m, whitened input directions; kept in
+        the byte-bounded cache, recomputed if evicted)."""
+        Zs = [self._cache.get(("z", i), lambda i=i: self.weight(i) @ self._root(i)) for i in group]
+
+        def decompose() -> torch.Tensor:
+            vals, V = torch.linalg.eigh(sum(Z.T @ Z for Z in Zs))
+            return torch.cat([vals.flip(0).clamp(min=0)[None], V.flip(1)], 0)  # row 0: eigenvalues
+
+        packed = self._cache.get(("in", group), decompose)
+        vals, V = packed[0], packed[1:]
+        spec = self._spectra.get(("in", group))
+        if spec is None:
+            proj = torch.stack([((Z @ V) ** 2).sum(0) for Z in Zs])
+            tot = torch.stack([(Z * Z).sum() for Z in Zs]).double()[:, None]
+            captured = torch.cat([torch.zeros(len(group), 1, dtype=torch.float64, device=vals.device),
+                                  proj.double().cumsum(1)], 1)
+            rel = torch.where(tot > 0, (1.0 - captured / tot.clamp(min=1e-300)).clamp(0.0, 1.0),
+                              torch.zeros_like(captured))
+            spec = _Spectrum(vals.double().cpu().numpy(), rel.cpu().numpy())
+            self._spectra[("in", group)] = spec
+            while len(self._spectra) > self._max_spectra:
+                self._spectra.popitem(last=False)
+        return spec, V
+
+    def _input_options(self, group: tuple[int, ...]) -> list[Option]:
+        """A shared input-side factor B (rank x d_in) and per-member A_j (d_out_j x rank), ``W_j ~ A_j B``: the
+        members read one input, so its covariance is common and B spans the top right singular directions
+        of the stacked whitened weights; cost = half the discarded eigenvalues of ``sum_j Z_j^T Z_j``, memory
+        ``rank * (d_in + sum_j d_out_j)`` parameters."""
+        if not all(self.is_linear[i] and self._input_aware(i) for i in group):
+            return []
+        spec, _ = self._input_spectrum(group)
+        d_in = int(np.prod(self.shapes[group[0]][1:]))
+        outs = sum(self.shapes[i][0] for i in group)
+        dense = sum(int(self.sizes[i]) for i in group)
+        ranks = [r for r in self.input_menu(group) if r * (d_in + outs) < dense]
+        out = []
+        for r, cost in zip(ranks, _tails(spec.vals, ranks)):
+            if self._fits(spec.rel_err[:, min(r, len(spec.vals))]):
+                out.append(Option("input", float(cost), r * (d_in + outs), params={"rank": int(r)}))
+        return out
+
+    def input_factors(self, group: Sequence[int], rank: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The shared input factor B (rank x d_in) and each member's A_j (d_out_j x rank), float64, with
+        ``A_j B = W_j L V V^T L^+`` (L the input covariance's root, V the top ``rank`` directions)."""
+        group = tuple(sorted(group))
+        _, V = self._input_spectrum(group)
+        c = self.curvatures[group[0]]
+        evals, evecs = torch.linalg.eigh(c.sigma_in)
+        root = evecs * evals.clamp(min=0).sqrt()
+        pos = evals > evals.max().clamp(min=1e-300) * 1e-12
+        pinv = torch.zeros_like(root).T.contiguous()
+        pinv[pos] = (evecs[:, pos] / evals[pos].sqrt()).T
+        Vr = V[:, :rank]
+        if Vr.shape[1] < rank:  # fewer directions than the rank: complete the basis
+            Vr = torch.linalg.qr(torch.cat([Vr, torch.eye(V.shape[0], dtype=V.dtype, device=V.device)], 1))[0][:, :rank]
+        B = Vr.T @ pinv
+        return B, [self.weight(i) @ root @ Vr for i in group]
 
     # ---- pair statistics for the bounds -------------------------------------------------------------------
     def _pair_tie(self, a: int, b: int) -> float:
@@ -489,6 +619,10 @@ class ModelGraph(SharingGraph):
             for (i, j), cost in self._pairs.tie.items():
                 if i in pos and j in pos:
                     E[pos[i], pos[j]] = E[pos[j], pos[i]] = max(0.0, cost) * _SAFE
+            for (grp, action, _), cost in self._measured.items():
+                if len(grp) == 2 and action in ("tie", "medoid") and grp[0] in pos and grp[1] in pos:
+                    a, b = pos[grp[0]], pos[grp[1]]
+                    E[a, b] = E[b, a] = min(E[a, b], cost)  # a measured pair prices itself
             out.append(KindBound("tie/medoid", m, 0, np.zeros(n), E))
         if "basis" in self._actions and self.is_linear[i0] and self._input_aware(i0):
             d_out, d_in = self.shapes[i0][0], int(np.prod(self.shapes[i0][1:]))
@@ -502,6 +636,11 @@ class ModelGraph(SharingGraph):
                 if i in pos and j in pos:
                     a, b = pos[i], pos[j]
                     E[:, a, b] = E[:, b, a] = np.maximum(0.0, tails - own[a] - own[b]) * _SAFE
+            col = {d_out * r + 2 * r * d_in: k for k, r in enumerate(menu)}  # a pair's basis memory -> rank
+            for (grp, action, mem), cost in self._measured.items():
+                if len(grp) == 2 and action == "basis" and grp[0] in pos and grp[1] in pos and mem in col:
+                    a, b, k = pos[grp[0]], pos[grp[1]], col[mem]
+                    E[k, a, b] = E[k, b, a] = min(E[k, a, b], cost - own[a, k] - own[b, k])  # may be < 0
             for k, r in enumerate(menu):
                 out.append(KindBound(f"basis r={r}", d_out * r, r * d_in, np.where(fits[:, k], own[:, k], np.inf),
                                      E[k]))
@@ -605,11 +744,12 @@ def build_graph(
     names = [n for n in modules if n in curv]
     shapes = [tuple(modules[n].weight.shape) for n in names]
     fams = [f"{shape}" if mix_roles else f"{role_of(n)} {shape}" for n, shape in zip(names, shapes)]
-    menus = {}
-    for s in set(shapes):
+    def rank_rule(s: tuple[int, ...]) -> list[int]:
         d = min(s[0], int(np.prod(s[1:])))
         menu = ranks(s) if callable(ranks) else (ranks if ranks is not None else rank_menu(s))
-        menus[s] = sorted({int(r) for r in menu if 0 < int(r) < d})
+        return sorted({int(r) for r in menu if 0 < int(r) < d})
+
+    menus = {s: rank_rule(s) for s in set(shapes)}
     sizes = [int(np.prod(s)) for s in shapes]
     g = ModelGraph._empty(sizes, names, fams)
     g.module_names = tuple(names)
@@ -621,8 +761,17 @@ def build_graph(
     g.max_group_size = max_group_size
     g._actions = tuple(actions)
     g._menus = menus
+    g._rank_rule = rank_rule
     g._cache = _LRU(512 * 2**20)
     g._max_spectra = 4096
+    g._measured = {}
+    if "input" in actions:
+        # layers fed the very same tensor (the statistics pass shares their covariance object): q/k/v, gate/up
+        by_input: dict[int, list[int]] = {}
+        for i, c in enumerate(g.curvatures):
+            if c.kind == "layerwise" and g.is_linear[i] and c.sigma_in is not None:
+                by_input.setdefault(id(c.sigma_in), []).append(i)
+        g.set_scopes([m for m in by_input.values() if len(m) > 1 and len({g.families[i] for i in m}) > 1])
     g._reset()
     g.probe_ratios = None
     if curvature == "probed":

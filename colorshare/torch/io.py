@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .apply import BasisLinear, _parent
+from .apply import BasisLinear, InputFactorLinear, _parent
 
 __all__ = ["save_shared", "load_shared"]
 
@@ -32,7 +32,9 @@ def save_shared(model: nn.Module, path: str | Path) -> None:
         tensors.setdefault(name, b.detach().contiguous())
     basis = {n: {"in": m.in_features, "out": m.out_features, "rank": m.rank, "bias": m.bias is not None}
              for n, m in model.named_modules() if isinstance(m, BasisLinear)}
-    plan = {"format": "colorshare-shared-v1", "aliases": aliases, "basis": basis}
+    inputs = {n: {"in": m.in_features, "out": m.out_features, "rank": m.rank, "bias": m.bias is not None}
+              for n, m in model.named_modules() if isinstance(m, InputFactorLinear)}
+    plan = {"format": "colorshare-shared-v1", "aliases": aliases, "basis": basis, "input": inputs}
     save_file(tensors, str(path), metadata={"colorshare": json.dumps(plan)})
 
 
@@ -64,6 +66,18 @@ def load_shared(path: str | Path, model: nn.Module) -> nn.Module:
         coeff = nn.Parameter(torch.empty(spec["rank"], spec["in"], dtype=dtype, device=device))
         parent, attr = _parent(model, name)
         setattr(parent, attr, BasisLinear(basis, coeff, getattr(old, "bias", None)))
+    for name, spec in plan.get("input", {}).items():
+        if name not in mods:
+            raise ValueError(f"layer {name!r} of the file is not a module of this model")
+        old = mods[name]
+        w = getattr(old, "weight", None)
+        if w is None or tuple(w.shape) != (spec["out"], spec["in"]):
+            raise ValueError(f"layer {name!r} is {spec['out']} x {spec['in']} in {path} but "
+                             f"{None if w is None else tuple(w.shape)} in this model: is it the same architecture?")
+        factor = nn.Parameter(torch.empty(spec["rank"], spec["in"], dtype=w.dtype, device=w.device))
+        coeff = nn.Parameter(torch.empty(spec["out"], spec["rank"], dtype=w.dtype, device=w.device))
+        parent, attr = _parent(model, name)
+        setattr(parent, attr, InputFactorLinear(factor, coeff, getattr(old, "bias", None)))
     params = dict(model.named_parameters(remove_duplicate=False))
     for alias, canon in plan["aliases"].items():
         if alias not in params or canon not in params:

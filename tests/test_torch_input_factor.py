@@ -1,0 +1,89 @@
+"""Input-side shared factors: layers fed the same tensor (q/k/v, gate/up) share B, W_j ~ A_j B."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from colorshare import evaluate, solve  # noqa: E402
+from colorshare.torch import (InputFactorLinear, apply_coloring, build_graph, load_shared, save_shared,  # noqa: E402
+                              stored_parameters)
+from colorshare.torch.apply import factor_cache  # noqa: E402
+
+
+def tiny_llama(seed=0):
+    torch.manual_seed(seed)
+    cfg = transformers.LlamaConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, vocab_size=97,
+                                   max_position_embeddings=64)
+    return transformers.AutoModelForCausalLM.from_config(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def case():
+    model = tiny_llama()
+    g = torch.Generator().manual_seed(1)
+    batches = [{"input_ids": torch.randint(0, 97, (2, 16), generator=g)} for _ in range(3)]
+    graph = build_graph(model, batches, curvature="kfac", targets=[r".*_proj"], progress=False)
+    return model, batches, graph
+
+
+def test_scopes_are_the_layers_fed_the_same_tensor(case):
+    _, _, g = case
+    names = [sorted(g.module_names[i].rsplit(".", 1)[1] for i in sc) for sc in g.scopes]
+    assert sorted(map(tuple, names)) == [("gate_proj", "up_proj")] * 2 + [("k_proj", "q_proj", "v_proj")] * 2
+    for sc in g.scopes:  # one block each
+        assert len({g.module_names[i].split(".")[2] for i in sc}) == 1
+
+
+def test_an_input_shared_group_computes_its_factor_once_per_forward_and_stores_what_the_solver_said(case,
+                                                                                                   tmp_path):
+    model, batches, g = case
+    qkv = next(sc for sc in g.scopes if len(sc) == 3)
+    opt = min((o for o in g.options(qkv) if o.action == "input"), key=lambda o: o.memory)
+    classes = [(qkv, "input", opt.memory)] + [((i,), "dense") for i in range(g.n) if i not in qkv]
+    sol = evaluate(g, classes)
+    assert sol.memory == g.dense_size - sum(int(g.sizes[i]) for i in qkv) + opt.memory
+    shared = apply_coloring(model, g, sol)
+    assert stored_parameters(shared) == stored_parameters(model) - g.dense_size + sol.memory  # to the element
+    mods = [shared.get_submodule(g.module_names[i]) for i in qkv]
+    assert all(isinstance(m, InputFactorLinear) for m in mods) and len({id(m.factor) for m in mods}) == 1
+    cache = factor_cache(mods[0].factor)
+    before = cache.computed
+    with torch.no_grad():
+        out = shared(**batches[0]).logits
+    assert cache.computed - before == 1  # q, k and v read one product x B^T
+    # the layers compute A_j B exactly: the same as a dense model holding those weights
+    dense = tiny_llama()
+    dense.load_state_dict(model.state_dict())
+    ws = g.class_weights(qkv, "input", opt.params["rank"])
+    with torch.no_grad():
+        for i, W in zip(qkv, ws):
+            dense.get_submodule(g.module_names[i]).weight.copy_(W)
+        ref = dense(**batches[0]).logits
+    assert torch.allclose(out, ref, atol=1e-4)
+    import copy
+
+    twin = copy.deepcopy(shared)  # after a forward (a cache holding a product): copies start empty, still shared
+    tm = [twin.get_submodule(g.module_names[i]) for i in qkv]
+    assert len({id(factor_cache(m.factor)) for m in tm}) == 1 and factor_cache(tm[0].factor) is not cache
+    save_shared(shared, tmp_path / "m.safetensors")
+    back = load_shared(tmp_path / "m.safetensors", tiny_llama(seed=5))
+    assert stored_parameters(back) == stored_parameters(shared)
+    mods = [back.get_submodule(g.module_names[i]) for i in qkv]
+    assert len({id(m.factor) for m in mods}) == 1
+    with torch.no_grad():
+        assert torch.allclose(back(**batches[0]).logits, out, atol=1e-5)
+
+
+def test_the_solver_picks_input_groups_jointly_and_per_layer_means_no_sharing(case):
+    _, _, g = case
+    sol = solve(g, 0.5 * g.dense_size, backend="highs")
+    assert sol.status == "optimal"
+    per = solve(g, 0.5 * g.dense_size, backend="highs", max_group_size=1)
+    assert all(len(c.members) == 1 for c in per.classes)
+    assert sol.objective <= per.objective * (1 + 1e-9)
+    # the exact backends agree on a graph with scope groups
+    for b in ("cpsat", "pulp"):
+        other = solve(g, 0.5 * g.dense_size, backend=b, time_limit=60)
+        assert other.objective == pytest.approx(sol.objective, rel=1e-5)
