@@ -60,18 +60,29 @@ def _layer_index(name: str) -> str:
 
 
 def family_table(graph: Any, solution: Any) -> list[dict[str, Any]]:
-    """Per family: its classes as (layer indices, action, rank), and stored / dense parameters."""
+    """Per family: its classes as (layer indices, action, rank), and stored / dense parameters of those
+    classes; classes across families (a shared input-side factor) in a last row of their own."""
     rows = []
+    across = [c for c in solution.classes if len({graph.families[i] for i in c.members}) > 1]
     for fam, members in graph.family_members.items():
         mset = set(members)
-        classes = [c for c in solution.classes if c.members[0] in mset]
+        classes = [c for c in solution.classes if c.members[0] in mset and c not in across]
         rows.append({
             "family": fam,
-            "layers": len(members),
-            "dense": int(sum(int(graph.sizes[i]) for i in members)),
+            "layers": sum(len(c.members) for c in classes),  # its layers not in a shared-input class
+            "dense": int(sum(int(graph.sizes[i]) for c in classes for i in c.members)),
             "stored": int(sum(c.memory for c in classes)),
             "classes": [{"layers": [_layer_index(graph.module_names[i]) for i in c.members], "action": c.action,
                          "rank": (c.params or {}).get("rank"), "parameters": c.memory} for c in classes],
+        })
+    if across:  # classes of layers fed one input (q/k/v, gate/up): a shared input-side factor
+        rows.append({
+            "family": "shared inputs (across families)",
+            "layers": sum(len(c.members) for c in across),
+            "dense": int(sum(int(graph.sizes[i]) for c in across for i in c.members)),
+            "stored": int(sum(c.memory for c in across)),
+            "classes": [{"layers": [graph.module_names[i] for i in c.members], "action": c.action,
+                         "rank": (c.params or {}).get("rank"), "parameters": c.memory} for c in across],
         })
     return rows
 
@@ -95,7 +106,8 @@ def _markdown(report: dict[str, Any]) -> str:
     for row in report["families"]:
         cls = "; ".join(f"{'+'.join(c['layers'])}: {c['action']}{'' if c['rank'] is None else ' ' + str(c['rank'])}"
                         for c in row["classes"])
-        out.append(f"| {row['family']} | {row['layers']} | {row['stored'] / row['dense']:.1%} | {cls} |")
+        frac = row['stored'] / row['dense'] if row['dense'] else 0.0
+        out.append(f"| {row['family']} | {row['layers']} | {frac:.1%} | {cls} |")
     out += ["", "| step | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in report["seconds"].items()]
     out += ["", f"peak memory (resident): {report['peak_memory_gb']:.2f} GB"]
     return "\n".join(out) + "\n"

@@ -21,7 +21,8 @@ conflict-free same-family group): the groups it does not list exist, priced by t
 ``solve`` states bounds for the whole space. This is how a model's graph is written without torch
 (:func:`save_instance` of a :class:`~colorshare.torch.ModelGraph` after a solve: every evaluated column).
 
-``"max_group_size"``: the largest class of the instance's space (default: a whole family). Optional ``"budgets"``
+``"max_group_size"``: the largest class of the instance's space within a family (default: a whole family);
+``"scopes"``: member sets across families whose subsets may form classes too (layers fed one input). Optional ``"budgets"``
 (parameters) and ``"about"`` (free text) are kept for the reader; ``solve`` ignores them.
 """
 
@@ -41,7 +42,7 @@ from .formulations.graph import SharingGraph
 __all__ = ["load_instance", "read_instance", "save_instance", "graph_from_dict", "graph_to_dict"]
 
 _KEYS = {"cost", "pairwise", "groups", "sizes", "conflicts", "names", "families", "budget", "budgets", "bounds",
-         "about", "max_group_size"}
+         "about", "max_group_size", "scopes"}
 
 
 def _kind_from_dict(family: str, raw: Any, n: int) -> KindBound:
@@ -91,6 +92,8 @@ def graph_from_dict(data: dict[str, Any]) -> SharingGraph:
             return holder.get(holder["graph"].families[members[0]])
 
     g = SharingGraph.from_groups(table, sizes=data["sizes"], bounds=bounds, **common)
+    if data.get("scopes"):
+        g.set_scopes(data["scopes"])
     mgs = data.get("max_group_size")
     if mgs is not None:
         if isinstance(mgs, bool) or not isinstance(mgs, int) or mgs < 1:
@@ -158,6 +161,8 @@ def graph_to_dict(graph: SharingGraph) -> dict[str, Any]:
         table = model.evaluated()  # type: ignore[attr-defined]
         if graph.max_group_size is not None:
             out["max_group_size"] = int(graph.max_group_size)
+        if graph.scopes:
+            out["scopes"] = [list(sc) for sc in graph.scopes]
         out["groups"] = [{"members": list(g), "options": _option_list(opts)} for g, opts in sorted(table.items())]
         if model.has_bounds:  # type: ignore[attr-defined]
             out["bounds"] = {}

@@ -87,3 +87,27 @@ def test_the_solver_picks_input_groups_jointly_and_per_layer_means_no_sharing(ca
     for b in ("cpsat", "pulp"):
         other = solve(g, 0.5 * g.dense_size, backend=b, time_limit=60)
         assert other.objective == pytest.approx(sol.objective, rel=1e-5)
+
+
+def test_block_replay_is_the_models_own_forward(case):
+    """Probes and measurements rerun only the blocks from the first changed one: bit for bit the same."""
+    from colorshare.torch.replay import BlockReplay
+
+    model, batches, g = case
+    rp = BlockReplay(model, batches[:2])
+    assert rp.blocks is not None and len(rp.blocks) == 2
+    name = "model.layers.1.mlp.down_proj"
+    assert rp.start([name, "model.layers.1.self_attn.q_proj"]) == 1 and rp.start(["lm_head"]) == 0
+    w = model.get_submodule(name).weight
+    old = w.detach().clone()
+    try:
+        with torch.no_grad():
+            w.mul_(0.5)
+            full = [model(**b, use_cache=False).logits for b in batches[:2]]
+        part = rp.outputs(rp.start([name]))
+        for a, b in zip(full, part):
+            assert torch.equal(a, b.logits)
+    finally:
+        with torch.no_grad():
+            w.copy_(old)
+    assert all(isinstance(m, type(rp.blocks[0])) for m in rp.blocks)  # the stand-ins were taken out again

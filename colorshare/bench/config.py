@@ -39,7 +39,7 @@ class BenchConfig:
     sweep_instances: tuple[str, ...] = ("llama7b-224", "planted-448", "ranked-210")  # gap versus time
     sweep_limits: tuple[float, ...] = (1.0, 3.0, 30.0)  # besides time_limit
     model_budget: float = 0.5  # budget of the real models' graphs in the solver comparison
-    budgets: tuple[float, ...] = (0.8, 0.7, 0.6, 0.5)
+    budgets: tuple[float, ...] = (0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
     solve_limit: float = 120.0  # seconds per solve of the compression section (HiGHS); early stops are noted
     measure_rounds: int = 4  # optimal under a probed graph: solves with measured shared classes (0: surrogate only)
     methods: tuple[str, ...] = ("optimal", "adjacent", "per-layer", "all-shared", "similarity", "random")
@@ -70,7 +70,7 @@ PRESETS: dict[str, BenchConfig] = {
         mycielski=(3, 4, 5),
         sweep_instances=("llama7b-224",),
         sweep_limits=(1.0, 2.0),
-        budgets=(0.7, 0.5),
+        budgets=(0.7, 0.4),
         random_seeds=2,
         optimal_curvatures=("kfac", "layerwise"),
         fidelity_colorings=50,

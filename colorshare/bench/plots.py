@@ -127,28 +127,46 @@ def _time_vs_size(plt: Any, cfg: BenchConfig, res: BenchResult, path: Path) -> N
     _save(plt, fig, path)
 
 
+_CLIP = 20.0
+"""A lower-is-better metric above this many times the dense model's is drawn at the clip line (noted)."""
+
+
 def _pareto(plt: Any, rows: list[dict[str, Any]], model: str, path: Path) -> None:
     rs = [r for r in rows if r["model"] == model]
     metrics = list(dict.fromkeys(r["metric"] for r in rs))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.8 * len(metrics), 4.4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        series: dict[str, dict[float, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
+        series: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
         for r in rs:
             if r["metric"] != metric or r["method"] == "dense":
                 continue
-            series[r["method"]][r["budget_fraction"]].append((r["stored_parameters"], r["value"]))
+            series[r["method"]][r["budget_fraction"]].append(r["value"])
+        dense = [r["value"] for r in rs if r["metric"] == metric and r["method"] == "dense"]
+        lower_better = metric in ("perplexity", "cross_entropy", "loss")
+        vals = [x for by in series.values() for v in by.values() for x in v]
+        log = lower_better and bool(vals) and min(vals) > 0 and max(vals) / max(min(vals), 1e-300) > 20
+        clip = _CLIP * dense[0] if (log and dense and dense[0] > 0) else None
+        clipped = []
         for k, (m, by_frac) in enumerate(series.items()):
-            pts = sorted((statistics.fmean(p for p, _ in v), statistics.fmean(x for _, x in v),
-                          statistics.pstdev([x for _, x in v])) for v in by_frac.values())
+            pts = sorted((100 * f, statistics.fmean(v), statistics.pstdev(v)) for f, v in by_frac.items())
+            if clip is not None and any(p[1] > clip for p in pts):
+                clipped.append(m)
+                pts = [(x, min(y, clip), e) for x, y, e in pts]
             style = {"lw": 2.5, "zorder": 5} if m == "optimal" else {"lw": 1.2}
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts] if m == "random" else None,
-                        marker="o", ms=4, label=m, color=f"C{k}", capsize=2, **style)
-        dense = [r["value"] for r in rs if r["metric"] == metric and r["method"] == "dense"]
+                        marker="o", ms=4, label=m, color=f"C{k % 10}", ls="-" if k < 10 else "--", capsize=2, **style)
         if dense:
             ax.axhline(dense[0], color="black", ls="--", lw=0.8, label="dense model")
-        ax.set_xlabel("stored parameters of the target layers")
-        ax.set_ylabel(metric)
-        ax.legend(fontsize=8)
+        if log:
+            ax.set_yscale("log")
+        if clip is not None and clipped:
+            ax.axhline(clip, color="grey", ls=":", lw=0.8)
+            ax.text(0.01, 0.99, f"clipped at {_CLIP:g}x dense: {', '.join(clipped)}", transform=ax.transAxes,
+                    fontsize=7, va="top")
+        ax.set_xlabel("stored parameters of the target layers (% of dense)")
+        ax.set_ylabel(metric + (" (log, lower is better)" if log else (" (lower is better)" if lower_better else "")))
+        ax.invert_xaxis()
+        ax.legend(fontsize=7)
     _save(plt, fig, path, f"{model}: quality versus memory at equal budgets")
 
 

@@ -284,6 +284,7 @@ def generate_columns(
             return cs  # no bound: the groups left out have none (a master of singletons still gives a coloring)
         cs.add(grp)
     cs.facts["evaluated_groups"] = len(cs.groups)
+    unpriced = [grp for grp in first if grp in cs.unevaluable]  # scope groups a table has no costs for
     best_bound = 0.0  # every group cost is >= 0 (truncated curvature-weighted energy): 0 bounds the optimum
     priced_out = True
     price = None
@@ -350,4 +351,8 @@ def generate_columns(
     cs.facts["lp_value"] = cs.lp_value
     cs.facts["lagrangian_bound"] = best_bound
     cs.bound = best_bound if math.isfinite(best_bound) else None
+    if unpriced:  # groups no bound covers and no cost prices: nothing is proven about colorings that use them
+        cs.facts["unpriced_scope_groups"] = len(unpriced)
+        cs.bound, cs.lp_complete, cs.duals = None, False, None
+        cs.facts.pop("lp_optimal_over_all_groups", None)
     return cs

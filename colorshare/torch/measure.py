@@ -24,18 +24,20 @@ from torch import nn
 from ..solvers.solution import Solution
 from .graph import ModelGraph
 from .probe import _reference, output_divergence
-from .stats import forward
+from .replay import BlockReplay
 
 __all__ = ["measure_classes", "solve_measured"]
 
 
 def measure_classes(graph: ModelGraph, model: nn.Module, batches: Sequence[Any], classes: Sequence[Any],
-                    loss_fn: Callable[[Any, Any], torch.Tensor] | None = None) -> list[float]:
+                    loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
+                    replay: BlockReplay | None = None) -> list[float]:
     """The measured divergence of each class applied alone to ``model`` (classes: ``SharingClass``), on
-    ``batches``, in the probes' units. Every weight is restored exactly afterwards."""
+    ``batches``, in the probes' units. Every weight is restored exactly afterwards. ``replay``: the dense
+    model's block outputs on ``batches`` (made here if None; pass one to measure in several calls)."""
     mods = dict(model.named_modules())
-    with torch.no_grad():
-        refs = [_reference(forward(model, b), b, loss_fn) for b in batches]
+    replay = replay or BlockReplay(model, batches)  # the blocks before a class's first member are not rerun
+    refs = [_reference(o, b, loss_fn) for o, b in zip(replay.dense, batches)]
     out = []
     for cl in classes:
         new = graph.class_weights(cl.members, cl.action, (cl.params or {}).get("rank"), cl.representative)
@@ -45,8 +47,9 @@ def measure_classes(graph: ModelGraph, model: nn.Module, batches: Sequence[Any],
             with torch.no_grad():
                 for w, W in zip(ws, new):
                     w.copy_(W.reshape(w.shape).to(device=w.device, dtype=w.dtype))
-                out.append(math.fsum(output_divergence(forward(model, b), b, r, loss_fn)
-                                     for b, r in zip(batches, refs)) / len(refs))
+                outs = replay.outputs(replay.start([graph.module_names[i] for i in cl.members]))
+                out.append(math.fsum(output_divergence(o, b, r, loss_fn)
+                                     for o, b, r in zip(outs, batches, refs)) / len(refs))
         finally:
             with torch.no_grad():
                 for w, o in zip(ws, old):
@@ -56,7 +59,8 @@ def measure_classes(graph: ModelGraph, model: nn.Module, batches: Sequence[Any],
 
 def solve_measured(graph: ModelGraph, model: nn.Module, batches: Sequence[Any], budget: float, *,
                    loss_fn: Callable[[Any, Any], torch.Tensor] | None = None, rounds: int = 4,
-                   solve: Callable[..., Solution] | None = None, **solve_options: Any) -> Solution:
+                   measure_limit: float | None = 300.0, solve: Callable[..., Solution] | None = None,
+                   **solve_options: Any) -> Solution:
     """Solve, measure the shared classes of the answer, price them by measurement, solve again.
 
     Parameters
@@ -65,6 +69,8 @@ def solve_measured(graph: ModelGraph, model: nn.Module, batches: Sequence[Any], 
     model, batches : the model and its probe batches (the graph's ``probe_batches`` first calibration batches).
     budget : parameters, as for :func:`colorshare.solve`; ``solve_options`` go to it (backend, time_limit...).
     rounds : at most this many solves (each after the first follows new measurements).
+    measure_limit : seconds of measurement in all (None: no limit); each round measures the most expensive
+        unmeasured classes first, and stops when it is spent.
 
     Returns
     -------
@@ -84,6 +90,7 @@ def solve_measured(graph: ModelGraph, model: nn.Module, batches: Sequence[Any], 
     if not (isinstance(rounds, int) and rounds >= 1):
         raise ValueError(f"rounds must be a positive int, got {rounds!r}")
     run = solve or default_solve
+    replay: BlockReplay | None = None
     log: list[dict[str, Any]] = []
     spent = 0.0
     sol = run(graph, budget, **solve_options)
@@ -97,9 +104,18 @@ def solve_measured(graph: ModelGraph, model: nn.Module, batches: Sequence[Any], 
         if done >= rounds:
             stop = f"round limit ({rounds}) with {len(new)} shared class(es) unmeasured"
             break
-        t = time.perf_counter()
-        costs = measure_classes(graph, model, batches, new, loss_fn)
-        spent += time.perf_counter() - t
+        if measure_limit is not None and spent >= measure_limit:
+            stop = f"measurement time limit ({measure_limit:g} s) with {len(new)} shared class(es) unmeasured"
+            break
+        new.sort(key=lambda c: -c.cost)  # the classes that weigh most in the objective first
+        costs: list[float] = []
+        for c in new:
+            if measure_limit is not None and spent >= measure_limit:
+                break
+            t = time.perf_counter()
+            replay = replay or BlockReplay(model, batches)
+            costs += measure_classes(graph, model, batches, [c], loss_fn, replay)
+            spent += time.perf_counter() - t
         for c, m in zip(new, costs):
             graph.set_measured(c.members, c.action, c.memory, m)
             log.append({"layers": [graph.names[i] for i in c.members], "action": c.action,

@@ -17,8 +17,9 @@ measured / predicted. The divergence, computed on the outputs' device:
 - an encoder's ``last_hidden_state``: mean ``1 - cosine`` of the mean-pooled, normalised embeddings;
 - with a ``loss_fn``: its increase over the dense model.
 
-Costs of a probed graph are then in the divergence's units. Cost: one forward pass over the probe batches
-per layer (no gradients).
+Costs of a probed graph are then in the divergence's units. Cost: per layer, one forward pass over the probe
+batches from the layer's block on (:class:`~colorshare.torch.replay.BlockReplay` replays the blocks before it
+from the dense run; no gradients).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .stats import NO_DEFAULT_LOSS, _mask, forward, model_logits, pooled_embedding
+from .replay import BlockReplay
+from .stats import NO_DEFAULT_LOSS, _mask, model_logits, pooled_embedding
 
 __all__ = ["probe_scales", "output_divergence"]
 
@@ -77,10 +79,10 @@ def probe_scales(graph: Any, modules: dict[str, nn.Module], model: nn.Module, ba
     and ``basis_option`` its predicted cost); ``modules``: the graph's layers by name; ``batches``: the probe
     batches (the model's inputs). Every weight is restored exactly after its probe. A layer whose probe
     predicts or measures no change gets the median ratio of the others (with a warning)."""
-    with torch.no_grad():
-        refs = [_reference(forward(model, b), b, loss_fn) for b in batches]
-    if not refs:
+    if not batches:
         raise ValueError("the probes need at least one calibration batch")
+    replay = BlockReplay(model, batches)  # a probe in block L reruns blocks L.. only
+    refs = [_reference(o, b, loss_fn) for o, b in zip(replay.dense, batches)]
     ratios = np.full(graph.n, np.nan)
     for i, name in enumerate(tqdm(graph.module_names, desc="probes", leave=False, disable=not progress)):
         d = min(graph.shapes[i][0], int(np.prod(graph.shapes[i][1:])))
@@ -94,8 +96,9 @@ def probe_scales(graph: Any, modules: dict[str, nn.Module], model: nn.Module, ba
         try:
             with torch.no_grad():
                 w.copy_((U @ C[0]).reshape(w.shape).to(device=w.device, dtype=w.dtype))
-                measured = math.fsum(output_divergence(forward(model, b), b, r, loss_fn)
-                                     for b, r in zip(batches, refs)) / len(refs)
+                outs = replay.outputs(replay.start([name]))
+                measured = math.fsum(output_divergence(o, b, r, loss_fn) for o, b, r in zip(outs, batches, refs)) \
+                    / len(refs)
         finally:
             with torch.no_grad():
                 w.copy_(old)
