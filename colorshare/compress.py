@@ -164,7 +164,7 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
              else f"classes of at most {graph.max_group_size} layer{'s' if graph.max_group_size > 1 else ''}")
     gen = sol.facts.get("column_generation") or {}
     echo(f"solve: {sol.status.value}, objective {_fmt(sol.objective)}, bound {_fmt(sol.bound)}, gap "
-         f"{'-' if sol.gap is None else format(sol.gap, '.2%')} over {space} ({sol.wall_time:.0f} s"
+         f"{'-' if sol.gap is None else format(sol.gap, '.2%')} over {space} ({seconds['solve']:.0f} s"
          + (f"; {gen['refined_pairs']} pair statistics" if gen.get("refined_pairs") else "") + ")")
     if sol.colors is None:
         floor = sum(min(o.memory for o in graph.options((i,))) for i in range(graph.n))

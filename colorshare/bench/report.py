@@ -197,6 +197,7 @@ def _compression_section(cfg: BenchConfig, res: BenchResult) -> list[str]:
         dense = {r["metric"]: r["value"] for r in rows if r["model"] == model and r["method"] == "dense"}
         lines += [f"### {model}", "", "Dense model: " + ", ".join(f"{m} {_f(v)}" for m, v in dense.items()) + "; "
                   f"Pareto plot: pareto_{model}.png", ""]
+        lines += budget_table(rows, model)
         for frac in sorted({r["budget_fraction"] for r in rows if r["model"] == model and r["method"] != "dense"},
                            reverse=True):
             hl = headline(rows, model, frac)
@@ -215,7 +216,31 @@ def _compression_section(cfg: BenchConfig, res: BenchResult) -> list[str]:
     notes = res.notes_of("solve")
     if notes:
         lines += ["Solves that did not end optimal:", ""] + [f"- {n}" for n in notes] + [""]
+    info = res.notes_of("info")
+    if info:
+        lines += ["Measurements and pair statistics:", ""] + [f"- {n}" for n in info] + [""]
     return lines
+
+
+BUDGET_METHODS = ("optimal", "per-layer", "svd-uniform", "basis-sharing")
+
+
+def budget_table(rows: list[CompressionRow], model: str) -> list[str]:
+    """Markdown: the model's first metric at every budget for the default pipeline, the restriction it contains
+    (per-layer ranks under the same surrogate) and the papers' baselines, with optimal / per-layer - 1."""
+    metrics = list(dict.fromkeys(r["metric"] for r in rows if r["model"] == model))
+    if not metrics:
+        return []
+    metric = metrics[0]
+    fracs = sorted({r["budget_fraction"] for r in rows if r["model"] == model and r["method"] != "dense"},
+                   reverse=True)
+    body = []
+    for frac in fracs:
+        hl = dict(headline(rows, model, frac))
+        vals = [hl.get(m, {}).get(metric) for m in BUDGET_METHODS]
+        rel = "-" if vals[0] is None or not vals[1] else f"{100 * (vals[0] / vals[1] - 1):+.1f} %"
+        body.append([f"{frac:.0%}"] + [_f(v, ".4f") for v in vals] + [rel])
+    return [f"{metric} at every budget:", ""] + _table(["keep"] + list(BUDGET_METHODS) + ["optimal vs per-layer"], body)
 
 
 def _fidelity_section(res: BenchResult) -> list[str]:
