@@ -158,6 +158,8 @@ def graph_to_dict(graph: SharingGraph) -> dict[str, Any]:
         out["pairwise"] = graph.cost_matrix.tolist()
     else:
         model = graph.model
+        for i in range(graph.n):  # every layer's own options, so that the file always has a coloring
+            graph.options((i,))
         table = model.evaluated()  # type: ignore[attr-defined]
         if graph.max_group_size is not None:
             out["max_group_size"] = int(graph.max_group_size)

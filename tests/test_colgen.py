@@ -94,3 +94,55 @@ def test_trust_region_changes_the_answer():
         assert worst(capped, b) <= cap + 1e-9
         assert b.objective > a.objective
     assert math.isfinite(a.objective)
+
+
+def test_generated_columns_are_solved_in_units_of_the_optimum(graphs, monkeypatch):
+    """The program over generated columns reaches the backend scaled by the master LP's value (a lower bound on
+    the optimum), not by its largest column: scaled by that, HiGHS and CBC claimed bounds 0.5 % above a coloring
+    CP-SAT found on ranked-210 (tolerances of 1e-7 against an optimum of 8e-5 in the solver's units)."""
+    import colorshare.solvers.api as api
+
+    seen = []
+    orig = api._solve_scaled
+
+    def spy(solver, program, left, seed, hint, options, magnitude=None):
+        seen.append((float(abs(program.c).max()), magnitude))
+        return orig(solver, program, left, seed, hint, options, magnitude)
+
+    monkeypatch.setattr(api, "_solve_scaled", spy)
+    g = graphs["kfac"]
+    sol = solve(g, 0.45 * g.dense_size, backend="highs", columns="generate", time_limit=30)
+    lp = sol.facts["column_generation"]["lp_value"]
+    assert seen and all(m == lp for _, m in seen)
+    assert 0 < lp <= sol.objective * (1 + 1e-9)
+
+
+@pytest.mark.slow
+def test_exact_backends_agree_on_ranked_210_generated_columns():
+    """Every exact backend on SmolLM2's shape (7 families of 30 layers, fine ranks, pairs): no bound above any
+    backend's coloring, and HiGHS within 1 % in 60 s (issue: the solver table's ranked instances)."""
+    from colorshare.torch.models import fine_ranks
+
+    model, batches = planted_stack(families=7, layers=30, seed=0)
+    g = build_graph(model, batches, ranks=fine_ranks, progress=False)
+    g.pair_statistics(progress=False)
+    sols = {be: solve(g, 0.5 * g.dense_size, backend=be, time_limit=60) for be in ("highs", "cpsat", "pulp")}
+    best = min(s.objective for s in sols.values())
+    for be, s in sols.items():
+        assert s.bound is not None and s.bound <= best * (1 + 1e-9), (be, s.bound, best)
+    assert sols["highs"].gap <= 0.01
+
+
+def test_an_instance_saved_before_any_solve_has_every_layer_and_solves(tmp_path):
+    from colorshare.io import read_instance, save_instance
+
+    model, batches = planted_stack(families=2, layers=6, width=16, seed=2)
+    g = build_graph(model, batches, actions=("basis", "dense"), ranks=[2, 4, 8], progress=False)
+    save_instance(g, tmp_path / "g.json.gz")
+    back = read_instance(tmp_path / "g.json.gz")
+    back = back[0] if isinstance(back, tuple) else back
+    assert all(back.options((i,)) for i in range(back.n))
+    a = solve(back, 0.5 * back.dense_size, backend="highs", time_limit=30)
+    b = solve(g, 0.5 * g.dense_size, backend="highs", time_limit=30)
+    assert a.colors is not None and b.status == "optimal"
+    assert a.objective >= b.objective * (1 - 1e-9)  # the file's space is within the graph's
