@@ -9,20 +9,10 @@ import math
 import sys
 from collections.abc import Sequence
 
+from .formulations.budget import parse_budget
 from .solvers import Solution, available_backends, solve
 
 __all__ = ["main", "comparison_table", "parse_budget"]
-
-
-def parse_budget(text: str, dense_size: int) -> float:
-    """A budget in parameters, or a percentage of ``dense_size`` (parameters; "50%"), or "inf"."""
-    t = text.strip()
-    try:
-        if t.endswith("%"):
-            return float(t[:-1]) / 100.0 * dense_size
-        return float(t)
-    except ValueError:
-        raise ValueError(f"budget {text!r} is neither a number of parameters nor a percentage like 50%") from None
 
 
 def _fmt(v: float | None, spec: str = ".6g") -> str:
@@ -126,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--no-verify", action="store_true", help="skip reloading the saved file and re-measuring")
     c.add_argument("--max-group-size", type=int, default=None,
                    help="largest sharing class (default 2 with shared bases, where the solve is proven; 0: any size)")
+    c.add_argument("--calibration", metavar="FILE", default=None,
+                   help="plain text to calibrate on (causal LMs; default: even pydoc topics, 32 x 256 tokens)")
+    c.add_argument("--evaluation", metavar="FILE", default=None,
+                   help="plain text to measure perplexity on (causal LMs; default: odd pydoc topics, 24 x 256 tokens)")
     c.add_argument("--measure-rounds", type=int, default=4,
                    help="probed surrogate: solves that price the answer's shared classes by measurement (default 4; "
                         "1: the surrogate only)")

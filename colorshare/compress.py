@@ -31,13 +31,24 @@ def _peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def resolve_model(model: str, device: str = "cpu") -> Any:
+def resolve_model(model: str, device: str = "cpu", calibration: str | Path | None = None,
+                  evaluation: str | Path | None = None) -> Any:
     """A :class:`~colorshare.torch.models.ModelCase` for a built-in name or a local causal-LM folder / GGUF
-    file. ValueError naming the problem for an unknown name or an unreadable path."""
+    file; ``calibration`` / ``evaluation``: plain-text files to calibrate and measure perplexity on (causal LMs
+    only; default: the standard library's pydoc topics, even / odd). ValueError naming the problem for an
+    unknown name, an unreadable path or text files given for a model that is not a causal LM."""
+    import inspect
+
     from .torch.models import MODEL_CASES, causal_lm_case, load_causal_lm
 
+    text = {"calibration_text": calibration, "evaluation_text": evaluation}
     if model in MODEL_CASES:
-        return MODEL_CASES[model](device=device)
+        make = MODEL_CASES[model]
+        if (calibration or evaluation) and "calibration_text" not in inspect.signature(make).parameters:
+            raise ValueError(f"--calibration / --evaluation apply to causal LMs; {model!r} is not one")
+        if "calibration_text" in inspect.signature(make).parameters:
+            return make(device=device, **text)
+        return make(device=device)
     p = Path(model)
     if not p.exists():
         raise ValueError(f"unknown model {model!r}: not a built-in model ({', '.join(MODEL_CASES)}) "
@@ -51,7 +62,7 @@ def resolve_model(model: str, device: str = "cpu") -> Any:
         lm, tok = load_causal_lm(str(p), device)
     except Exception as exc:  # noqa: BLE001 - whatever transformers / gguf raise, name the file
         raise ValueError(f"cannot read {model!r} as a causal language model: {type(exc).__name__}: {exc}") from None
-    return causal_lm_case(p.name, lm, tok, device=device, info={"source": str(p)})
+    return causal_lm_case(p.name, lm, tok, device=device, info={"source": str(p)}, **text)
 
 
 def _layer_index(name: str) -> str:
@@ -98,7 +109,9 @@ def _markdown(report: dict[str, Any]) -> str:
            f"{'-' if s['bound'] is None else format(s['bound'], '.6g')}, gap "
            f"{'-' if s['gap'] is None else format(s['gap'], '.3g')} over {s.get('space', 'every class')}; "
            f"{s['restricted'] or 'full column set'}",
-           f"- curvature: {report['curvature']}, trust region {report['trust_region']}", ""]
+           f"- curvature: {report['curvature']}, trust region {report['trust_region']}"]
+    out += [f"- {k}: {v}" for k, v in report.get("case_info", {}).items() if k in ("calibration", "evaluation")]
+    out += [""]
     out += ["| metric | before | after |", "|---|---|---|"]
     for k, v in report["metric_before"].items():
         out.append(f"| {k} | {v:.4f} | {report['metric_after'][k]:.4f} |")
@@ -115,13 +128,15 @@ def _markdown(report: dict[str, Any]) -> str:
 
 def compress(model: str, budget: str, out: str | Path, curvature: str | None = None, backend: str = "highs",
              time_limit: float = 300.0, device: str = "cpu", seed: int = 0, verify: bool = True,
-             echo: Any = print, max_group_size: int | None | str = "auto", measure_rounds: int = 4) -> dict[str, Any]:
+             echo: Any = print, max_group_size: int | None | str = "auto", measure_rounds: int = 4,
+             calibration: str | Path | None = None, evaluation: str | Path | None = None) -> dict[str, Any]:
     """Compress ``model`` to ``budget`` and write the model and report into ``out``; returns the report.
     ``max_group_size``: the largest sharing class (``build_graph``'s; "auto": 2 with shared bases).
     ``measure_rounds``: with the probed surrogate, solve at most this many times, pricing the shared classes of
-    each answer by measurement (:func:`colorshare.torch.measure.solve_measured`); 0 or 1: the surrogate only."""
+    each answer by measurement (:func:`colorshare.torch.measure.solve_measured`); 0 or 1: the surrogate only.
+    ``calibration`` / ``evaluation``: plain-text files (causal LMs; the report states their token counts)."""
     from . import solve
-    from .cli import parse_budget
+    from .formulations.budget import parse_budget
     from .torch import apply_coloring, build_graph, load_shared, save_shared, stored_parameters
     from .torch.curvature import DEFAULT_CURVATURE
     from .torch.graph import DEFAULT_TRUST_REGION
@@ -134,12 +149,18 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
     out = Path(out)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    case = resolve_model(model, device)
+    for label, f in (("--calibration", calibration), ("--evaluation", evaluation)):
+        if f is not None and not Path(f).is_file():  # fail before loading anything
+            raise ValueError(f"{label} file {str(f)!r} does not exist")
+    case = resolve_model(model, device, calibration, evaluation)
     seconds["load"] = time.perf_counter() - t
     t = time.perf_counter()
     before = case.metrics(case.model)
     seconds["evaluate dense"] = time.perf_counter() - t
     echo(f"{case.name}: dense " + ", ".join(f"{k} {v:.4f}" for k, v in before.items()))
+    for k in ("calibration", "evaluation"):
+        if k in case.info:
+            echo(f"{k}: {case.info[k]}")
     t = time.perf_counter()
     graph = build_graph(case.model, case.batches, case.targets, curvature, seed=seed, max_group_size=max_group_size)
     seconds["statistics"] = time.perf_counter() - t
@@ -222,7 +243,7 @@ def main_from_args(args: Any) -> int:
         compress(args.model, args.budget, args.out, args.curvature, args.backend, args.time_limit, args.device,
                  args.seed, verify=not args.no_verify,
                  max_group_size="auto" if mgs is None else (None if mgs == 0 else mgs),
-                 measure_rounds=args.measure_rounds)
+                 measure_rounds=args.measure_rounds, calibration=args.calibration, evaluation=args.evaluation)
     except (ValueError, OSError) as exc:
         print(f"colorshare: error: {exc}", file=sys.stderr)
         return 2

