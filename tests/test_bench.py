@@ -335,6 +335,10 @@ def test_performance_profile_ratios():
     prof = performance_profile(rows, 1.0)
     assert prof["highs"] == [1.0, 1.0]  # c is proven by nobody: left out
     assert prof["cpsat"][0] == pytest.approx(3.0) and prof["cpsat"][1] == float("inf")
+    from colorshare.bench.solvers import profile_share
+
+    assert profile_share(prof["cpsat"], float("inf")) == 0.5  # a backend that proved nothing is not "proven at all"
+    assert profile_share([float("inf")] * 3, float("inf")) == 0.0 and profile_share(prof["highs"], 1.0) == 1.0
 
 
 def test_model_instances_are_read_one_per_budget(tmp_path):

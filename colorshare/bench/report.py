@@ -104,7 +104,7 @@ def _solver_section(cfg: BenchConfig, res: BenchResult) -> list[str]:
             cells.append(txt)
         table.append(cells)
     lines += _table(["instance", "family", "layers", "known", "best objective"] + backends, table)
-    from .solvers import performance_profile
+    from .solvers import performance_profile, profile_share
 
     prof = performance_profile(rows, limit)
     if any(prof.values()):
@@ -117,7 +117,7 @@ def _solver_section(cfg: BenchConfig, res: BenchResult) -> list[str]:
             withc = [r for r in main if r["backend"] == b and r["objective"] is not None]
             close = sum(1 for r in withc if r["status"] == "optimal" or (r["gap"] not in (None, "")
                                                                         and float(r["gap"]) <= 0.01))
-            prow.append([b] + [f"{sum(x <= t for x in rs) / max(1, len(rs)):.2f}" for t in (1, 2, 10, math.inf)]
+            prow.append([b] + [f"{profile_share(rs, t):.2f}" for t in (1, 2, 10, math.inf)]
                         + [f"{close}/{len(withc)}"])
         lines += _table(["backend", "tau 1 (fastest)", "tau 2", "tau 10", "proven at all", "gap <= 1 %"], prow)
     lines += ["**Largest instance each backend proves optimal within the limit:**", ""]

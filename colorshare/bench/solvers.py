@@ -25,7 +25,7 @@ from .config import BenchConfig
 from .results import SolverRow
 
 
-__all__ = ["Instance", "planted_instance", "SOLVER_COLUMNS", "AgreementError", "solver_instances", "run_solvers",
+__all__ = ["Instance", "planted_instance", "profile_share", "SOLVER_COLUMNS", "AgreementError", "solver_instances", "run_solvers",
            "check_agreement", "largest_optimal", "model_instances", "performance_profile"]
 
 SOLVER_COLUMNS = ("instance", "n_layers", "backend", "time_limit", "objective", "bound", "gap", "status", "wall_time")
@@ -92,6 +92,12 @@ def performance_profile(rows: list[SolverRow], time_limit: float) -> dict[str, l
         for b in backends:
             out[b].append(t.get(b, math.inf) / max(best, 1e-9))
     return out
+
+
+def profile_share(ratios: list[float], tau: float) -> float:
+    """A backend's performance profile at ``tau``: the share of its ratios <= tau, where a ratio of inf (it proved
+    nothing) never counts, not even at tau = inf ("proven at all")."""
+    return sum(1 for x in ratios if math.isfinite(x) and x <= tau) / max(1, len(ratios))
 
 
 def _coloring(name: str, n: int, edges: Iterable[tuple[int, int]], chi: int, family: str) -> Iterator[Instance]:
