@@ -44,10 +44,10 @@ def resolve_model(model: str, device: str = "cpu", calibration: str | Path | Non
     text = {"calibration_text": calibration, "evaluation_text": evaluation}
     if model in MODEL_CASES:
         make = MODEL_CASES[model]
-        if (calibration or evaluation) and "calibration_text" not in inspect.signature(make).parameters:
-            raise ValueError(f"--calibration / --evaluation apply to causal LMs; {model!r} is not one")
-        if "calibration_text" in inspect.signature(make).parameters:
+        if "calibration_text" in inspect.signature(make).parameters:  # a causal LM
             return make(device=device, **text)
+        if calibration or evaluation:
+            raise ValueError(f"--calibration / --evaluation apply to causal LMs; {model!r} is not one")
         return make(device=device)
     p = Path(model)
     if not p.exists():

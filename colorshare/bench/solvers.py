@@ -25,8 +25,8 @@ from .config import BenchConfig
 from .results import SolverRow
 
 
-__all__ = ["Instance", "planted_instance", "profile_share", "SOLVER_COLUMNS", "AgreementError", "solver_instances", "run_solvers",
-           "check_agreement", "largest_optimal", "model_instances", "performance_profile"]
+__all__ = ["Instance", "planted_instance", "SOLVER_COLUMNS", "AgreementError", "solver_instances", "run_solvers",
+           "check_agreement", "largest_optimal", "model_instances", "performance_profile", "profile_share"]
 
 SOLVER_COLUMNS = ("instance", "n_layers", "backend", "time_limit", "objective", "bound", "gap", "status", "wall_time")
 
