@@ -206,7 +206,7 @@ def test_instance_as_mps(model_graphs, tmp_path):
 def test_pair_statistics_by_eigenvalues_match_the_pairs_options():
     """refine() computes a pair's bound data by the cheap path (eigenvalues only, one Cholesky factor): equal
     to what evaluating the pair's options records, on both sides of the spectrum (k d_in < d_out or not)."""
-    from colorshare.torch.graph import _tails
+    from colorshare.torch.actions.base import tails as _tails
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(*[torch.nn.Linear(8, 24) if k % 2 == 0 else torch.nn.Linear(24, 8)
@@ -221,10 +221,10 @@ def test_pair_statistics_by_eigenvalues_match_the_pairs_options():
         assert fast.known_pairs(members) == set(pairs)
         for a, b in pairs:
             slow.options((a, b))
-            menu = slow._menus[slow.shapes[a]]
-            assert fast._pairs.basis[(a, b)] == pytest.approx(_tails(slow._spectrum((a, b)).vals, menu),
+            menu = slow.menu(a)
+            assert fast.pairs("basis")[(a, b)] == pytest.approx(_tails(slow._spectrum((a, b)).vals, menu),
                                                              rel=1e-7, abs=1e-12)
             # the exact minimum, never above the (stabilised) tie option
             tie = slow.resolve((a, b), "tie").cost
-            assert fast._pairs.tie[(a, b)] <= tie * (1 + 1e-9) + 1e-15
-            assert fast._pairs.tie[(a, b)] == pytest.approx(tie, rel=1e-4, abs=1e-6)  # rank-deficient inputs: noise
+            assert fast.pairs("tie")[(a, b)] <= tie * (1 + 1e-9) + 1e-15
+            assert fast.pairs("tie")[(a, b)] == pytest.approx(tie, rel=1e-4, abs=1e-6)  # rank-deficient inputs: noise

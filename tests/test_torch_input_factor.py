@@ -8,7 +8,7 @@ transformers = pytest.importorskip("transformers")
 from colorshare import evaluate, solve  # noqa: E402
 from colorshare.torch import (InputFactorLinear, apply_coloring, build_graph, load_shared, save_shared,  # noqa: E402
                               stored_parameters)
-from colorshare.torch.apply import factor_cache  # noqa: E402
+from colorshare.torch.actions.input import factor_cache  # noqa: E402
 
 
 def tiny_llama(seed=0):
@@ -87,6 +87,22 @@ def test_the_solver_picks_input_groups_jointly_and_per_layer_means_no_sharing(ca
     for b in ("cpsat", "pulp"):
         other = solve(g, 0.5 * g.dense_size, backend=b, time_limit=60)
         assert other.objective == pytest.approx(sol.objective, rel=1e-5)
+
+
+@pytest.mark.parametrize("keep", [0.7, 0.35])
+def test_the_heuristics_form_input_groups_too_and_never_beat_the_optimum(case, keep):
+    """greedy (every backend's warm start) and anneal merge across families within an input scope: their
+    colorings use the input action, and no heuristic coloring costs less than the proven optimum."""
+    from colorshare.solvers.greedy import greedy
+
+    _, _, g = case
+    best = solve(g, keep * g.dense_size, backend="highs")
+    start = greedy(g, keep * g.dense_size)
+    assert start is not None and "input" in {o.action for _, o in start}
+    assert sum(o.cost for _, o in start) >= best.objective * (1 - 1e-9)
+    ann = solve(g, keep * g.dense_size, backend="anneal", time_limit=10, warm_start=False)
+    assert "input" in {c.action for c in ann.classes}
+    assert ann.memory <= keep * g.dense_size and ann.objective >= best.objective * (1 - 1e-9)
 
 
 def test_block_replay_is_the_models_own_forward(case):

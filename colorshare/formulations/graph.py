@@ -123,6 +123,10 @@ class SharingGraph:
             for i in t:
                 self._scope_of.setdefault(i, set()).add(k)
 
+    def scopes_of(self, i: int) -> set[int]:
+        """The indices (into :attr:`scopes`) of the scopes layer ``i`` is in."""
+        return set(self._scope_of.get(i, set()))
+
     def in_scope(self, group: Iterable[int]) -> bool:
         """True if ``group`` (2+ layers, no conflict among them) lies within one declared scope."""
         g = list(group)

@@ -3,9 +3,9 @@
 Medoid graphs without conflicts take the representatives' path instead (:mod:`.medoid_search`: annealed
 iterated swap descent with cross-family trades), measured within 1 % of the optimum on OR-Library pmed1-20.
 
-Moves (conflict-checked): move a layer to another or a new class, swap two layers, merge two classes, split a
-class, trade memory between families (merge in one, split in another), and (group costs) change an action. Each changed class takes its
-cheapest option(s) that keep the memory within the budget. Metropolis acceptance with geometric cooling over
+Moves (conflict-checked): move a layer to another or a new class, swap two layers, merge two classes (of one
+family, or of one input scope across families), split a class, trade memory between families (merge in one,
+split in another), and (group costs) change an action. Each changed class takes its cheapest option(s) that keep the memory within the budget. Metropolis acceptance with geometric cooling over
 the iteration or time limit; seeded, so a run is repeatable for a given ``iterations``. A start that breaks the
 budget (no greedy start) is repaired under a penalty on the excess memory. No bound: gap is left None. It stops
 early once converged (no better coloring in a stretch of proposals) and says why it stopped.
@@ -59,7 +59,8 @@ class _State:
         self.next_id += 1
         self.members[cid] = members
         self.opt[cid] = opt
-        self.fam_classes[self.g.families[next(iter(members))]].add(cid)
+        for f in {self.g.families[i] for i in members}:  # a scope class is listed under each of its families
+            self.fam_classes[f].add(cid)
         for i in members:
             self.label[i] = cid
         self.cost += opt.cost
@@ -69,7 +70,8 @@ class _State:
     def remove(self, cid: int) -> None:
         members = self.members.pop(cid)
         opt = self.opt.pop(cid)
-        self.fam_classes[self.g.families[next(iter(members))]].discard(cid)
+        for f in {self.g.families[i] for i in members}:
+            self.fam_classes[f].discard(cid)
         self.cost -= opt.cost
         self.mem -= opt.memory
 
@@ -142,7 +144,7 @@ class AnnealBackend(HeuristicBackend):
         else:
             for group, opt in start:
                 st.add(set(group), opt)
-        fams = [f for f, m in graph.family_members.items() if len(m) > 1]
+        fams = [f for f, m in graph.family_members.items() if len(m) > 1 or graph.scopes]
         multi_option = graph.kind == "group"
         scale = max(1e-12, max((o.cost for o in st.opt.values()), default=0.0))
         penalty = 0.0 if st.mem <= budget else 1e3 * scale / max(1, int(graph.sizes.min())) + 1.0
@@ -188,7 +190,14 @@ class AnnealBackend(HeuristicBackend):
             r = rng.random()
             old: list[int]
             new_groups: list[set[int]]
-            if r < 0.5 or len(cids) == 1:  # move one layer
+            if graph.scopes and r < 0.1:  # within an input scope (across families): merge two of its classes
+                sc = graph.scopes[rng.randrange(len(graph.scopes))]
+                scids = list({st.label[i] for i in sc if st.members[st.label[i]] <= set(sc)})
+                if len(scids) < 2:
+                    continue
+                ca, cb = rng.sample(scids, 2)
+                old, new_groups = [ca, cb], [st.members[ca] | st.members[cb]]
+            elif r < 0.5 or len(cids) == 1:  # move one layer
                 i = rng.choice(graph.family_members[fam])
                 src = st.label[i]
                 k = rng.randrange(len(cids) + 1)
@@ -237,6 +246,8 @@ class AnnealBackend(HeuristicBackend):
                 cut = rng.randrange(1, len(mc))
                 old, new_groups = [ca, cb, cc], [ma | mb, set(mc[:cut]), set(mc[cut:])]
             elif r < 0.95 or not multi_option:  # split a class in two
+                if not cids:
+                    continue
                 ca = rng.choice(cids)
                 ma = list(st.members[ca])
                 if len(ma) < 2:
@@ -245,6 +256,8 @@ class AnnealBackend(HeuristicBackend):
                 cut = rng.randrange(1, len(ma))
                 old, new_groups = [ca], [set(ma[:cut]), set(ma[cut:])]
             else:  # change a class's action
+                if not cids:
+                    continue
                 ca = rng.choice(cids)
                 opts = st.options(st.members[ca])
                 o = rng.choice(opts)

@@ -25,8 +25,8 @@ def greedy(graph: SharingGraph, budget: float, max_group_size: int | None = None
     """A budget-feasible coloring built by cheapest-per-parameter moves, or None if the greedy gets stuck.
 
     Start from singletons with their cheapest action; while the memory (parameters) exceeds ``budget``, apply
-    the move with the least added cost per parameter saved: merge two classes of one family that may share,
-    or switch a class to a smaller action. None does not prove infeasibility. Merges never form a group of
+    the move with the least added cost per parameter saved: merge two classes of one family that may share
+    (or of one input scope, :attr:`~colorshare.formulations.graph.SharingGraph.scopes`), or switch a class to a smaller action. None does not prove infeasibility. Merges never form a group of
     more than ``max_group_size`` layers (none at all for 1). ``deadline`` (a ``time.perf_counter()`` value):
     give up, returning None, once it passes (evaluating a group's options can be slow).
     """
@@ -69,12 +69,10 @@ def _greedy(graph: SharingGraph, budget: float, max_group_size: int | None, dead
         key = (a, b) if a < b else (b, a)
         if key not in merge_cache:
             (ga, oa), (gb, ob) = classes[a], classes[b]
-            if graph.families[ga[0]] != graph.families[gb[0]] or any(
-                j in graph.conflicts_of(i) for i in ga for j in gb
-            ):
+            group = tuple(sorted(ga + gb))
+            if not graph.is_group(group):  # one family without conflicts, or within one input scope
                 merge_cache[key] = None
             else:
-                group = tuple(sorted(ga + gb))
                 late()
                 merge_cache[key] = best_move_option(graph.model.options(group, int(graph.sizes[group[0]])),
                                                     oa.cost + ob.cost, oa.memory + ob.memory)
@@ -104,6 +102,19 @@ def _greedy(graph: SharingGraph, budget: float, max_group_size: int | None, dead
                 for b in fam_ids[k + 1 :]:
                     if max_group_size is not None and len(classes[a][0]) + len(classes[b][0]) > max_group_size:
                         continue
+                    mv = merge_score(a, b)
+                    if mv is not None and (best is None or mv[0] < best[0]):
+                        best = (mv[0], "merge", (a, b), mv[1])
+        by_scope: dict[int, list[int]] = {}  # classes inside a scope (any size: scopes ignore max_group_size)
+        for cid in ids if graph.scopes and max_group_size != 1 else ():
+            common = set.intersection(*(graph.scopes_of(i) for i in classes[cid][0]))
+            for k in common:
+                by_scope.setdefault(k, []).append(cid)
+        for sc_ids in by_scope.values():
+            for k, a in enumerate(sc_ids):
+                for b in sc_ids[k + 1:]:
+                    if graph.families[classes[a][0][0]] == graph.families[classes[b][0][0]]:
+                        continue  # one family: scored above
                     mv = merge_score(a, b)
                     if mv is not None and (best is None or mv[0] < best[0]):
                         best = (mv[0], "merge", (a, b), mv[1])

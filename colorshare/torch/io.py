@@ -8,14 +8,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .apply import BasisLinear, InputFactorLinear, _parent
+from .actions import layer_actions
+from .actions.base import parent_of
 
-__all__ = ["save_shared", "load_shared"]
+__all__ = ["save_shared", "load_shared", "read_plan", "rebuild_modules"]
 
 
-def save_shared(model: nn.Module, path: str | Path) -> None:
+def save_shared(model: nn.Module, path: str | Path, dtype: torch.dtype | None = None) -> None:
     """Write ``model`` to one safetensors file: each parameter storage once, plus the plan that rebuilds
-    the sharing (aliases of tied tensors, the BasisLinear modules) in the file's metadata."""
+    the sharing (aliases of tied tensors, the modules each action built) in the file's metadata. ``dtype``:
+    floating parameters are written in it (None: as they are); buffers keep their own."""
     from safetensors.torch import save_file
 
     canonical: dict[int, str] = {}
@@ -27,62 +29,57 @@ def save_shared(model: nn.Module, path: str | Path) -> None:
             aliases[name] = canonical[key]
         else:
             canonical[key] = name
-            tensors[name] = p.detach().contiguous()
+            t = p.detach()
+            tensors[name] = (t.to(dtype) if dtype is not None and t.is_floating_point() else t).contiguous()
     for name, b in model.named_buffers():
         tensors.setdefault(name, b.detach().contiguous())
-    basis = {n: {"in": m.in_features, "out": m.out_features, "rank": m.rank, "bias": m.bias is not None}
-             for n, m in model.named_modules() if isinstance(m, BasisLinear)}
-    inputs = {n: {"in": m.in_features, "out": m.out_features, "rank": m.rank, "bias": m.bias is not None}
-              for n, m in model.named_modules() if isinstance(m, InputFactorLinear)}
-    plan = {"format": "colorshare-shared-v1", "aliases": aliases, "basis": basis, "input": inputs}
-    save_file(tensors, str(path), metadata={"colorshare": json.dumps(plan)})
+    plan: dict = {"format": "colorshare-shared-v1", "aliases": aliases}
+    for action in layer_actions():  # each module an action built: its own entry, under the action's name
+        plan[action.name] = {n: action.plan_entry(m) for n, m in model.named_modules() if type(m) is action.layer}
+    save_file(tensors, str(path), metadata={"colorshare": json.dumps(plan), "format": "pt"})
+
+
+def read_plan(path: str | Path) -> dict:
+    """The sharing plan in the metadata of a file written by :func:`save_shared`; ValueError if it has none."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception as exc:  # noqa: BLE001 - not a safetensors file: say which
+        raise ValueError(f"{path} is not a safetensors file: {exc}") from None
+    if "colorshare" not in meta:
+        raise ValueError(f"{path} was not written by colorshare.torch.save_shared (no sharing plan)")
+    return json.loads(meta["colorshare"])
+
+
+def rebuild_modules(model: nn.Module, plan: dict, source: str) -> None:
+    """Put an empty module of each action's layer in place of every module the plan names (on the module's
+    own device and dtype: meta stays meta). ValueError naming a layer the model lacks or has in another shape."""
+    mods = dict(model.named_modules())
+    for action in layer_actions():
+        for name, spec in plan.get(action.name, {}).items():
+            if name not in mods:
+                raise ValueError(f"layer {name!r} of {source} is not a module of this model ({type(model).__name__})")
+            parent, attr = parent_of(model, name)
+            setattr(parent, attr, action.rebuild(spec, mods[name], name, source))
 
 
 def load_shared(path: str | Path, model: nn.Module) -> nn.Module:
     """Load a file written by :func:`save_shared` into ``model`` (a fresh model of the same architecture):
-    rebuild the BasisLinear modules, re-tie the aliased parameters (the same ``nn.Parameter`` again), then copy
-    the values. Returns ``model``. Raises ValueError if the file was not written by save_shared or a name is
-    missing from the model."""
-    from safetensors import safe_open
+    rebuild the modules each action built, re-tie the aliased parameters (the same ``nn.Parameter`` again),
+    then copy the values. Returns ``model``. Raises ValueError if the file was not written by save_shared or a
+    name is missing from the model."""
     from safetensors.torch import load_file
 
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
-    if "colorshare" not in meta:
-        raise ValueError(f"{path} was not written by colorshare.torch.save_shared (no sharing plan)")
-    plan = json.loads(meta["colorshare"])
+    plan = read_plan(path)
     tensors = load_file(str(path))
-    mods = dict(model.named_modules())
-    for name, spec in plan["basis"].items():
-        if name not in mods:
-            raise ValueError(f"layer {name!r} of the file is not a module of this model")
-        old = mods[name]
-        w = getattr(old, "weight", None)
-        if w is None or tuple(w.shape) != (spec["out"], spec["in"]):
-            raise ValueError(f"layer {name!r} is {spec['out']} x {spec['in']} in {path} but "
-                             f"{None if w is None else tuple(w.shape)} in this model: is it the same architecture?")
-        dtype, device = w.dtype, w.device
-        basis = nn.Parameter(torch.empty(spec["out"], spec["rank"], dtype=dtype, device=device))
-        coeff = nn.Parameter(torch.empty(spec["rank"], spec["in"], dtype=dtype, device=device))
-        parent, attr = _parent(model, name)
-        setattr(parent, attr, BasisLinear(basis, coeff, getattr(old, "bias", None)))
-    for name, spec in plan.get("input", {}).items():
-        if name not in mods:
-            raise ValueError(f"layer {name!r} of the file is not a module of this model")
-        old = mods[name]
-        w = getattr(old, "weight", None)
-        if w is None or tuple(w.shape) != (spec["out"], spec["in"]):
-            raise ValueError(f"layer {name!r} is {spec['out']} x {spec['in']} in {path} but "
-                             f"{None if w is None else tuple(w.shape)} in this model: is it the same architecture?")
-        factor = nn.Parameter(torch.empty(spec["rank"], spec["in"], dtype=w.dtype, device=w.device))
-        coeff = nn.Parameter(torch.empty(spec["out"], spec["rank"], dtype=w.dtype, device=w.device))
-        parent, attr = _parent(model, name)
-        setattr(parent, attr, InputFactorLinear(factor, coeff, getattr(old, "bias", None)))
+    rebuild_modules(model, plan, str(path))
     params = dict(model.named_parameters(remove_duplicate=False))
     for alias, canon in plan["aliases"].items():
         if alias not in params or canon not in params:
             raise ValueError(f"parameter {alias if alias not in params else canon!r} is not in this model")
-        owner, attr = _parent(model, alias)
+        owner, attr = parent_of(model, alias)
         setattr(owner, attr, params[canon])
     params = dict(model.named_parameters(remove_duplicate=False))
     buffers = dict(model.named_buffers())

@@ -1,0 +1,196 @@
+"""What a sharing action is: one object per action, behind one interface, registered once.
+
+A :class:`~colorshare.torch.graph.ModelGraph` asks its actions for the options of a group (cost, memory,
+parameters), for an option named by (members, memory) (:meth:`Action.class_option`), for the weights a class
+makes its members compute, and for lower bounds on every option of a family's groups; ``apply_coloring``
+asks them to build the class in a model, and ``save_shared`` / ``load_shared`` to write and rebuild the
+modules they build. Adding an action is one module in this package (peft's one file per tuner).
+
+An action reads the graph through its statistics interface only: ``weight(i)``, ``root(i)``, ``gram(i)``,
+``energy(i)``, ``fits(errors)``, ``input_aware(i)``, ``menu(i)``, ``cached(key, make)``, ``spectra``,
+``pairs(kind)``, ``measured``, and the graph's plain attributes (shapes, sizes, curvatures, is_linear,
+families, actions, trust_region).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...formulations.bounds import KindBound
+from ...formulations.costs import Option
+
+if TYPE_CHECKING:
+    from ...formulations.graph import SharingClass
+    from ..graph import ModelGraph
+
+__all__ = ["Action", "SharedLinear", "Spectrum", "SpectrumCache", "tails", "parent_of", "SAFE"]
+
+SAFE = 1 - 1e-9
+"""Pair excesses in bounds are shrunk by this factor: eigenvalues and tie centres carry float64 rounding."""
+
+
+@dataclass
+class Spectrum:
+    """A group's whitened spectrum: eigenvalues (descending, CPU float64) and each member's relative error
+    per rank (``rel_err[k, r]`` = discarded fraction of member k's whitened energy at rank r)."""
+
+    vals: np.ndarray
+    rel_err: np.ndarray
+
+
+class SpectrumCache:
+    """Spectra by key, the least recently used dropped beyond ``max_items`` (they are small: host arrays)."""
+
+    def __init__(self, max_items: int) -> None:
+        self.max_items = max_items
+        self.data: OrderedDict[Any, Spectrum] = OrderedDict()
+
+    def get(self, key: Any) -> Spectrum | None:
+        hit = self.data.get(key)
+        if hit is not None:
+            self.data.move_to_end(key)
+        return hit
+
+    def put(self, key: Any, spec: Spectrum) -> None:
+        self.data[key] = spec
+        while len(self.data) > self.max_items:
+            self.data.popitem(last=False)
+
+
+def tails(vals: np.ndarray, ranks: Sequence[int]) -> np.ndarray:
+    """Half the sum of the eigenvalues beyond each rank (``vals`` descending): a rank-r factorization's cost."""
+    tail = np.concatenate([np.cumsum(vals[::-1])[::-1], [0.0]])
+    return 0.5 * tail[np.minimum(np.asarray(ranks, dtype=int), len(vals))]
+
+
+def relative_errors(proj: torch.Tensor, tot: torch.Tensor, width: int) -> torch.Tensor:
+    """Each member's discarded fraction of its energy at every rank 0..width (members x width+1), from its
+    captured energy per direction ``proj`` (members x m, m <= width) and its total ``tot`` (members)."""
+    captured = torch.zeros(proj.shape[0], width + 1, dtype=torch.float64, device=proj.device)
+    captured[:, 1:proj.shape[1] + 1] = proj.double().cumsum(1)
+    captured[:, proj.shape[1] + 1:] = captured[:, proj.shape[1]:proj.shape[1] + 1]
+    t = tot.double()[:, None]
+    return torch.where(t > 0, (1.0 - captured / t.clamp(min=1e-300)).clamp(0.0, 1.0), torch.zeros_like(captured))
+
+
+def parent_of(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    """The module holding submodule (or parameter) ``name``, and the attribute name under it."""
+    parent_name, _, attr = name.rpartition(".")
+    return (model.get_submodule(parent_name) if parent_name else model), attr
+
+
+class SharedLinear(nn.Module):
+    """A linear layer whose weight is a product of two factors, one of them shared across its class."""
+
+    in_features: int
+    out_features: int
+    bias: nn.Parameter | None
+
+    @property
+    def rank(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def weight(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def to_linear(self) -> nn.Linear:
+        """An ``nn.Linear`` with this layer's weight (a copy) and its bias (the same parameter)."""
+        some = next(self.parameters())
+        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
+                        device=some.device, dtype=some.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(self.weight)
+        if self.bias is not None:
+            lin.bias = self.bias
+        return lin
+
+
+class Action:
+    """One kind of sharing class: what it costs, stores and bounds on a model graph, what it builds in a model,
+    and how that is saved and rebuilt. Subclasses set the class attributes and override what applies."""
+
+    name: ClassVar[str]
+    scope: ClassVar[str] = "shape"
+    """Who may form its classes: ``"shape"`` (layers of one family: same shape and role) or ``"input"`` (layers
+    of one input scope: fed the very same tensor)."""
+    layer: ClassVar[type[SharedLinear] | None] = None
+    """The module it puts in place of each member (None: members keep their modules, parameters re-tied)."""
+    pair_kind: ClassVar[str | None] = None
+    """The key of the exact pair data its bounds read (``graph.pairs(pair_kind)``), if any."""
+    needs_rank: ClassVar[bool] = False
+
+    def scopes(self, g: ModelGraph) -> list[tuple[int, ...]]:
+        """The member sets this action may form classes in, for an action whose scope is not ``"shape"``."""
+        return []
+
+    # ---- costs and memory ---------------------------------------------------------------------------------
+    def options(self, g: ModelGraph, group: tuple[int, ...]) -> list[Option]:
+        """The options of ``group`` (sorted members within this action's scope), inside the trust region."""
+        return []
+
+    def class_option(self, g: ModelGraph, group: tuple[int, ...], memory: int, trust: bool) -> Option | None:
+        """The exact option of the class (members, this action, ``memory`` parameters stored), None if there is
+        none; with ``trust=False`` also outside the trust region."""
+        return None
+
+    def weights(self, g: ModelGraph, members: tuple[int, ...], rank: int | None,
+                representative: int | None) -> list[torch.Tensor]:
+        """Each member's weight under the class (float64, d_out x d_in, on the members' device)."""
+        raise NotImplementedError
+
+    def rank_of(self, rank: int | None) -> int:
+        if rank is None:
+            raise ValueError(f"a {self.name} class needs its rank")
+        return int(rank)
+
+    # ---- bounds for generated columns ---------------------------------------------------------------------
+    def reads_pairs(self, g: ModelGraph, family: tuple[int, ...]) -> bool:
+        """Whether this action's bounds for ``family`` read exact pair data (``graph.pairs(pair_kind)``)."""
+        return False
+
+    def pair_data(self, g: ModelGraph, a: int, b: int) -> Any:
+        """The exact pair data of (a, b), a < b, by the cheapest exact path; None where there is none (the pair's
+        options record it when they are evaluated)."""
+        return None
+
+    def bounds(self, g: ModelGraph, family: tuple[int, ...], pos: dict[int, int]) -> list[KindBound] | None:
+        """Lower bounds on this action's options of every group (2+ members) of ``family`` (``pos``: member ->
+        position); None when no bound is known (the family's columns are then not generated)."""
+        return []
+
+    @staticmethod
+    def measured_pairs(g: ModelGraph, actions: Sequence[str], pos: dict[int, int]) -> list[tuple[int, int, int, float]]:
+        """The measured pairs of the family among ``actions``: (position a, position b, memory, cost)."""
+        return [(pos[grp[0]], pos[grp[1]], mem, cost) for (grp, action, mem), cost in g.measured.items()
+                if len(grp) == 2 and action in actions and grp[0] in pos and grp[1] in pos]
+
+    # ---- in a model ---------------------------------------------------------------------------------------
+    def apply(self, g: ModelGraph, cl: SharingClass, target: nn.Module, mods: dict[str, nn.Module]) -> None:
+        """Make ``target`` (whose modules by name are ``mods``) compute the class ``cl``."""
+        raise NotImplementedError
+
+    def plan_entry(self, module: SharedLinear) -> dict[str, Any]:
+        """What :meth:`rebuild` needs to put an empty copy of ``module`` in place (JSON-able)."""
+        return {"in": module.in_features, "out": module.out_features, "rank": module.rank,
+                "bias": module.bias is not None}
+
+    def rebuild(self, spec: dict[str, Any], old: nn.Module, name: str, source: str) -> SharedLinear:
+        """An empty module of this action's layer in place of ``old`` (module ``name``), from its plan entry,
+        with ``old``'s dtype, device and bias; ValueError if ``old`` has another shape."""
+        w = getattr(old, "weight", None)
+        if w is None or tuple(w.shape) != (spec["out"], spec["in"]):
+            raise ValueError(f"layer {name!r} is {spec['out']} x {spec['in']} in {source} but "
+                             f"{None if w is None else tuple(w.shape)} in this model: is it the same architecture?")
+        return self.empty_layer(spec, w.dtype, w.device, getattr(old, "bias", None))
+
+    def empty_layer(self, spec: dict[str, Any], dtype: torch.dtype, device: Any,
+                    bias: nn.Parameter | None) -> SharedLinear:
+        raise NotImplementedError
