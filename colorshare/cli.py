@@ -107,13 +107,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     c = sub.add_parser("compress", help="compress a model (built-in name, local causal-LM folder or GGUF file)")
     c.add_argument("model", help="smollm2-135m, minilm-l6, digits-mlp, or a path")
     c.add_argument("--budget", required=True, help="stored parameters of the targeted layers: 50%% or a number")
-    c.add_argument("--out", required=True, help="folder for model.safetensors, report.json, report.md")
+    c.add_argument("--out", required=True, help="output folder: a model folder that loads by itself "
+                   "(colorshare.torch.load_compressed), report.json, report.md")
     c.add_argument("--curvature", default=None, help="surrogate (default probed); see colorshare.torch.CURVATURES")
     c.add_argument("--backend", default="highs")
     c.add_argument("--time-limit", type=float, default=300.0, help="seconds for the whole solve (default 300)")
     c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--no-verify", action="store_true", help="skip reloading the saved file and re-measuring")
+    c.add_argument("--no-verify", action="store_true", help="skip reloading the saved model and re-measuring")
+    c.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="dtype of the written parameters (default auto: the source's; GGUF quantized: bfloat16)")
     c.add_argument("--max-group-size", type=int, default=None,
                    help="largest sharing class (default 2 with shared bases, where the solve is proven; 0: any size)")
     c.add_argument("--calibration", metavar="FILE", default=None,

