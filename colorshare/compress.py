@@ -117,6 +117,10 @@ def _markdown(report: dict[str, Any]) -> str:
            f"{s['restricted'] or 'full column set'}",
            f"- curvature: {report['curvature']}, trust region {report['trust_region']}"]
     out += [f"- {k}: {v}" for k, v in report.get("case_info", {}).items() if k in ("calibration", "evaluation")]
+    skipped = report.get("left_out") or {}
+    out += [f"- linear layers left out: {len(skipped)}" + (": " + "; ".join(f"`{n}` ({why})" for n, why in
+                                                                         list(skipped.items())[:8]) if skipped else "")
+            + (f"; and {len(skipped) - 8} more" if len(skipped) > 8 else "")]
     out += [""]
     out += ["| metric | before | after |", "|---|---|---|"]
     for k, v in report["metric_before"].items():
@@ -188,6 +192,12 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
     graph = build_graph(case.model, case.batches, case.targets, curvature, seed=seed, max_group_size=max_group_size)
     seconds["statistics"] = time.perf_counter() - t
     b = parse_budget(budget, graph.dense_size)
+    from .torch.targets import left_out
+
+    skipped = left_out(case.model, graph.module_names)
+    echo(f"layers: {graph.n} in the graph ({graph.dense_size:,} parameters); left out: "
+         + ("; ".join(f"{n} ({why})" for n, why in list(skipped.items())[:6]) if skipped else "none")
+         + (f"; and {len(skipped) - 6} more" if len(skipped) > 6 else ""))
     if graph.max_group_size is not None and graph.max_group_size <= 2:
         t = time.perf_counter()
         graph.pair_statistics()  # what proves the solve over classes of two layers (see build_graph)
@@ -261,7 +271,7 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
                      "restricted": sol.facts.get("restricted"), "columns": sol.facts.get("columns"),
                      "measured": sol.facts.get("measured"),
                      "colors": sd.get("colors")},
-        "families": family_table(graph, sol), "seconds": seconds, "peak_memory_gb": _peak_gb(),
+        "families": family_table(graph, sol), "left_out": skipped, "seconds": seconds, "peak_memory_gb": _peak_gb(),
         "file": str(out / "model.safetensors"), "dtype": written, "files_bytes": files,
         "folder": folder, "case_info": {k: str(v) for k, v in case.info.items()},
     }

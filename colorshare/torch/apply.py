@@ -13,6 +13,7 @@ from .actions.base import parent_of as _parent
 from .actions.basis import BasisLinear
 from .actions.input import InputFactorLinear
 from .graph import ModelGraph
+from .targets import layer_shape
 
 __all__ = ["BasisLinear", "InputFactorLinear", "apply_coloring", "stored_parameters", "untie"]
 
@@ -58,9 +59,9 @@ def apply_coloring(model: nn.Module, graph: ModelGraph, solution: Solution, inpl
         if name not in mods:
             raise ValueError(f"layer {name!r} of the graph is not a module of this model")
         w = getattr(mods[name], "weight", None)
-        if w is None or tuple(w.shape) != shape:
-            raise ValueError(f"layer {name!r} has weight shape {None if w is None else tuple(w.shape)}, "
-                             f"the graph expects {shape}")
+        have = None if w is None else layer_shape(mods[name])
+        if have != shape:
+            raise ValueError(f"layer {name!r} has weight shape {have}, the graph expects {shape}")
     for cl, action in zip(solution.classes, builders):
         action.apply(graph, cl, target, mods)
     return target

@@ -37,6 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .stats import forward, layer_statistics, sampled_fisher_loss
+from .targets import is_transposed, weight_matrix
 
 __all__ = ["Curvature", "estimate", "CURVATURES", "forward", "matrix_of", "DEFAULT_CURVATURE"]
 
@@ -129,7 +130,7 @@ def _fisher(model, modules, batches, loss_fn, bar) -> dict:
         nb += 1
     if nb == 0:
         raise ValueError("no calibration batches")
-    return {n: Curvature("fisher", diag=matrix_of(a / nb)) for n, a in zip(modules, acc)}
+    return {n: Curvature("fisher", diag=weight_matrix(modules[n], a / nb)) for n, a in zip(modules, acc)}
 
 
 def _hvp(model, batch, loss_fn, params: Sequence[torch.Tensor], vs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -164,6 +165,10 @@ def _spectrum(model, modules, batches, loss_fn, k, probes, gen, bar) -> dict:
     from scipy.sparse.linalg import LinearOperator, eigsh
 
     batches = list(batches)
+    flipped = [n for n, m in modules.items() if is_transposed(m)]
+    if flipped:
+        raise ValueError(f"curvature 'spectrum' does not handle transposed (Conv1D) layers: {', '.join(flipped[:4])}; "
+                         "use kfac, probed or layerwise")
     diags = _hutchinson_diag(model, modules, batches, loss_fn, probes, gen, bar)
     params = [m.weight for m in modules.values()]
     out = {}
@@ -229,7 +234,7 @@ def estimate(
             return _layerwise(model, modules, batches, bar, loss_fn)
         diags = _hutchinson_diag(model, modules, batches, loss_fn, probes, gen, bar)
         if curvature == "hutchinson":
-            return {n: Curvature("hutchinson", diag=_clip(matrix_of(d), f"{n} Hessian diagonal"))
+            return {n: Curvature("hutchinson", diag=_clip(weight_matrix(modules[n], d), f"{n} Hessian diagonal"))
                     for n, d in zip(modules, diags)}
         out = {}
         for n, d in zip(modules, diags):

@@ -33,7 +33,7 @@ from .actions.basis import basis_factors, basis_option, spectrum
 from .actions.input import input_factors, input_menu
 from .actions.tie import tie_center
 from .curvature import DEFAULT_CURVATURE, Curvature, estimate, matrix_of
-from .targets import role_of, select_modules
+from .targets import is_linear, is_transposed, layer_shape, role_of, select_modules
 
 __all__ = ["ModelGraph", "build_graph", "ACTIONS", "DEFAULT_ACTIONS", "DEFAULT_TRUST_REGION", "DEFAULT_MAX_GROUP_SIZE",
            "rank_menu"]
@@ -81,7 +81,8 @@ def rank_menu(shape: tuple[int, ...]) -> list[int]:
     return list(range(step, d, step)) or [max(1, d // 2)]
 
 
-_MODEL_STATE = ("module_names", "shapes", "_params", "curvatures", "is_linear", "actions", "_menus", "rank_rule",
+_MODEL_STATE = ("module_names", "shapes", "_params", "_transposed", "curvatures", "is_linear", "actions", "_menus",
+                "rank_rule",
                 "scopes", "_scope_of", "_cache", "spectra", "_energies", "probe_ratios", "_pairs", "max_group_size",
                 "_measured")
 """What a :class:`ModelGraph` holds beyond its :class:`SharingGraph` (set by build_graph)."""
@@ -105,10 +106,18 @@ class ModelGraph(SharingGraph):
     # ---- weights, on their own device ---------------------------------------------------------------------
     def weight(self, i: int) -> torch.Tensor:
         """Layer ``i``'s weight as a float64 d_out x d_in matrix on the layer's (or its curvature's) device."""
-        W = matrix_of(self._params[i].detach())
+        p = self._params[i].detach()
+        W = p.T if self._transposed[i] else matrix_of(p)
         c = self.curvatures[i]
         device = c.sigma_in.device if c.sigma_in is not None else W.device
         return W.to(device=device, dtype=torch.float64)
+
+    def to_layout(self, i: int, W: torch.Tensor) -> torch.Tensor:
+        """A d_out x d_in matrix in the layout of layer ``i``'s own weight (transformers' Conv1D: transposed;
+        a convolution's kernel shape), on the weight's device and in its dtype."""
+        p = self._params[i]
+        W = W.T if self._transposed[i] else W.reshape(p.shape)
+        return W.to(device=p.device, dtype=p.dtype)
 
     @property
     def weights(self) -> list[torch.Tensor]:
@@ -424,7 +433,7 @@ def build_graph(
                              "colorshare cannot estimate what sharing it costs")
     curv = estimate(model, modules, batches, curvature, loss_fn, probes=probes, k=k, seed=seed, progress=progress)
     names = [n for n in modules if n in curv]
-    shapes = [tuple(modules[n].weight.shape) for n in names]
+    shapes = [layer_shape(modules[n]) for n in names]
     fams = [f"{shape}" if mix_roles else f"{role_of(n)} {shape}" for n, shape in zip(names, shapes)]
     def rank_rule(s: tuple[int, ...]) -> list[int]:
         d = min(s[0], int(np.prod(s[1:])))
@@ -437,8 +446,9 @@ def build_graph(
     g.module_names = tuple(names)
     g.shapes = tuple(shapes)
     g._params = [modules[n].weight for n in names]
+    g._transposed = [is_transposed(modules[n]) for n in names]
     g.curvatures = [curv[n] for n in names]
-    g.is_linear = [isinstance(modules[n], nn.Linear) for n in names]
+    g.is_linear = [is_linear(modules[n]) for n in names]
     g.trust_region = trust_region
     g.max_group_size = max_group_size
     g.actions = tuple(actions)

@@ -45,8 +45,8 @@ def measure_classes(graph: ModelGraph, model: nn.Module, batches: Sequence[Any],
         old = [w.detach().clone() for w in ws]
         try:
             with torch.no_grad():
-                for w, W in zip(ws, new):
-                    w.copy_(W.reshape(w.shape).to(device=w.device, dtype=w.dtype))
+                for i, w, W in zip(cl.members, ws, new):
+                    w.copy_(graph.to_layout(i, W))
                 outs = replay.outputs(replay.start([graph.module_names[i] for i in cl.members]))
                 out.append(math.fsum(output_divergence(o, b, r, loss_fn)
                                      for o, b, r in zip(outs, batches, refs)) / len(refs))

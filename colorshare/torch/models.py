@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .targets import ALL_LINEAR
+
 __all__ = ["ModelCase", "digits_mlp", "minilm_l6", "smollm2_135m", "smollm2_path", "stdlib_sentences", "topic_tokens",
            "MODEL_CASES", "fine_ranks", "planted_stack"]
 
@@ -330,7 +332,7 @@ def causal_lm_case(name: str, model: nn.Module, tok: Any, calibration: int = 32,
         return {"perplexity": math.exp(held_nll(m))}
 
     # the loss is the held-out NLL (log perplexity), so that the fidelity study ranks against the real metric
-    return ModelCase(name, model, batches, [r".*_proj"], None, metrics, held_nll,
+    return ModelCase(name, model, batches, [ALL_LINEAR], None, metrics, held_nll,
                      {"perplexity": False}, estimators=("probed", "kfac", "layerwise", "trace"),
                      info={"calibration": f"{len(calib)} x {seq_len} = {calib.numel()} tokens ({calib_src})",
                            "evaluation": f"{len(held)} x {seq_len} = {held.numel()} tokens ({held_src})",

@@ -95,7 +95,7 @@ def probe_scales(graph: Any, modules: dict[str, nn.Module], model: nn.Module, ba
         old = w.detach().clone()
         try:
             with torch.no_grad():
-                w.copy_((U @ C[0]).reshape(w.shape).to(device=w.device, dtype=w.dtype))
+                w.copy_(graph.to_layout(i, U @ C[0]))
                 outs = replay.outputs(replay.start([name]))
                 measured = math.fsum(output_divergence(o, b, r, loss_fn) for o, b, r in zip(outs, batches, refs)) \
                     / len(refs)

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .targets import is_transposed
+
 __all__ = ["LayerStats", "layer_statistics", "sampled_fisher_loss", "forward", "layer_inputs", "model_logits",
            "pooled_embedding"]
 
@@ -42,7 +44,7 @@ def forward(model: nn.Module, batch: Any) -> Any:
 def layer_inputs(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """A layer's input as rows of the vectors its weight multiplies (convolutions unfolded)."""
     x = x.detach()
-    if isinstance(module, nn.Linear):
+    if isinstance(module, nn.Linear) or is_transposed(module):
         return x.reshape(-1, x.shape[-1])
     if isinstance(module, nn.Conv2d):
         cols = torch.nn.functional.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)

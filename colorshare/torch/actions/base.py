@@ -185,10 +185,13 @@ class Action:
     def rebuild(self, spec: dict[str, Any], old: nn.Module, name: str, source: str) -> SharedLinear:
         """An empty module of this action's layer in place of ``old`` (module ``name``), from its plan entry,
         with ``old``'s dtype, device and bias; ValueError if ``old`` has another shape."""
+        from ..targets import layer_shape
+
         w = getattr(old, "weight", None)
-        if w is None or tuple(w.shape) != (spec["out"], spec["in"]):
+        shape = None if w is None else layer_shape(old)
+        if shape != (spec["out"], spec["in"]):
             raise ValueError(f"layer {name!r} is {spec['out']} x {spec['in']} in {source} but "
-                             f"{None if w is None else tuple(w.shape)} in this model: is it the same architecture?")
+                             f"{shape} in this model: is it the same architecture?")
         return self.empty_layer(spec, w.dtype, w.device, getattr(old, "bias", None))
 
     def empty_layer(self, spec: dict[str, Any], dtype: torch.dtype, device: Any,

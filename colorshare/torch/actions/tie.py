@@ -131,8 +131,8 @@ class Tie(Action):
     # ---- in a model -------------------------------------------------------------------------------------
     def shared_parameter(self, g: ModelGraph, cl: SharingClass, mods: dict[str, nn.Module]) -> nn.Parameter:
         first = mods[g.module_names[cl.members[0]]].weight
-        W = tie_center(g, cl.members).reshape(first.shape)
-        return nn.Parameter(W.to(dtype=first.dtype, device=first.device), requires_grad=first.requires_grad)
+        W = g.to_layout(cl.members[0], tie_center(g, cl.members))
+        return nn.Parameter(W.contiguous(), requires_grad=first.requires_grad)
 
     def apply(self, g: ModelGraph, cl: SharingClass, target: nn.Module, mods: dict[str, nn.Module]) -> None:
         shared = self.shared_parameter(g, cl, mods)
