@@ -127,3 +127,21 @@ def test_block_replay_is_the_models_own_forward(case):
         with torch.no_grad():
             w.copy_(old)
     assert all(isinstance(m, type(rp.blocks[0])) for m in rp.blocks)  # the stand-ins were taken out again
+
+
+def test_input_factors_run_under_inference_mode(case):
+    """torch.inference_mode (pipelines, serving) has no version counters: the shared product is still computed
+    once per forward and the output is the one under no_grad."""
+    model, batches, g = case
+    shared = apply_coloring(model, g, solve(g, 0.5 * g.dense_size, backend="highs"))
+    mods = [m for m in shared.modules() if isinstance(m, InputFactorLinear)]
+    assert mods
+    x = batches[0]["input_ids"]
+    with torch.no_grad():
+        want = shared(input_ids=x).logits
+    cache = factor_cache(mods[0].factor)
+    before = cache.computed
+    with torch.inference_mode():
+        got = shared(input_ids=x).logits
+    assert torch.equal(got, want)
+    assert cache.computed == before + 1

@@ -24,6 +24,12 @@ if TYPE_CHECKING:
     from ..graph import ModelGraph
 
 
+def _version(t: torch.Tensor) -> int:
+    """A tensor's in-place version counter; -1 for an inference-mode tensor, which keeps none (the cache then
+    tells inputs apart by identity alone)."""
+    return -1 if t.is_inference() else t._version
+
+
 class _FactorCache:
     """``x @ B^T`` for the input a group of layers was last called with: the first member of the group
     computes it, the others (fed the very same tensor, as q/k/v and gate/up are) reuse it. ``computed`` counts
@@ -45,7 +51,7 @@ class _FactorCache:
         self.__init__()  # type: ignore[misc]
 
     def get(self, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-        key = (x.data_ptr(), tuple(x.shape), x._version, factor._version, torch.is_grad_enabled())
+        key = (x.data_ptr(), tuple(x.shape), _version(x), _version(factor), torch.is_grad_enabled())
         if self.value is None or self.key != key or self.ref() is not x:
             self.value = x @ factor.T
             self.key, self.ref = key, weakref.ref(x)

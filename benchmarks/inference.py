@@ -1,0 +1,101 @@
+"""Inference of SmolLM2-135M, dense against colorshare-compressed at keep 80 / 50 / 30 %, side by side in one run.
+
+    python -m benchmarks.inference [--out benchmarks/results/inference/smollm2-135m] [--repeats 2]
+
+The compressed models are the default pipeline's optimum on the K-FAC surrogate (statistics once, one solve
+per budget; the probes and the measurement loop change the ranks, not what a forward costs), written as
+folders by ``save_compressed`` and loaded back with ``load_compressed``; every figure is measured in float32
+on this machine's CPU (see colorshare.bench.inference). The weights' file sizes are given in bfloat16 (the
+default written dtype for this GGUF source) and float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from colorshare import solve
+from colorshare.bench.inference import load_memory, speed_row, write
+from colorshare.torch import apply_coloring, build_graph, load_compressed, save_compressed
+from colorshare.torch.models import smollm2_135m
+
+
+def _cpu() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        name = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "")
+        cores = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("CPU(s)")), "")
+        return f"{name}, {cores} CPUs"
+    except OSError:
+        return platform.processor()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="benchmarks/results/inference/smollm2-135m")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--keeps", type=float, nargs="*", default=[0.8, 0.5, 0.3])
+    ap.add_argument("--time-limit", type=float, default=120.0)
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(torch.get_num_threads())
+    t0 = time.perf_counter()
+    case = smollm2_135m()
+    vocab = case.model.config.vocab_size
+    graph = build_graph(case.model, case.batches, case.targets, "kfac")
+    stats_s = time.perf_counter() - t0
+    rows, notes = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        dense_dir = Path(tmp) / "dense"
+        case.model.save_pretrained(dense_dir)  # float32, transformers' own layout: what from_pretrained loads
+        rows.append(speed_row("dense", case.model, vocab, dense_dir, compressed=False, repeats=args.repeats))
+        rows[0]["weights_bytes bfloat16"] = rows[0]["weights_bytes"] // 2
+        rows[0]["perplexity float32"] = case.metrics(case.model)["perplexity"]
+        for keep in args.keeps:
+            sol = solve(graph, keep * graph.dense_size, backend="highs", time_limit=args.time_limit)
+            shared = apply_coloring(case.model, graph, sol)
+            folder = Path(tmp) / f"keep{int(keep * 100)}"
+            save_compressed(shared, folder, case.tokenizer, dtype="bfloat16")
+            bf16 = (folder / "model.safetensors").stat().st_size
+            del shared
+            model = load_compressed(folder, dtype="float32")  # what a user runs: the folder alone
+            f32 = Path(tmp) / f"keep{int(keep * 100)}-f32"
+            save_compressed(model, f32, dtype="float32")
+            row = speed_row(f"keep {keep:.0%}", model, vocab, f32, compressed=True, repeats=args.repeats)
+            row["weights_bytes bfloat16"] = bf16
+            row["perplexity float32"] = case.metrics(model)["perplexity"]
+            del model
+            model = load_compressed(folder)  # the bfloat16 folder as written, in its own dtype
+            row["perplexity bfloat16"] = case.metrics(model)["perplexity"]
+            row["load_raise_bytes bfloat16"] = load_memory(folder, compressed=True)["raise"]
+            rows.append(row)
+            kinds = {}
+            for c in sol.classes:
+                kinds[c.action] = kinds.get(c.action, 0) + 1
+            notes.append(f"- keep {keep:.0%}: {sol.status.value} (gap {sol.gap if sol.gap is None else f'{sol.gap:.1e}'}), "
+                         f"classes {kinds}")
+            del model
+    header = (f"# Inference: SmolLM2-135M dense against compressed (measured in one run)\n\n"
+              f"Machine: {_cpu()}, torch {torch.__version__}, {torch.get_num_threads()} threads, float32 on CPU; "
+              f"best of {args.repeats} after a warm-up. Statistics (K-FAC) {stats_s:.0f} s; total "
+              f"{time.perf_counter() - t0:.0f} s. Ratios in parentheses are to dense. The LM head "
+              f"({case.model.lm_head.weight.numel():,} parameters, tied to the embedding) and the embedding are "
+              f"not compressed. Memory: peak resident memory of a fresh process that loads the folder and runs "
+              f"one 1 x 256 prefill, above one that only imports torch, transformers and colorshare; dense loads "
+              f"with from_pretrained, compressed with load_compressed (float32 folder; 'bfloat16': the bfloat16 "
+              f"folder in its own dtype). Perplexity: held-out prose; 'bfloat16' runs the bfloat16 folder as "
+              f"loaded.\n\n" + "\n".join(notes) + "\n")
+    write(rows, args.out, "dense", header)
+    print(header)
+    print(Path(args.out).with_suffix(".md").read_text())
+
+
+if __name__ == "__main__":
+    main()

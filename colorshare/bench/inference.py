@@ -1,0 +1,166 @@
+"""Inference speed and memory of causal LMs, dense against compressed, measured side by side in one run.
+
+- prefill: tokens per second of one forward over ``batch x length`` random token ids (no cache);
+- decode: tokens per second of greedy generation with the KV cache, from the difference between generating
+  ``new + 1`` tokens and 1 token after the same prompt (so the prompt's prefill cancels);
+- memory: peak resident memory (bytes) of a fresh process that loads the model folder and runs one prefill,
+  above the same process that only imports torch and transformers;
+- files: the folder's weight files in bytes.
+
+Each figure is the best of ``repeats`` runs after one warm-up run (the least disturbed by other processes).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["prefill_speed", "decode_speed", "load_memory", "speed_row", "markdown_table"]
+
+
+def _ids(vocab: int, batch: int, length: int, seed: int = 0) -> Any:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab, (batch, length), generator=g)
+
+
+def _best(fn: Any, repeats: int) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def prefill_speed(model: Any, vocab: int, batch: int, length: int, repeats: int = 2) -> float:
+    """Tokens per second of one forward over ``batch x length`` tokens (no KV cache kept)."""
+    import torch
+
+    device = next(model.parameters()).device
+    ids = _ids(vocab, batch, length).to(device)
+
+    def run() -> None:
+        with torch.inference_mode():
+            model(input_ids=ids, use_cache=False)
+    return batch * length / _best(run, repeats)
+
+
+def decode_speed(model: Any, vocab: int, batch: int, new: int, prompt: int = 32, repeats: int = 2) -> float:
+    """Tokens per second of greedy decoding with the KV cache: ``batch x new`` tokens over the time of
+    generating ``new + 1`` tokens minus that of generating 1 (the prompt's prefill and the first token)."""
+    import torch
+
+    device = next(model.parameters()).device
+    ids = _ids(vocab, batch, prompt, seed=1).to(device)
+    mask = torch.ones_like(ids)
+
+    def gen(n: int) -> Any:
+        def run() -> None:
+            with torch.inference_mode():
+                model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
+                               do_sample=False, pad_token_id=0)
+        return run
+    long, short = _best(gen(new + 1), repeats), _best(gen(1), repeats)
+    return batch * new / max(long - short, 1e-9)
+
+
+_LOAD = """
+import resource, sys, torch
+kind, folder, length, dtype = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+import transformers
+from colorshare.torch import load_compressed
+dtype = None if dtype == "native" else getattr(torch, dtype)
+if kind != "imports":
+    if kind == "compressed":
+        model = load_compressed(folder, dtype=dtype)
+    else:
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype or "auto")
+    with torch.inference_mode():
+        model(input_ids=torch.zeros(1, length, dtype=torch.long), use_cache=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def load_memory(folder: str | Path, compressed: bool, length: int = 256, dtype: str = "native") -> dict[str, int]:
+    """Peak resident memory (bytes, Linux ru_maxrss) of a fresh process that loads ``folder`` (``load_compressed``
+    for a compressed folder, transformers' ``from_pretrained`` for a dense one) in ``dtype`` ("native": the
+    folder's own) and runs one prefill of ``length`` tokens: ``{"peak": ..., "imports": ..., "raise": ...}``,
+    where ``imports`` is the peak of the same process that only imports torch, transformers and colorshare, and
+    ``raise`` the difference (what loading and running the model adds).
+    """
+    import os
+
+    root = str(Path(__file__).resolve().parents[2])  # colorshare importable in the child, installed or not
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+
+    def peak(kind: str) -> int:
+        out = subprocess.run([sys.executable, "-c", _LOAD, kind, str(folder), str(length), dtype],
+                             capture_output=True, text=True, check=False, env=env)
+        if out.returncode != 0:
+            raise RuntimeError(f"measuring {kind} memory of {folder} failed: {out.stderr.strip()[-400:]}")
+        return int(out.stdout.strip().splitlines()[-1])
+    full, base = peak("compressed" if compressed else "dense"), peak("imports")
+    return {"peak": full, "imports": base, "raise": max(0, full - base)}
+
+
+def speed_row(name: str, model: Any, vocab: int, folder: str | Path | None = None, compressed: bool = True,
+              prefill: Sequence[tuple[int, int]] = ((1, 256), (8, 256)),
+              decode: Sequence[tuple[int, int]] = ((1, 32), (16, 32)), repeats: int = 2,
+              memory: bool = True) -> dict[str, Any]:
+    """Every figure for one model: prefill and decode tokens/s at each (batch, tokens), stored parameters,
+    and with ``folder`` its weight files' bytes and (``memory``) the peak memory of loading it."""
+    from ..torch import stored_parameters
+
+    row: dict[str, Any] = {"model": name, "stored_parameters": stored_parameters(model)}
+    for b, n in prefill:
+        row[f"prefill {b}x{n} tok/s"] = prefill_speed(model, vocab, b, n, repeats)
+    for b, n in decode:
+        row[f"decode batch {b} tok/s"] = decode_speed(model, vocab, b, n, repeats=repeats)
+    if folder is not None:
+        files = sorted(Path(folder).glob("*.safetensors"))
+        row["weights_bytes"] = sum(f.stat().st_size for f in files)
+        if memory:
+            mem = load_memory(folder, compressed)
+            row["load_peak_bytes"], row["load_raise_bytes"] = mem["peak"], mem["raise"]
+    return row
+
+
+def markdown_table(rows: list[dict[str, Any]], reference: str) -> str:
+    """The rows side by side, each figure with its ratio to the ``reference`` row's (speed: higher is better;
+    parameters, bytes: lower is better)."""
+    ref = next(r for r in rows if r["model"] == reference)
+    keys = list(dict.fromkeys(k for r in rows for k in r if k != "model"))
+    head = "| | " + " | ".join(r["model"] for r in rows) + " |"
+    out = [head, "|---" * (len(rows) + 1) + "|"]
+    for k in keys:
+        cells = []
+        for r in rows:
+            v = r.get(k)
+            if v is None:
+                cells.append("-")
+                continue
+            if "bytes" in k:
+                text = f"{v / 2**20:,.1f} MiB"
+            else:
+                text = f"{v:,.1f}" if "tok/s" in k else (f"{v:,.2f}" if isinstance(v, float) else f"{v:,}")
+            if r is not ref and ref.get(k):
+                text += f" ({v / ref[k]:.2f}x)"
+            cells.append(text)
+        out.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def write(rows: list[dict[str, Any]], out: str | Path, reference: str, header: str = "") -> None:
+    """``out``.json (the rows) and ``out``.md (the table under ``header``)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=2))
+    out.with_suffix(".md").write_text(header + "\n" + markdown_table(rows, reference))
