@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from colorshare import solve
-from colorshare.bench.inference import load_memory, speed_row, write
+from colorshare.bench.inference import load_memory, speed_rows, write
 from colorshare.torch import apply_coloring, build_graph, load_compressed, save_compressed
 from colorshare.torch.models import smollm2_135m
 
@@ -40,7 +40,7 @@ def _cpu() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/results/inference/smollm2-135m")
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--keeps", type=float, nargs="*", default=[0.8, 0.5, 0.3])
     ap.add_argument("--time-limit", type=float, default=120.0)
     args = ap.parse_args()
@@ -50,41 +50,44 @@ def main() -> None:
     case = smollm2_135m()
     vocab = case.model.config.vocab_size
     graph = build_graph(case.model, case.batches, case.targets, "kfac")
+    graph.pair_statistics()  # what proves the solves over classes of two layers, as in compress
     stats_s = time.perf_counter() - t0
-    rows, notes = [], []
+    notes: list[str] = []
+    extra: dict[str, dict] = {"dense": {"perplexity float32": case.metrics(case.model)["perplexity"]}}
     with tempfile.TemporaryDirectory() as tmp:
         dense_dir = Path(tmp) / "dense"
-        case.model.save_pretrained(dense_dir)  # float32, transformers' own layout: what from_pretrained loads
-        rows.append(speed_row("dense", case.model, vocab, dense_dir, compressed=False, repeats=args.repeats))
-        rows[0]["weights_bytes bfloat16"] = rows[0]["weights_bytes"] // 2
-        rows[0]["perplexity float32"] = case.metrics(case.model)["perplexity"]
+        # float32 (a GGUF-loaded model has no save_pretrained); a plain transformers folder that from_pretrained loads
+        save_compressed(case.model, dense_dir, dtype="float32")
+        models, folders, kinds_of = {"dense": case.model}, {"dense": dense_dir}, {"dense": False}
+        extra["dense"]["weights_bytes bfloat16"] = (dense_dir / "model.safetensors").stat().st_size // 2
         for keep in args.keeps:
+            name = f"keep {keep:.0%}"
             sol = solve(graph, keep * graph.dense_size, backend="highs", time_limit=args.time_limit)
             shared = apply_coloring(case.model, graph, sol)
             folder = Path(tmp) / f"keep{int(keep * 100)}"
             save_compressed(shared, folder, case.tokenizer, dtype="bfloat16")
-            bf16 = (folder / "model.safetensors").stat().st_size
             del shared
-            model = load_compressed(folder, dtype="float32")  # what a user runs: the folder alone
+            model = load_compressed(folder)  # the bfloat16 folder as written, in its own dtype
+            extra[name] = {"weights_bytes bfloat16": (folder / "model.safetensors").stat().st_size,
+                           "perplexity bfloat16": case.metrics(model)["perplexity"],
+                           "load_raise_bytes bfloat16": load_memory(folder, compressed=True)["raise"]}
+            del model
+            model = load_compressed(folder, dtype="float32")  # what is timed: the folder alone, in float32
+            extra[name]["perplexity float32"] = case.metrics(model)["perplexity"]
             f32 = Path(tmp) / f"keep{int(keep * 100)}-f32"
             save_compressed(model, f32, dtype="float32")
-            row = speed_row(f"keep {keep:.0%}", model, vocab, f32, compressed=True, repeats=args.repeats)
-            row["weights_bytes bfloat16"] = bf16
-            row["perplexity float32"] = case.metrics(model)["perplexity"]
-            del model
-            model = load_compressed(folder)  # the bfloat16 folder as written, in its own dtype
-            row["perplexity bfloat16"] = case.metrics(model)["perplexity"]
-            row["load_raise_bytes bfloat16"] = load_memory(folder, compressed=True)["raise"]
-            rows.append(row)
-            kinds = {}
+            models[name], folders[name], kinds_of[name] = model, f32, True
+            kinds: dict[str, int] = {}
             for c in sol.classes:
                 kinds[c.action] = kinds.get(c.action, 0) + 1
-            notes.append(f"- keep {keep:.0%}: {sol.status.value} (gap {sol.gap if sol.gap is None else f'{sol.gap:.1e}'}), "
-                         f"classes {kinds}")
-            del model
+            gap = "-" if sol.gap is None else f"{sol.gap:.1e}"
+            notes.append(f"- {name}: {sol.status.value} (gap {gap}), classes {kinds}")
+        rows = speed_rows(models, vocab, folders, kinds_of, repeats=args.repeats)
+    for r in rows:
+        r.update(extra[r["model"]])
     header = (f"# Inference: SmolLM2-135M dense against compressed (measured in one run)\n\n"
               f"Machine: {_cpu()}, torch {torch.__version__}, {torch.get_num_threads()} threads, float32 on CPU; "
-              f"best of {args.repeats} after a warm-up. Statistics (K-FAC) {stats_s:.0f} s; total "
+              f"best of {args.repeats} after a warm-up, the models taking turns. Statistics (K-FAC and pair statistics) {stats_s:.0f} s; total "
               f"{time.perf_counter() - t0:.0f} s. Ratios in parentheses are to dense. The LM head "
               f"({case.model.lm_head.weight.numel():,} parameters, tied to the embedding) and the embedding are "
               f"not compressed. Memory: peak resident memory of a fresh process that loads the folder and runs "

@@ -30,6 +30,10 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.6g}"
 
 
+def _silent(*_: Any, **__: Any) -> None:
+    return None
+
+
 def _peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
@@ -157,7 +161,9 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
     ``calibration`` / ``evaluation``: plain-text files (causal LMs; the report states their token counts).
     ``dtype``: of the written parameters, ``auto`` (the source's: a GGUF's quantized weights give bfloat16),
     ``float32``, ``bfloat16`` or ``float16``; ``verify`` reloads the written model (a transformers model from
-    its folder alone) and measures it again."""
+    its folder alone) and measures it again. Launched by ``torchrun --nproc_per_node N`` (``WORLD_SIZE`` > 1),
+    the statistics run data-parallel over the N processes (:mod:`colorshare.torch.distributed`); rank 0 then
+    solves, writes and returns the report, the other ranks return ``{"rank": r, "processes": N}``."""
     from . import solve
     from .formulations.budget import parse_budget
     from .torch import apply_coloring, build_graph, load_compressed, load_shared, save_compressed, save_shared
@@ -179,18 +185,36 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
     for label, f in (("--calibration", calibration), ("--evaluation", evaluation)):
         if f is not None and not Path(f).is_file():  # fail before loading anything
             raise ValueError(f"{label} file {str(f)!r} does not exist")
+    from .torch import distributed as dist
+
+    rank, processes = dist.init_from_env(device)  # under torchrun: data-parallel statistics, rank 0 does the rest
+    if processes > 1 and str(device).startswith("cuda"):
+        import torch
+
+        device = f"cuda:{torch.cuda.current_device()}"
+    main = rank == 0
+    if not main:
+        echo = _silent
     case = resolve_model(model, device, calibration, evaluation)
     seconds["load"] = time.perf_counter() - t
     t = time.perf_counter()
-    before = case.metrics(case.model)
+    before = case.metrics(case.model) if main else {}
     seconds["evaluate dense"] = time.perf_counter() - t
     echo(f"{case.name}: dense " + ", ".join(f"{k} {v:.4f}" for k, v in before.items()))
     for k in ("calibration", "evaluation"):
         if k in case.info:
             echo(f"{k}: {case.info[k]}")
     t = time.perf_counter()
-    graph = build_graph(case.model, case.batches, case.targets, curvature, seed=seed, max_group_size=max_group_size)
+    try:
+        graph = build_graph(case.model, case.batches, case.targets, curvature, seed=seed,
+                            max_group_size=max_group_size, progress=main)
+    finally:
+        dist.close()  # the statistics were the collective part; rank 0 solves and writes alone
     seconds["statistics"] = time.perf_counter() - t
+    if not main:
+        return {"rank": rank, "processes": processes}
+    if processes > 1:
+        echo(f"statistics: data-parallel over {processes} processes ({seconds['statistics']:.0f} s)")
     b = parse_budget(budget, graph.dense_size)
     from .torch.targets import left_out
 
@@ -271,7 +295,8 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
                      "restricted": sol.facts.get("restricted"), "columns": sol.facts.get("columns"),
                      "measured": sol.facts.get("measured"),
                      "colors": sd.get("colors")},
-        "families": family_table(graph, sol), "left_out": skipped, "seconds": seconds, "peak_memory_gb": _peak_gb(),
+        "families": family_table(graph, sol), "left_out": skipped, "seconds": seconds, "processes": processes,
+        "peak_memory_gb": _peak_gb(),
         "file": str(out / "model.safetensors"), "dtype": written, "files_bytes": files,
         "folder": folder, "case_info": {k: str(v) for k, v in case.info.items()},
     }

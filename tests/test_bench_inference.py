@@ -6,7 +6,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from colorshare import solve  # noqa: E402
-from colorshare.bench.inference import decode_speed, markdown_table, prefill_speed, speed_row  # noqa: E402
+from colorshare.bench.inference import decode_speed, markdown_table, prefill_speed, speed_rows  # noqa: E402
 from colorshare.torch import apply_coloring, build_graph, save_compressed  # noqa: E402
 
 
@@ -35,7 +35,13 @@ def test_a_speed_row_of_a_compressed_folder_measures_its_files_and_memory(tmp_pa
     graph = build_graph(model, batches, curvature="kfac", targets="all-linear", progress=False)
     shared = apply_coloring(model, graph, solve(graph, 0.5 * graph.dense_size, backend="highs"))
     save_compressed(shared, tmp_path)
-    row = speed_row("keep 50%", shared, 97, tmp_path, prefill=((1, 16),), decode=((1, 4),), repeats=1)
+    dense_dir = tmp_path / "dense"
+    save_compressed(model, dense_dir)
+    rows = speed_rows({"dense": model, "keep 50%": shared}, 97, {"dense": dense_dir, "keep 50%": tmp_path},
+                      {"dense": False, "keep 50%": True}, prefill=((1, 16),), decode=((1, 4),), repeats=1)
+    row = rows[1]
+    assert rows[0]["stored_parameters"] > row["stored_parameters"]
+    assert rows[0]["weights_bytes"] > row["weights_bytes"]
     assert row["weights_bytes"] == (tmp_path / "model.safetensors").stat().st_size
     assert row["load_peak_bytes"] > row["load_raise_bytes"] >= 0
     assert row["prefill 1x16 tok/s"] > 0 and row["decode batch 1 tok/s"] > 0

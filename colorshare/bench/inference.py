@@ -7,7 +7,8 @@
   above the same process that only imports torch and transformers;
 - files: the folder's weight files in bytes.
 
-Each figure is the best of ``repeats`` runs after one warm-up run (the least disturbed by other processes).
+Each speed is the best of ``repeats`` runs after one warm-up run, the models taking turns within each round
+(a slow spell of a shared machine then falls on all of them alike).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["prefill_speed", "decode_speed", "load_memory", "speed_row", "markdown_table"]
+__all__ = ["speeds", "prefill_speed", "decode_speed", "load_memory", "speed_rows", "markdown_table", "write"]
 
 
 def _ids(vocab: int, batch: int, length: int, seed: int = 0) -> Any:
@@ -30,46 +31,75 @@ def _ids(vocab: int, batch: int, length: int, seed: int = 0) -> Any:
     return torch.randint(0, vocab, (batch, length), generator=g)
 
 
-def _best(fn: Any, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(max(1, repeats)):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def prefill_speed(model: Any, vocab: int, batch: int, length: int, repeats: int = 2) -> float:
-    """Tokens per second of one forward over ``batch x length`` tokens (no KV cache kept)."""
+def _prefill(model: Any, vocab: int, batch: int, length: int) -> Callable[[], None]:
     import torch
 
-    device = next(model.parameters()).device
-    ids = _ids(vocab, batch, length).to(device)
+    ids = _ids(vocab, batch, length).to(next(model.parameters()).device)
 
     def run() -> None:
         with torch.inference_mode():
             model(input_ids=ids, use_cache=False)
-    return batch * length / _best(run, repeats)
+    return run
+
+
+def _generate(model: Any, vocab: int, batch: int, n: int, prompt: int) -> Callable[[], None]:
+    import torch
+
+    ids = _ids(vocab, batch, prompt, seed=1).to(next(model.parameters()).device)
+    mask = torch.ones_like(ids)
+
+    def run() -> None:
+        with torch.inference_mode():
+            model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
+                           do_sample=False, pad_token_id=0)
+    return run
+
+
+def _best_interleaved(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """The least wall time (seconds) of each run over ``repeats`` rounds after one warm-up, the runs taking
+    turns within each round, so that a slow spell of a shared machine falls on all of them alike."""
+    for fn in runs.values():
+        fn()
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(max(1, repeats)):
+        for name, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t)
+    return best
+
+
+def speeds(models: dict[str, Any], vocab: int, prefill: Sequence[tuple[int, int]] = ((1, 256), (8, 256)),
+           decode: Sequence[tuple[int, int]] = ((1, 32), (16, 32)), prompt: int = 32,
+           repeats: int = 3) -> dict[str, dict[str, float]]:
+    """Tokens per second of every model at every setting, measured side by side (the models take turns):
+    ``prefill`` (batch, tokens): one forward without a KV cache; ``decode`` (batch, new tokens): greedy
+    generation with the cache after a ``prompt``-token prompt, timed as generating ``new + 1`` tokens minus
+    generating 1 (the prompt's prefill and first token cancel)."""
+    out: dict[str, dict[str, float]] = {name: {} for name in models}
+    for b, n in prefill:
+        best = _best_interleaved({k: _prefill(m, vocab, b, n) for k, m in models.items()}, repeats)
+        for k, t in best.items():
+            out[k][f"prefill {b}x{n} tok/s"] = b * n / t
+    for b, n in decode:
+        runs = {}
+        for k, m in models.items():
+            runs[(k, "long")] = _generate(m, vocab, b, n + 1, prompt)
+            runs[(k, "short")] = _generate(m, vocab, b, 1, prompt)
+        best = _best_interleaved(runs, repeats)
+        for k in models:
+            out[k][f"decode batch {b} tok/s"] = b * n / max(best[(k, "long")] - best[(k, "short")], 1e-9)
+    return out
+
+
+def prefill_speed(model: Any, vocab: int, batch: int, length: int, repeats: int = 2) -> float:
+    """Tokens per second of one forward over ``batch x length`` tokens (no KV cache kept)."""
+    return speeds({"m": model}, vocab, ((batch, length),), (), repeats=repeats)["m"][f"prefill {batch}x{length} tok/s"]
 
 
 def decode_speed(model: Any, vocab: int, batch: int, new: int, prompt: int = 32, repeats: int = 2) -> float:
-    """Tokens per second of greedy decoding with the KV cache: ``batch x new`` tokens over the time of
-    generating ``new + 1`` tokens minus that of generating 1 (the prompt's prefill and the first token)."""
-    import torch
-
-    device = next(model.parameters()).device
-    ids = _ids(vocab, batch, prompt, seed=1).to(device)
-    mask = torch.ones_like(ids)
-
-    def gen(n: int) -> Any:
-        def run() -> None:
-            with torch.inference_mode():
-                model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
-                               do_sample=False, pad_token_id=0)
-        return run
-    long, short = _best(gen(new + 1), repeats), _best(gen(1), repeats)
-    return batch * new / max(long - short, 1e-9)
+    """Tokens per second of greedy decoding with the KV cache (see :func:`speeds`)."""
+    return speeds({"m": model}, vocab, (), ((batch, new),), prompt, repeats)["m"][f"decode batch {batch} tok/s"]
 
 
 _LOAD = """
@@ -85,12 +115,15 @@ if kind != "imports":
         model = transformers.AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype or "auto")
     with torch.inference_mode():
         model(input_ids=torch.zeros(1, length, dtype=torch.long), use_cache=False)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+try:  # this process's own high-water mark (ru_maxrss would carry the forking parent's over exec)
+    print(next(int(ln.split()[1]) * 1024 for ln in open("/proc/self/status") if ln.startswith("VmHWM")))
+except OSError:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
 
 
 def load_memory(folder: str | Path, compressed: bool, length: int = 256, dtype: str = "native") -> dict[str, int]:
-    """Peak resident memory (bytes, Linux ru_maxrss) of a fresh process that loads ``folder`` (``load_compressed``
+    """Peak resident memory (bytes, Linux VmHWM) of a fresh process that loads ``folder`` (``load_compressed``
     for a compressed folder, transformers' ``from_pretrained`` for a dense one) in ``dtype`` ("native": the
     folder's own) and runs one prefill of ``length`` tokens: ``{"peak": ..., "imports": ..., "raise": ...}``,
     where ``imports`` is the peak of the same process that only imports torch, transformers and colorshare, and
@@ -111,26 +144,30 @@ def load_memory(folder: str | Path, compressed: bool, length: int = 256, dtype: 
     return {"peak": full, "imports": base, "raise": max(0, full - base)}
 
 
-def speed_row(name: str, model: Any, vocab: int, folder: str | Path | None = None, compressed: bool = True,
-              prefill: Sequence[tuple[int, int]] = ((1, 256), (8, 256)),
-              decode: Sequence[tuple[int, int]] = ((1, 32), (16, 32)), repeats: int = 2,
-              memory: bool = True) -> dict[str, Any]:
-    """Every figure for one model: prefill and decode tokens/s at each (batch, tokens), stored parameters,
-    and with ``folder`` its weight files' bytes and (``memory``) the peak memory of loading it."""
+def speed_rows(models: dict[str, Any], vocab: int, folders: dict[str, str | Path] | None = None,
+               compressed: dict[str, bool] | None = None,
+               prefill: Sequence[tuple[int, int]] = ((1, 256), (8, 256)),
+               decode: Sequence[tuple[int, int]] = ((1, 32), (16, 32)), repeats: int = 3,
+               memory: bool = True) -> list[dict[str, Any]]:
+    """One row per model with every figure: stored parameters, prefill and decode tokens/s (measured side by
+    side, :func:`speeds`), and for a model with a folder its weight files' bytes and (``memory``) the peak
+    memory of loading it in a fresh process (:func:`load_memory`; ``compressed[name]``: load_compressed, else
+    from_pretrained)."""
     from ..torch import stored_parameters
 
-    row: dict[str, Any] = {"model": name, "stored_parameters": stored_parameters(model)}
-    for b, n in prefill:
-        row[f"prefill {b}x{n} tok/s"] = prefill_speed(model, vocab, b, n, repeats)
-    for b, n in decode:
-        row[f"decode batch {b} tok/s"] = decode_speed(model, vocab, b, n, repeats=repeats)
-    if folder is not None:
-        files = sorted(Path(folder).glob("*.safetensors"))
-        row["weights_bytes"] = sum(f.stat().st_size for f in files)
-        if memory:
-            mem = load_memory(folder, compressed)
-            row["load_peak_bytes"], row["load_raise_bytes"] = mem["peak"], mem["raise"]
-    return row
+    fast = speeds(models, vocab, prefill, decode, repeats=repeats)
+    rows = []
+    for name, model in models.items():
+        row: dict[str, Any] = {"model": name, "stored_parameters": stored_parameters(model), **fast[name]}
+        folder = (folders or {}).get(name)
+        if folder is not None:
+            files = sorted(Path(folder).glob("*.safetensors"))
+            row["weights_bytes"] = sum(f.stat().st_size for f in files)
+            if memory:
+                mem = load_memory(folder, (compressed or {}).get(name, True))
+                row["load_peak_bytes"], row["load_raise_bytes"] = mem["peak"], mem["raise"]
+        rows.append(row)
+    return rows
 
 
 def markdown_table(rows: list[dict[str, Any]], reference: str) -> str:

@@ -97,8 +97,9 @@ def _clip(t: torch.Tensor, what: str) -> torch.Tensor:
 
 
 def _layerwise(model: nn.Module, modules: dict[str, nn.Module], batches: Iterable[Any], bar: Any,
-               fisher_loss: Callable | None = None) -> dict[str, Curvature]:
-    st = layer_statistics(model, modules, batches, bar, fisher_loss)
+               fisher_loss: Callable | None = None, on_batch: Callable[[int], None] | None = None
+               ) -> dict[str, Curvature]:
+    st = layer_statistics(model, modules, batches, bar, fisher_loss, on_batch)
     out = {}
     for n in modules:
         if st.out_sq is None:
@@ -193,6 +194,11 @@ def _spectrum(model, modules, batches, loss_fn, k, probes, gen, bar) -> dict:
     return out
 
 
+def batch_seed(seed: int, index: int) -> int:
+    """The seed of the sampled Fisher labels of calibration batch ``index`` under ``seed``."""
+    return (seed + 1) * 1_000_003 + index
+
+
 def _quiet(it: Iterable) -> Iterable:
     return it
 
@@ -216,22 +222,31 @@ def estimate(
         return tqdm(it, desc=f"curvature ({curvature})", leave=False) if progress else it
 
     gen = torch.Generator().manual_seed(seed)
+    reseed = None
     if loss_fn is None and curvature != "layerwise":
         sample_gen = torch.Generator().manual_seed(seed + 1)
 
         def loss_fn(output: Any, batch: Any) -> torch.Tensor:  # self-distillation, Fisher form (sampled labels)
             return sampled_fisher_loss(output, batch, sample_gen)
+
+        def reseed(index: int) -> None:  # a batch's labels depend on its index only (not on the process)
+            sample_gen.manual_seed(batch_seed(seed, index))
+    from .distributed import world
+
+    if world()[1] > 1 and curvature not in ("layerwise", "kfac", "probed"):
+        raise ValueError(f"curvature {curvature!r} does not run data-parallel; under torchrun use kfac, probed or "
+                         "layerwise")
     was_training = model.training
     model.eval()
     try:
         if curvature == "layerwise":
             return _layerwise(model, modules, batches, bar)
+        if curvature in ("kfac", "probed"):
+            return _layerwise(model, modules, batches, bar, loss_fn, reseed)
         if curvature == "fisher":
             return _fisher(model, modules, batches, loss_fn, bar)
         if curvature == "spectrum":
             return _spectrum(model, modules, batches, loss_fn, k, probes, gen, bar if progress else _quiet)
-        if curvature in ("kfac", "probed"):
-            return _layerwise(model, modules, batches, bar, loss_fn)
         diags = _hutchinson_diag(model, modules, batches, loss_fn, probes, gen, bar)
         if curvature == "hutchinson":
             return {n: Curvature("hutchinson", diag=_clip(weight_matrix(modules[n], d), f"{n} Hessian diagonal"))

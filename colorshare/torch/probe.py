@@ -19,7 +19,8 @@ measured / predicted. The divergence, computed on the outputs' device:
 
 Costs of a probed graph are then in the divergence's units. Cost: per layer, one forward pass over the probe
 batches from the layer's block on (:class:`~colorshare.torch.replay.BlockReplay` replays the blocks before it
-from the dense run; no gradients).
+from the dense run; no gradients). In a process group (:mod:`colorshare.torch.distributed`) each rank probes
+its share of the layers and the ratios are gathered.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed as dist
 from .replay import BlockReplay
 from .stats import NO_DEFAULT_LOSS, _mask, model_logits, pooled_embedding
 
@@ -84,7 +86,8 @@ def probe_scales(graph: Any, modules: dict[str, nn.Module], model: nn.Module, ba
     replay = BlockReplay(model, batches)  # a probe in block L reruns blocks L.. only
     refs = [_reference(o, b, loss_fn) for o, b in zip(replay.dense, batches)]
     ratios = np.full(graph.n, np.nan)
-    for i, name in enumerate(tqdm(graph.module_names, desc="probes", leave=False, disable=not progress)):
+    mine = dist.shard(list(enumerate(graph.module_names)))  # in a process group: this rank's layers
+    for i, name in tqdm(mine, desc="probes", leave=False, disable=not progress):
         d = min(graph.shapes[i][0], int(np.prod(graph.shapes[i][1:])))
         rank = min(d - 1, max(1, round(fraction * d)))
         if rank < 1:
@@ -104,6 +107,10 @@ def probe_scales(graph: Any, modules: dict[str, nn.Module], model: nn.Module, ba
                 w.copy_(old)
         if predicted > 0 and measured > 0 and math.isfinite(measured):
             ratios[i] = measured / predicted
+    if dist.world()[1] > 1:  # every rank's probes, exactly as one process measures them
+        for part in dist.all_gather({i: float(ratios[i]) for i, _ in mine}):
+            for i, r in part.items():
+                ratios[i] = r
     bad = ~np.isfinite(ratios)
     if bad.all():
         warnings.warn("no probe measured a change: the K-FAC scales are kept", RuntimeWarning, stacklevel=2)

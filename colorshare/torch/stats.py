@@ -114,6 +114,32 @@ def sampled_fisher_loss(output: Any, batch: Any, generator: torch.Generator | No
     raise ValueError(NO_DEFAULT_LOSS)
 
 
+def _reduce(modules: dict[str, nn.Module], sums: dict[str, torch.Tensor], counts: dict[str, int],
+            leader_of: dict[str, str], sq: dict[str, torch.Tensor | None] | None, grad_rows: dict[str, int]) -> None:
+    """All-reduce one rank's accumulators in place (sums in float64; the same layers share on every rank)."""
+    from . import distributed as dist
+
+    shared = {n: leader_of.get(n, n) for n in modules}
+    views = dist.all_gather((shared, sorted(sums)))
+    if any(v != views[0] for v in views):
+        raise ValueError("the processes saw different layers sharing an input (the model or its batches differ "
+                         "between ranks); data-parallel statistics need the same model on every rank")
+    for n in sorted(sums):
+        sums[n] = dist.all_reduce_sum(sums[n])
+    names = list(modules)
+    rows = dist.all_reduce_sum(torch.tensor([counts[n] for n in names] + [grad_rows[n] for n in names],
+                                            dtype=torch.int64))
+    for i, n in enumerate(names):
+        counts[n], grad_rows[n] = int(rows[i]), int(rows[len(names) + i])
+    if sq is not None:
+        for n in names:
+            w = modules[n].weight
+            d = w.shape[1] if is_transposed(modules[n]) else w.shape[0]
+            local = sq[n] if sq[n] is not None else torch.zeros(d, dtype=torch.float64, device=w.device)
+            total = dist.all_reduce_sum(local)
+            sq[n] = total if grad_rows[n] > 0 else None
+
+
 @dataclass
 class LayerStats:
     """Per-layer statistics (tensors on each layer's device, float64).
@@ -135,8 +161,17 @@ def layer_statistics(
     batches: Iterable[Any],
     bar: Callable[[Iterable], Iterable] = lambda it: it,
     fisher_loss: Callable[[Any, Any], torch.Tensor] | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> LayerStats:
-    """Gather :class:`LayerStats` in one pass over ``batches`` (see the module docstring)."""
+    """Gather :class:`LayerStats` in one pass over ``batches`` (see the module docstring). ``on_batch(i)`` is
+    called before batch ``i`` (its index in ``batches``; :func:`colorshare.torch.curvature.estimate` seeds the
+    sampled labels by it). In a process group (:mod:`colorshare.torch.distributed`) each rank runs its share
+    of the batches and the sums are all-reduced: every rank gets the statistics of all of them."""
+    from . import distributed as dist
+
+    indexed = list(enumerate(batches))
+    if dist.world()[1] > 1:
+        indexed = dist.shard(indexed)
     sums: dict[str, torch.Tensor] = {}
     counts = dict.fromkeys(modules, 0)
     leader_of: dict[str, str] = {}
@@ -181,7 +216,9 @@ def layer_statistics(
         if sq is not None:
             for m in modules.values():
                 m.weight.requires_grad_(True)
-        for batch in bar(batches):
+        for index, batch in bar(indexed):
+            if on_batch is not None:
+                on_batch(index)
             seen_inputs.clear()
             batch_s.clear()
             outputs.clear()
@@ -197,7 +234,8 @@ def layer_statistics(
                 if g is None:
                     continue
                 g = g.detach()
-                G = g.reshape(-1, g.shape[-1]) if isinstance(modules[n], nn.Linear) else \
+                channels_last = isinstance(modules[n], nn.Linear) or is_transposed(modules[n])  # Conv1D too
+                G = g.reshape(-1, g.shape[-1]) if channels_last else \
                     g.transpose(1, -1).reshape(-1, g.shape[1])
                 s = (G.float() ** 2).sum(0).to(torch.float64)
                 sq[n] = s if sq[n] is None else sq[n] + s
@@ -209,6 +247,8 @@ def layer_statistics(
             h.remove()
         for n, m in modules.items():
             m.weight.requires_grad_(flags[n])
+    if dist.world()[1] > 1:
+        _reduce(modules, sums, counts, leader_of, sq, grad_rows)
     for n in modules:
         if counts[n] == 0:
             raise ValueError(f"layer {n!r} saw no input: the calibration batches never reach it")
