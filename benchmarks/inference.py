@@ -70,7 +70,7 @@ def main() -> None:
             model = load_compressed(folder)  # the bfloat16 folder as written, in its own dtype
             extra[name] = {"weights_bytes bfloat16": (folder / "model.safetensors").stat().st_size,
                            "perplexity bfloat16": case.metrics(model)["perplexity"],
-                           "load_raise_bytes bfloat16": load_memory(folder, compressed=True)["raise"]}
+                           "load_raise_bytes bfloat16": load_memory(folder, compressed=True)["load_raise"]}
             del model
             model = load_compressed(folder, dtype="float32")  # what is timed: the folder alone, in float32
             extra[name]["perplexity float32"] = case.metrics(model)["perplexity"]
@@ -87,11 +87,13 @@ def main() -> None:
         r.update(extra[r["model"]])
     header = (f"# Inference: SmolLM2-135M dense against compressed (measured in one run)\n\n"
               f"Machine: {_cpu()}, torch {torch.__version__}, {torch.get_num_threads()} threads, float32 on CPU; "
-              f"best of {args.repeats} after a warm-up, the models taking turns. Statistics (K-FAC and pair statistics) {stats_s:.0f} s; total "
+              f"best of {args.repeats} after a warm-up, the models taking turns. Statistics (K-FAC and pair "
+              f"statistics) {stats_s:.0f} s; total "
               f"{time.perf_counter() - t0:.0f} s. Ratios in parentheses are to dense. The LM head "
               f"({case.model.lm_head.weight.numel():,} parameters, tied to the embedding) and the embedding are "
-              f"not compressed. Memory: peak resident memory of a fresh process that loads the folder and runs "
-              f"one 1 x 256 prefill, above one that only imports torch, transformers and colorshare; dense loads "
+              f"not compressed. Memory: peak resident memory of a fresh process after loading the folder "
+              f"(load_raise) and after one 1 x 256 prefill (run_raise), above its peak before loading (torch, "
+              f"transformers and colorshare imported, the architecture built on meta); dense loads "
               f"with from_pretrained, compressed with load_compressed (float32 folder; 'bfloat16': the bfloat16 "
               f"folder in its own dtype). Perplexity: held-out prose; 'bfloat16' runs the bfloat16 folder as "
               f"loaded.\n\n" + "\n".join(notes) + "\n")

@@ -121,3 +121,24 @@ def test_compress_a_gpt2_folder_end_to_end(tmp_path, capsys):
     assert stored_parameters(model) == report["model_parameters_after"]
     assert report["metric_after_reload"]["perplexity"] == pytest.approx(report["metric_after"]["perplexity"],
                                                                         rel=1e-4)
+    # a fresh process, with the source folder gone: the folder alone loads, generates, stores what it said
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shutil.rmtree(src)
+    code = ("import sys, transformers; from colorshare.torch import load_compressed, stored_parameters\n"
+            "m = load_compressed(sys.argv[1]); tok = transformers.AutoTokenizer.from_pretrained(sys.argv[1])\n"
+            "ids = tok('The quick brown fox', return_tensors='pt')\n"
+            "new = m.generate(**ids, max_new_tokens=5, min_new_tokens=5, do_sample=False).shape[1] - "
+            "ids['input_ids'].shape[1]\n"
+            "print(stored_parameters(m), new)")
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-1500:]
+    stored, new = map(int, run.stdout.split()[-2:])
+    assert stored == report["model_parameters_after"] and new == 5

@@ -3,8 +3,8 @@
 - prefill: tokens per second of one forward over ``batch x length`` random token ids (no cache);
 - decode: tokens per second of greedy generation with the KV cache, from the difference between generating
   ``new + 1`` tokens and 1 token after the same prompt (so the prompt's prefill cancels);
-- memory: peak resident memory (bytes) of a fresh process that loads the model folder and runs one prefill,
-  above the same process that only imports torch and transformers;
+- memory: peak resident memory (bytes) of a fresh process after loading the model folder, and after one
+  prefill, above the same process before loading (libraries imported, the architecture built on meta);
 - files: the folder's weight files in bytes.
 
 Each speed is the best of ``repeats`` runs after one warm-up run, the models taking turns within each round
@@ -106,42 +106,51 @@ _LOAD = """
 import resource, sys, torch
 kind, folder, length, dtype = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 import transformers
+from accelerate import init_empty_weights
 from colorshare.torch import load_compressed
 dtype = None if dtype == "native" else getattr(torch, dtype)
+
+
+def hwm():  # this process's own high-water mark (ru_maxrss would carry the forking parent's over exec)
+    try:
+        return next(int(ln.split()[1]) * 1024 for ln in open("/proc/self/status") if ln.startswith("VmHWM"))
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+with init_empty_weights():  # the architecture's code imported and built, no weights: the baseline
+    transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.from_pretrained(folder))
+marks = [hwm()]
 if kind != "imports":
     if kind == "compressed":
         model = load_compressed(folder, dtype=dtype)
     else:
         model = transformers.AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype or "auto")
+    marks.append(hwm())
     with torch.inference_mode():
         model(input_ids=torch.zeros(1, length, dtype=torch.long), use_cache=False)
-try:  # this process's own high-water mark (ru_maxrss would carry the forking parent's over exec)
-    print(next(int(ln.split()[1]) * 1024 for ln in open("/proc/self/status") if ln.startswith("VmHWM")))
-except OSError:
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    marks.append(hwm())
+print(*marks)
 """
 
 
 def load_memory(folder: str | Path, compressed: bool, length: int = 256, dtype: str = "native") -> dict[str, int]:
     """Peak resident memory (bytes, Linux VmHWM) of a fresh process that loads ``folder`` (``load_compressed``
     for a compressed folder, transformers' ``from_pretrained`` for a dense one) in ``dtype`` ("native": the
-    folder's own) and runs one prefill of ``length`` tokens: ``{"peak": ..., "imports": ..., "raise": ...}``,
-    where ``imports`` is the peak of the same process that only imports torch, transformers and colorshare, and
-    ``raise`` the difference (what loading and running the model adds).
-    """
+    folder's own), then runs one prefill of ``length`` tokens: ``{"base", "load", "run", "load_raise",
+    "run_raise"}``. ``base`` is the peak before loading (torch, transformers and colorshare imported, the
+    architecture built on the meta device), ``load`` after loading, ``run`` after the prefill; the raises are
+    the differences to ``base``: what the weights add, and the weights with one forward's activations."""
     import os
 
     root = str(Path(__file__).resolve().parents[2])  # colorshare importable in the child, installed or not
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-
-    def peak(kind: str) -> int:
-        out = subprocess.run([sys.executable, "-c", _LOAD, kind, str(folder), str(length), dtype],
-                             capture_output=True, text=True, check=False, env=env)
-        if out.returncode != 0:
-            raise RuntimeError(f"measuring {kind} memory of {folder} failed: {out.stderr.strip()[-400:]}")
-        return int(out.stdout.strip().splitlines()[-1])
-    full, base = peak("compressed" if compressed else "dense"), peak("imports")
-    return {"peak": full, "imports": base, "raise": max(0, full - base)}
+    out = subprocess.run([sys.executable, "-c", _LOAD, "compressed" if compressed else "dense", str(folder),
+                          str(length), dtype], capture_output=True, text=True, check=False, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"measuring the memory of loading {folder} failed: {out.stderr.strip()[-400:]}")
+    base, load, run = map(int, out.stdout.strip().splitlines()[-1].split())
+    return {"base": base, "load": load, "run": run, "load_raise": load - base, "run_raise": run - base}
 
 
 def speed_rows(models: dict[str, Any], vocab: int, folders: dict[str, str | Path] | None = None,
@@ -165,7 +174,7 @@ def speed_rows(models: dict[str, Any], vocab: int, folders: dict[str, str | Path
             row["weights_bytes"] = sum(f.stat().st_size for f in files)
             if memory:
                 mem = load_memory(folder, (compressed or {}).get(name, True))
-                row["load_peak_bytes"], row["load_raise_bytes"] = mem["peak"], mem["raise"]
+                row["load_raise_bytes"], row["run_raise_bytes"] = mem["load_raise"], mem["run_raise"]
         rows.append(row)
     return rows
 
