@@ -55,7 +55,7 @@ def _generate(model: Any, vocab: int, batch: int, n: int, prompt: int) -> Callab
     return run
 
 
-def _best_interleaved(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+def _best_interleaved(runs: dict[Any, Callable[[], None]], repeats: int) -> dict[Any, float]:
     """The least wall time (seconds) of each run over ``repeats`` rounds after one warm-up, the runs taking
     turns within each round, so that a slow spell of a shared machine falls on all of them alike."""
     for fn in runs.values():
@@ -121,15 +121,14 @@ def hwm():  # this process's own high-water mark (ru_maxrss would carry the fork
 with init_empty_weights():  # the architecture's code imported and built, no weights: the baseline
     transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.from_pretrained(folder))
 marks = [hwm()]
-if kind != "imports":
-    if kind == "compressed":
-        model = load_compressed(folder, dtype=dtype)
-    else:
-        model = transformers.AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype or "auto")
-    marks.append(hwm())
-    with torch.inference_mode():
-        model(input_ids=torch.zeros(1, length, dtype=torch.long), use_cache=False)
-    marks.append(hwm())
+if kind == "compressed":
+    model = load_compressed(folder, dtype=dtype)
+else:
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype or "auto")
+marks.append(hwm())
+with torch.inference_mode():
+    model(input_ids=torch.zeros(1, length, dtype=torch.long), use_cache=False)
+marks.append(hwm())
 print(*marks)
 """
 

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["world", "is_main", "init_from_env", "shard", "all_reduce_sum", "all_gather", "close"]
+__all__ = ["world", "is_main", "init_from_env", "shard", "all_reduce_sum", "all_reduce_ints", "all_gather", "close"]
 
 T = TypeVar("T")
 _opened = False  # whether init_from_env opened the default group (close() closes only that one)
@@ -76,7 +76,7 @@ def shard(items: Sequence[T]) -> list[T]:
     return list(items[rank::size])
 
 
-def _backend_device(t: torch.Tensor) -> torch.device:
+def _backend_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if torch.distributed.get_backend() == "nccl" \
         else torch.device("cpu")
 
@@ -86,10 +86,18 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     The reduction runs where the backend needs it (CPU for gloo, this rank's GPU for nccl)."""
     if world()[1] == 1:
         return t
-    dev = _backend_device(t)
-    buf = t.detach().to(dev).clone()
+    buf = t.detach().to(_backend_device()).clone()
     torch.distributed.all_reduce(buf, op=torch.distributed.ReduceOp.SUM)
     return buf.to(t.device)
+
+
+def all_reduce_ints(values: Sequence[int]) -> list[int]:
+    """The element-wise sum of ``values`` (counts) over the ranks (``list(values)`` in a single process)."""
+    if world()[1] == 1:
+        return list(values)
+    buf = torch.tensor(list(values), dtype=torch.int64, device=_backend_device())
+    torch.distributed.all_reduce(buf, op=torch.distributed.ReduceOp.SUM)
+    return [int(v) for v in buf.tolist()]
 
 
 def all_gather(obj: Any) -> list[Any]:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .targets import is_transposed
+from .targets import is_transposed, layer_shape
 
 __all__ = ["LayerStats", "layer_statistics", "sampled_fisher_loss", "forward", "layer_inputs", "model_logits",
            "pooled_embedding"]
@@ -127,15 +127,14 @@ def _reduce(modules: dict[str, nn.Module], sums: dict[str, torch.Tensor], counts
     for n in sorted(sums):
         sums[n] = dist.all_reduce_sum(sums[n])
     names = list(modules)
-    rows = dist.all_reduce_sum(torch.tensor([counts[n] for n in names] + [grad_rows[n] for n in names],
-                                            dtype=torch.int64))
+    rows = dist.all_reduce_ints([counts[n] for n in names] + [grad_rows[n] for n in names])
     for i, n in enumerate(names):
-        counts[n], grad_rows[n] = int(rows[i]), int(rows[len(names) + i])
+        counts[n], grad_rows[n] = rows[i], rows[len(names) + i]
     if sq is not None:
         for n in names:
-            w = modules[n].weight
-            d = w.shape[1] if is_transposed(modules[n]) else w.shape[0]
-            local = sq[n] if sq[n] is not None else torch.zeros(d, dtype=torch.float64, device=w.device)
+            d_out = layer_shape(modules[n])[0]
+            local = sq[n] if sq[n] is not None else \
+                torch.zeros(d_out, dtype=torch.float64, device=modules[n].weight.device)
             total = dist.all_reduce_sum(local)
             sq[n] = total if grad_rows[n] > 0 else None
 
@@ -169,9 +168,7 @@ def layer_statistics(
     of the batches and the sums are all-reduced: every rank gets the statistics of all of them."""
     from . import distributed as dist
 
-    indexed = list(enumerate(batches))
-    if dist.world()[1] > 1:
-        indexed = dist.shard(indexed)
+    indexed = dist.shard(list(enumerate(batches)))  # in a process group: this rank's batches
     sums: dict[str, torch.Tensor] = {}
     counts = dict.fromkeys(modules, 0)
     leader_of: dict[str, str] = {}
