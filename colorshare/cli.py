@@ -119,6 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="dtype of the written parameters (default auto: the source's; GGUF quantized: bfloat16)")
     c.add_argument("--max-group-size", type=int, default=None,
                    help="largest sharing class (default 2 with shared bases, where the solve is proven; 0: any size)")
+    c.add_argument("--cross-layer", action="store_true",
+                   help="also let layers of one role in different blocks share (default: only the input-side "
+                        "factors of layers fed one input, q/k/v and gate/up). Computes every pair's statistics to "
+                        "prove the solve: minutes on a CPU, growing with the square of the depth")
+    c.add_argument("--probe-tokens", type=int, default=512,
+                   help="probed surrogate: tokens each probe and each measured class runs on (whole sequences of "
+                        "the first calibration batch; default 512; 0: the first 2 batches whole)")
     c.add_argument("--calibration", metavar="FILE", default=None,
                    help="plain text to calibrate on (causal LMs; default: even pydoc topics, 32 x 256 tokens)")
     c.add_argument("--evaluation", metavar="FILE", default=None,

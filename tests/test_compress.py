@@ -211,3 +211,24 @@ def test_own_text_for_a_model_that_is_not_a_causal_lm_is_an_error(tmp_path, caps
     assert main(["compress", "digits-mlp", "--budget", "50%", "--out", str(tmp_path / "o"),
                  "--calibration", str(f)]) == 2
     assert "apply to causal LMs" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compress_shares_within_blocks_by_default_and_across_them_when_asked(tiny_lm_folder, tmp_path):
+    """Default: probes on 512 tokens, no class of two layers of one role; --cross-layer proves the larger space,
+    whose optimum is no worse on the same statistics."""
+    reports = {}
+    for flag in ([], ["--cross-layer"]):
+        out = tmp_path / ("cross" if flag else "within")
+        assert main(["compress", str(tiny_lm_folder), "--budget", "40%", "--out", str(out), "--time-limit", "60",
+                     "--measure-rounds", "1", "--no-verify", *flag]) == 0
+        reports[bool(flag)] = json.loads((out / "report.json").read_text())
+    within, cross = reports[False], reports[True]
+    assert within["probe_tokens"] == 512 and within["cross_layer"] is False and cross["cross_layer"] is True
+    assert "no cross-layer classes" in within["solution"]["space"]
+    for r in (within, cross):
+        assert r["solution"]["status"] == "optimal"
+    for row in within["families"][:-1]:  # one family's classes: each a single layer
+        assert all(len(c["layers"]) == 1 for c in row["classes"])
+    assert cross["solution"]["objective"] <= within["solution"]["objective"] * (1 + 1e-9)
+    assert "pair statistics" in cross["seconds"] and "pair statistics" not in within["seconds"]

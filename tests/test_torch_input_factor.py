@@ -89,6 +89,25 @@ def test_the_solver_picks_input_groups_jointly_and_per_layer_means_no_sharing(ca
         assert other.objective == pytest.approx(sol.objective, rel=1e-5)
 
 
+@pytest.mark.parametrize("keep", [0.5, 0.3])
+def test_without_cross_layer_classes_only_input_scopes_share_and_the_optimum_lies_between_the_spaces(case, keep):
+    model, batches, g = case
+    within = build_graph(model, batches, curvature="kfac", targets=[r".*_proj"], cross_layer=False, progress=False)
+    assert within.pair_statistics(progress=False) == 0  # no pair of one family may share: nothing to compute
+    scopes = [set(sc) for sc in within.scopes]
+    sol = solve(within, keep * within.dense_size, backend="highs")
+    assert sol.status == "optimal" and sol.gap is not None and sol.gap <= 1e-6
+    shared = [c for c in sol.classes if len(c.members) > 1]
+    assert all(any(set(c.members) <= sc for sc in scopes) for c in shared)
+    assert all(len({within.families[i] for i in c.members}) == len(c.members) for c in shared)  # one per family
+    full = solve(g, keep * g.dense_size, backend="highs")
+    per = solve(g, keep * g.dense_size, backend="highs", max_group_size=1)
+    assert full.objective <= sol.objective * (1 + 1e-9) <= per.objective * (1 + 1e-9) ** 2
+    other = solve(within, keep * within.dense_size, backend="cpsat", time_limit=60)
+    assert other.objective == pytest.approx(sol.objective, rel=1e-5)
+    assert all(any(set(c.members) <= sc for sc in scopes) for c in other.classes if len(c.members) > 1)
+
+
 @pytest.mark.parametrize("keep", [0.7, 0.35])
 def test_the_heuristics_form_input_groups_too_and_never_beat_the_optimum(case, keep):
     """greedy (every backend's warm start) and anneal merge across families within an input scope: their

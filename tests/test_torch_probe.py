@@ -97,6 +97,47 @@ def test_bad_probe_options_are_named():
         build_graph(model, xs, targets=["a", "b"], probe_batches=0, progress=False)
     with pytest.raises(ValueError, match="probe_fraction"):
         build_graph(model, xs, targets=["a", "b"], probe_fraction=1.0, progress=False)
+    with pytest.raises(ValueError, match="probe_tokens"):
+        build_graph(model, xs, targets=["a", "b"], probe_tokens=0, progress=False)
+
+
+def test_first_sequences_take_whole_rows_of_transformers_batches_and_leave_other_batches_alone():
+    from colorshare.torch.replay import first_sequences
+
+    bs = [{"input_ids": torch.arange(48).reshape(4, 12) + 100 * k, "attention_mask": torch.ones(4, 12)}
+          for k in range(2)]
+    one = first_sequences(bs, 20)  # 2 sequences of 12 hold 20 tokens
+    assert len(one) == 1 and one[0]["input_ids"].tolist() == bs[0]["input_ids"][:2].tolist()
+    assert one[0]["attention_mask"].shape == (2, 12)
+    five = first_sequences(bs, 60)
+    assert [b["input_ids"].shape[0] for b in five] == [4, 1] and five[0] is bs[0]
+    assert first_sequences(bs, 1)[0]["input_ids"].shape == (1, 12)  # at least one sequence
+    assert first_sequences(bs, None) == bs and first_sequences(bs, 10**6) == bs
+    xs = [torch.randn(4, 12)]
+    assert first_sequences(xs, 5) == xs  # not a transformers batch: whole
+
+
+@pytest.mark.filterwarnings("ignore:.*median ratio:RuntimeWarning")
+def test_probes_on_fewer_tokens_run_on_the_first_sequences_and_the_graph_keeps_them():
+    transformers = pytest.importorskip("transformers")
+    from colorshare.torch.probe import probe_scales
+    from colorshare.torch.replay import first_sequences
+    from colorshare.torch.targets import select_modules
+
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+                                   num_key_value_heads=1, vocab_size=61, max_position_embeddings=64)
+    model = transformers.AutoModelForCausalLM.from_config(cfg).eval()
+    gen = torch.Generator().manual_seed(1)
+    batches = [{"input_ids": torch.randint(0, 61, (2, 24), generator=gen)} for _ in range(3)]
+    g = build_graph(model, batches, targets=[r".*_proj"], probe_batches=2, probe_tokens=72, progress=False)
+    assert [b["input_ids"].shape for b in g.probe_set] == [(2, 24), (1, 24)]
+    kfac = build_graph(model, batches, targets=[r".*_proj"], curvature="kfac", progress=False)
+    mods = select_modules(model, [r".*_proj"])
+    again = probe_scales(kfac, mods, model, first_sequences(batches[:2], 72), progress=False)
+    whole = probe_scales(kfac, mods, model, batches[:2], progress=False)
+    assert again == pytest.approx(g.probe_ratios, rel=1e-9)
+    assert not whole == pytest.approx(again, rel=1e-3)  # 3 of the 4 sequences are not all 4
 
 
 def test_with_trust_region_reuses_the_statistics():

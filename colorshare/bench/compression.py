@@ -83,7 +83,7 @@ def run_compression(cfg: BenchConfig, case: Any, graph: Any, res: BenchResult,
                 if g is measured and measured is not None:
                     from ..torch.measure import solve_measured
 
-                    sol = solve_measured(g, case.model, case.batches[:2], frac * g.dense_size,
+                    sol = solve_measured(g, case.model, g.probe_set, frac * g.dense_size,
                                          rounds=cfg.measure_rounds, **kw)
                     m = sol.facts["measured"]
                     res.note("info", f"{case.name} {label} at {frac:.0%}: {m['rounds']} solve(s), "

@@ -83,7 +83,8 @@ def rank_menu(shape: tuple[int, ...]) -> list[int]:
 
 _MODEL_STATE = ("module_names", "shapes", "_params", "_transposed", "curvatures", "is_linear", "actions", "_menus",
                 "rank_rule",
-                "scopes", "_scope_of", "_cache", "spectra", "_energies", "probe_ratios", "_pairs", "max_group_size",
+                "scopes", "_scope_of", "_cache", "spectra", "_energies", "probe_ratios", "probe_set", "_pairs",
+                "max_group_size",
                 "_measured")
 """What a :class:`ModelGraph` holds beyond its :class:`SharingGraph` (set by build_graph)."""
 
@@ -138,19 +139,20 @@ class ModelGraph(SharingGraph):
         self._pairs = defaultdict(dict)
 
     @classmethod
-    def _empty(cls, sizes: Sequence[int], names: Sequence[str], families: Sequence[str]) -> ModelGraph:
+    def _empty(cls, sizes: Sequence[int], names: Sequence[str], families: Sequence[str],
+               conflicts: Iterable[tuple[int, int]] = ()) -> ModelGraph:
         """A graph whose cost oracle and bounds are its own ``_options`` and ``_bounds`` (state set by the caller)."""
         holder: dict[str, ModelGraph] = {}
         g = cls(GroupCosts(lambda grp: holder["g"]._options(grp), bounds=lambda fam: holder["g"]._bounds(fam),
                            refine=lambda pairs, deadline=None: holder["g"].refine(pairs, deadline),
                            known_pairs=lambda fam: holder["g"].known_pairs(fam)),
-                list(sizes), (), list(names), list(families), n=len(names))
+                list(sizes), conflicts, list(names), list(families), n=len(names))
         holder["g"] = g
         return g
 
     def with_trust_region(self, trust_region: float | None) -> ModelGraph:
         """The same graph (same curvatures and caches, no new statistics) under another trust region."""
-        g = ModelGraph._empty(self.sizes, self.names, self.families)
+        g = ModelGraph._empty(self.sizes, self.names, self.families, self.conflicts)
         for key in _MODEL_STATE:
             setattr(g, key, getattr(self, key))
         g._measured = dict(self._measured)  # measured prices are the graph's own from here on
@@ -360,7 +362,9 @@ def build_graph(
     seed: int = 0,
     probe_batches: int = 2,
     probe_fraction: float = 0.5,
+    probe_tokens: int | None = None,
     max_group_size: int | None | str = "auto",
+    cross_layer: bool = True,
     progress: bool = True,
 ) -> ModelGraph:
     """Build the sharing graph of ``model``'s shareable layers from calibration ``batches``.
@@ -385,14 +389,22 @@ def build_graph(
         (0..1; None: no limit). Options that break it are left out of the program, so no layer is driven to
         nothing where the second-order model is not valid.
     mix_roles : let same-shaped layers of different roles share (default: a family = one role and shape).
-    probe_batches, probe_fraction : ``probed`` only: the probes run on the first ``probe_batches`` batches (one
-        forward pass over them per layer), each cutting its layer to ``probe_fraction`` of its full rank.
+    probe_batches, probe_fraction, probe_tokens : ``probed`` only: the probes run on the first ``probe_batches``
+        batches (one forward pass over them per layer, from the layer's block on), each cutting its layer to
+        ``probe_fraction`` of its full rank; of transformers batches only the first whole sequences that hold
+        ``probe_tokens`` tokens (:func:`~colorshare.torch.replay.first_sequences`; None: the whole batches).
+        The graph keeps them as ``probe_set`` (what :func:`~colorshare.torch.measure.solve_measured` measures
+        classes on, in the probes' units).
     max_group_size : the largest sharing class of the graph's space; ``"auto"`` (default): 2, Basis Sharing's
         group size, when ``basis`` is an action, else None (ALBERT-style ties need whole families to go below
         half the size); None: up to a whole family. Within it ``solve`` proves its answers on real models: a pair's exact cost
         bounds it exactly, while a class of k > 2 layers is bounded by its pairs only to ``1/(k-1)`` of their
         excess (measured on SmolLM2: about 60 % of a triple's true excess, far less for large classes), which
         leaves 30-layer families without a useful bound.
+    cross_layer : let layers of one family (same role and shape, different blocks) share; False: conflict edges
+        join every such pair, so the only classes of 2+ layers are the input-side factors of layers fed one input
+        (q/k/v, gate/up of a block). Their space is solved and proven in time linear in the layers, with no pair
+        statistics (which grow with the square of a family's depth).
 
     Returns
     -------
@@ -423,6 +435,8 @@ def build_graph(
             raise ValueError(f"probe_batches must be a positive int, got {probe_batches!r}")
         if not (isinstance(probe_fraction, (int, float)) and 0 < probe_fraction < 1):
             raise ValueError(f"probe_fraction must be in (0, 1), got {probe_fraction!r}")
+        if probe_tokens is not None and not (isinstance(probe_tokens, int) and probe_tokens >= 1):
+            raise ValueError(f"probe_tokens must be None or a positive int, got {probe_tokens!r}")
         batches = list(batches)  # iterated twice: statistics, then the probes
     modules = select_modules(model, targets, exclude)
     for n, m in modules.items():
@@ -442,7 +456,13 @@ def build_graph(
 
     menus = {s: rank_rule(s) for s in set(shapes)}
     sizes = [int(np.prod(s)) for s in shapes]
-    g = ModelGraph._empty(sizes, names, fams)
+    conflicts: list[tuple[int, int]] = []
+    if not cross_layer:  # no two layers of one family share: only the input scopes' classes are left
+        members: dict[str, list[int]] = defaultdict(list)
+        for i, f in enumerate(fams):
+            members[f].append(i)
+        conflicts = [(a, b) for m in members.values() for k, a in enumerate(m) for b in m[k + 1:]]
+    g = ModelGraph._empty(sizes, names, fams, conflicts)
     g.module_names = tuple(names)
     g.shapes = tuple(shapes)
     g._params = [modules[n].weight for n in names]
@@ -460,11 +480,14 @@ def build_graph(
     g.set_scopes([sc for a in g._active() if a.scope != "shape" for sc in a.scopes(g)])
     g._reset()
     g.probe_ratios = None
+    g.probe_set = None
     if curvature == "probed":
         from .probe import probe_scales
+        from .replay import first_sequences
 
-        ratios = probe_scales(g, {n: modules[n] for n in names}, model, batches[:probe_batches], loss_fn,
-                              probe_fraction, progress)
+        g.probe_set = first_sequences(batches[:probe_batches], probe_tokens)
+        ratios = probe_scales(g, {n: modules[n] for n in names}, model, g.probe_set, loss_fn, probe_fraction,
+                              progress)
         for c, r in zip(g.curvatures, ratios):
             c.scale *= float(r)
         g._reset()

@@ -66,7 +66,7 @@ def solve_measured(graph: ModelGraph, model: nn.Module, batches: Sequence[Any], 
     Parameters
     ----------
     graph : a probed :class:`ModelGraph` of ``model`` (its costs are the measured divergence's units).
-    model, batches : the model and its probe batches (the graph's ``probe_batches`` first calibration batches).
+    model, batches : the model and its probe batches (the graph's ``probe_set``).
     budget : parameters, as for :func:`colorshare.solve`; ``solve_options`` go to it (backend, time_limit...).
     rounds : at most this many solves (each after the first follows new measurements).
     measure_limit : seconds of measurement in all (None: no limit); each round measures the most expensive

@@ -19,7 +19,28 @@ from torch import nn
 
 from .stats import forward
 
-__all__ = ["BlockReplay", "find_blocks"]
+__all__ = ["BlockReplay", "find_blocks", "first_sequences"]
+
+
+def first_sequences(batches: Sequence[Any], tokens: int | None) -> list[Any]:
+    """The first whole sequences of transformers ``batches`` (dicts with a 2-D ``input_ids``) that hold ``tokens``
+    tokens, at least one sequence: the last batch taken is cut to its first rows (every tensor whose first
+    dimension is the batch's, alike). Whole sequences rather than every sequence's first positions: on SmolLM2 a
+    probe's ratio on 4 sequences x 256 tokens lies closer to the 8 x 256 one (log-sd 0.07) than on 8 x 128 (0.10).
+    ``tokens=None``, or batches of another kind: ``batches`` as they are."""
+    if tokens is None or not all(isinstance(b, dict) and isinstance(b.get("input_ids"), torch.Tensor)
+                                 and b["input_ids"].dim() == 2 for b in batches):
+        return list(batches)
+    out, left = [], tokens
+    for b in batches:
+        rows, length = b["input_ids"].shape
+        take = min(rows, max(1, -(-left // length)))
+        out.append(b if take == rows else {k: v[:take] if isinstance(v, torch.Tensor) and v.dim() >= 1
+                                           and v.shape[0] == rows else v for k, v in b.items()})
+        left -= take * length
+        if left <= 0:
+            break
+    return out
 
 
 def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList] | None:

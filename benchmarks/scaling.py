@@ -1,0 +1,148 @@
+"""Time and peak memory of every compress step on LLaMA-shaped models, and how the solve grows with the layers.
+
+    python -m benchmarks.scaling [--shapes tinyllama] [--depths 11 22] [--device cpu] [--out DIR]
+
+Random-initialised ``LlamaForCausalLM`` of real shapes (no download): TinyLlama-1.1B (22 x 2048 / 5632) on the
+CPU, LLaMA-7B (32 x 4096 / 11008) where a GPU is lent (``--shapes llama7b --device cuda``). Each shape runs the
+default compress pipeline at keep 50 % step by step (``colorshare.compress`` does the same calls): statistics
+(K-FAC: forward + output-gradient pass), probes, solve (the singleton and input-scope spectra and the proven
+solve over per-layer options and shared input factors), the measurement loop (2 rounds), apply, save the
+folder, load it back (``load_compressed``). Calibration: random tokens, ``--batches`` x ``--batch-size`` x
+``--seq`` (default 4 x 2 x 256 on the CPU: a 1.1B model's statistics take minutes there); probes as compress
+runs them. Peak memory per step: resident-set high-water mark of the step alone (Linux: reset through
+``/proc/self/clear_refs``), and on CUDA the allocator's peak. ``--depths``: the same shape at fewer layers
+too, so that solve seconds per layer can be compared across depths in one run. Writes ``scaling.md`` and
+``scaling.json`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from benchmarks.gpu_scaling import SHAPES, tokens
+
+SHAPES = {**SHAPES, "llama7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                                    num_attention_heads=32, num_key_value_heads=32, vocab_size=32000)}
+
+
+def llama(cfg: dict[str, int], device: str, seed: int = 0) -> Any:
+    """A random-initialised LlamaForCausalLM of the given shape, on ``device``, in float32."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    with torch.device(device):
+        return transformers.LlamaForCausalLM(transformers.LlamaConfig(**cfg, max_position_embeddings=512)).eval()
+
+
+def _reset_peak() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_gb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        return None
+    return None
+
+
+def run_shape(shape: str, depth: int | None, device: str, batches: int, batch_size: int, seq: int) -> dict[str, Any]:
+    import torch
+
+    from colorshare.torch import apply_coloring, build_graph, load_compressed, save_compressed
+    from colorshare.torch.measure import solve_measured
+
+    cuda = device.startswith("cuda")
+    steps: dict[str, dict[str, float | None]] = {}
+
+    def step(name: str, fn: Any) -> Any:
+        _reset_peak()
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        t = time.perf_counter()
+        out = fn()
+        if cuda:
+            torch.cuda.synchronize()
+        steps[name] = {"seconds": time.perf_counter() - t, "peak_rss_gb": _peak_gb(),
+                       "peak_cuda_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}
+        print(f"  {shape}@{depth}: {name} {steps[name]['seconds']:.1f} s", flush=True)
+        return out
+
+    cfg = dict(SHAPES[shape])
+    if depth is not None:
+        cfg["num_hidden_layers"] = depth
+    model = step("build model", lambda: llama(cfg, device))
+    data = tokens(cfg["vocab_size"], device, batches=batches, bs=batch_size, seq=seq)
+    g = step("statistics + probes", lambda: build_graph(model, data, [r".*_proj"], cross_layer=False, progress=False))
+    keep = 0.5 * g.dense_size
+    sol = step("solve (measured, 2 rounds)", lambda: solve_measured(g, model, g.probe_set, keep, rounds=2,
+                                                                     backend="highs", time_limit=600))
+    shared = step("apply", lambda: apply_coloring(model, g, sol))
+    with tempfile.TemporaryDirectory() as tmp:
+        step("save", lambda: save_compressed(shared, tmp, dtype="bfloat16"))
+        files = sum(f.stat().st_size for f in Path(tmp).iterdir())
+        step("load", lambda: load_compressed(tmp, device=device))
+    m = sol.facts.get("measured") or {}
+    return {"shape": shape, "layers": g.n, "blocks": cfg["num_hidden_layers"], "device": device,
+            "parameters": sum(p.numel() for p in model.parameters()), "steps": steps,
+            "status": sol.status.value, "gap": sol.gap, "measured_seconds": m.get("seconds"),
+            "solve_seconds_per_layer": steps["solve (measured, 2 rounds)"]["seconds"] / g.n,
+            "folder_bytes": files, "calibration": f"{batches} x {batch_size} x {seq} random tokens"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shapes", nargs="*", default=["tinyllama"])
+    p.add_argument("--depths", nargs="*", type=int, default=[11, 22])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batches", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--seq", type=int, default=256)
+    p.add_argument("--out", default="benchmarks/results/scaling")
+    args = p.parse_args(argv)
+    warnings.simplefilter("ignore")
+    from benchmarks.compress_time import _cpu
+
+    machine = torch.cuda.get_device_name() if args.device.startswith("cuda") else _cpu()
+    rows = [run_shape(s, d, args.device, args.batches, args.batch_size, args.seq)
+            for s in args.shapes for d in (args.depths or [None])]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scaling.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    names = list(rows[0]["steps"])
+    lines = [f"# compress steps by model shape and depth ({machine}, {args.device})", "",
+             f"Random weights; calibration {rows[0]['calibration']}; keep 50 %; seconds (peak resident GB of the "
+             "step alone" + (", peak CUDA GB" if args.device.startswith("cuda") else "") + ").", "",
+             "| shape | blocks | layers | parameters | " + " | ".join(names) + " | solve s / layer |",
+             "|---|---|---|---|" + "---|" * len(names) + "---|"]
+    for r in rows:
+        cells = []
+        for n in names:
+            s = r["steps"][n]
+            mem = "" if s["peak_rss_gb"] is None else f" ({s['peak_rss_gb']:.1f} GB"
+            mem += "" if s["peak_cuda_gb"] is None else f", {s['peak_cuda_gb']:.1f} GB CUDA"
+            cells.append(f"{s['seconds']:.1f}{mem}{')' if mem else ''}")
+        lines.append(f"| {r['shape']} | {r['blocks']} | {r['layers']} | {r['parameters'] / 1e9:.2f} B | "
+                     + " | ".join(cells) + f" | {r['solve_seconds_per_layer']:.3f} |")
+    (out / "scaling.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
