@@ -153,3 +153,17 @@ def test_with_trust_region_reuses_the_statistics():
     assert all(loose[r] == pytest.approx(c) for r, c in tight.items())
     with pytest.raises(ValueError, match="trust_region"):
         g.with_trust_region(2.0)
+
+
+def test_a_divergence_below_float32_resolution_is_zero_never_negative():
+    """A class that barely changes the logits must not measure a negative KL (the loop would refuse it)."""
+    gen = torch.Generator().manual_seed(0)
+    got = []
+    for _ in range(50):
+        z = 20 * torch.randn(2, 16, 97, generator=gen)
+        ref = torch.log_softmax(z, -1)
+        out = SimpleNamespace(logits=z + 1e-6 * torch.randn(z.shape, generator=gen))
+        got.append(output_divergence(out, {"input_ids": torch.zeros(2, 16, dtype=torch.long)}, ref))
+    assert min(got) >= 0.0
+    same = output_divergence(SimpleNamespace(logits=z), None, ref)
+    assert same == 0.0

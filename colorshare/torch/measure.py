@@ -117,7 +117,8 @@ def solve_measured(graph: ModelGraph, model: nn.Module, batches: Sequence[Any], 
             costs += measure_classes(graph, model, batches, [c], loss_fn, replay)
             spent += time.perf_counter() - t
         for c, m in zip(new, costs):
-            graph.set_measured(c.members, c.action, c.memory, m)
+            # a loss_fn's increase may measure below 0 (noise, or a real gain): priced at the surrogate's floor
+            graph.set_measured(c.members, c.action, c.memory, max(0.0, m))
             log.append({"layers": [graph.names[i] for i in c.members], "action": c.action,
                         "rank": (c.params or {}).get("rank"), "predicted": c.cost, "measured": m, "round": done})
         before = [(c.members, c.action, c.memory) for c in sol.classes]

@@ -62,14 +62,15 @@ def output_divergence(output: Any, batch: Any, reference: Any, loss_fn: Callable
     logits = model_logits(output)
     if logits is not None:
         lp = torch.log_softmax(logits.float(), dim=-1)
-        kl = (reference.exp() * (reference - lp)).sum(-1).reshape(-1)
+        # >= 0 at every position; a change below float32 resolution can round to a tiny negative sum
+        kl = (reference.exp() * (reference - lp)).sum(-1).reshape(-1).clamp(min=0)
         mask = _mask(batch)
         if mask is not None and mask.numel() == kl.numel():
             m = mask.reshape(-1).to(device=kl.device, dtype=kl.dtype)
             return float((kl * m).sum() / m.sum().clamp(min=1))
         return float(kl.mean())
     e = pooled_embedding(output, batch)
-    return float((1.0 - (e.float() * reference).sum(-1)).mean())
+    return float((1.0 - (e.float() * reference).sum(-1)).clamp(min=0).mean())
 
 
 def probe_scales(graph: Any, modules: dict[str, nn.Module], model: nn.Module, batches: Sequence[Any],
