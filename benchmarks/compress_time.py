@@ -27,13 +27,11 @@ import torch
 
 
 def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        name = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "")
-        cores = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("CPU(s)")), "")
-        return f"{name}, {cores} CPUs"
-    except OSError:
-        return "unknown CPU"
+    """The CPU model and its cores (colorshare.bench's machine_info)."""
+    from colorshare.bench.report import machine_info
+
+    info = machine_info()
+    return f"{info['cpu']}, {info['cores']} CPUs"
 
 
 def floor_seconds(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]]) -> float:

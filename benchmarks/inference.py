@@ -12,8 +12,6 @@ default written dtype for this GGUF source) and float32.
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
 import tempfile
 import time
 import warnings
@@ -28,13 +26,11 @@ from colorshare.torch.models import smollm2_135m
 
 
 def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        name = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "")
-        cores = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("CPU(s)")), "")
-        return f"{name}, {cores} CPUs"
-    except OSError:
-        return platform.processor()
+    """The CPU model and its cores (colorshare.bench's machine_info)."""
+    from colorshare.bench.report import machine_info
+
+    info = machine_info()
+    return f"{info['cpu']}, {info['cores']} CPUs"
 
 
 def main() -> None:
