@@ -18,6 +18,7 @@ too, so that solve seconds per layer can be compared across depths in one run. W
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import tempfile
 import time
@@ -61,6 +62,7 @@ def _peak_gb() -> float | None:
 def run_shape(shape: str, depth: int | None, device: str, batches: int, batch_size: int, seq: int) -> dict[str, Any]:
     import torch
 
+    from colorshare.compress import PROBE_TOKENS
     from colorshare.torch import apply_coloring, build_graph, load_compressed, save_compressed
     from colorshare.torch.measure import solve_measured
 
@@ -85,21 +87,28 @@ def run_shape(shape: str, depth: int | None, device: str, batches: int, batch_si
     if depth is not None:
         cfg["num_hidden_layers"] = depth
     model = step("build model", lambda: llama(cfg, device))
+    parameters = sum(p.numel() for p in model.parameters())
     data = tokens(cfg["vocab_size"], device, batches=batches, bs=batch_size, seq=seq)
-    g = step("statistics + probes", lambda: build_graph(model, data, [r".*_proj"], cross_layer=False, progress=False))
+    g = step("statistics + probes", lambda: build_graph(model, data, [r".*_proj"], cross_layer=False,
+                                                         probe_tokens=PROBE_TOKENS, progress=False))
     keep = 0.5 * g.dense_size
     sol = step("solve (measured, 2 rounds)", lambda: solve_measured(g, model, g.probe_set, keep, rounds=2,
                                                                      backend="highs", time_limit=600))
-    shared = step("apply", lambda: apply_coloring(model, g, sol))
+    # in place, as compress does for a transformers model: no second copy of the dense model
+    shared = step("apply", lambda: apply_coloring(model, g, sol, inplace=True))
+    n_layers, dense_size = g.n, g.dense_size
+    del g, model  # the statistics (input covariances: 22 x 5632^2 float64 for TinyLlama) are spent
+    gc.collect()
     with tempfile.TemporaryDirectory() as tmp:
         step("save", lambda: save_compressed(shared, tmp, dtype="bfloat16"))
         files = sum(f.stat().st_size for f in Path(tmp).iterdir())
         step("load", lambda: load_compressed(tmp, device=device))
     m = sol.facts.get("measured") or {}
-    return {"shape": shape, "layers": g.n, "blocks": cfg["num_hidden_layers"], "device": device,
-            "parameters": sum(p.numel() for p in model.parameters()), "steps": steps,
+    return {"shape": shape, "layers": n_layers, "dense_size": dense_size, "blocks": cfg["num_hidden_layers"],
+            "device": device, "parameters": parameters, "steps": steps,
+            "peak_rss_gb": max((s["peak_rss_gb"] or 0.0) for s in steps.values()),
             "status": sol.status.value, "gap": sol.gap, "measured_seconds": m.get("seconds"),
-            "solve_seconds_per_layer": steps["solve (measured, 2 rounds)"]["seconds"] / g.n,
+            "solve_seconds_per_layer": steps["solve (measured, 2 rounds)"]["seconds"] / n_layers,
             "folder_bytes": files, "calibration": f"{batches} x {batch_size} x {seq} random tokens"}
 
 
@@ -128,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"# compress steps by model shape and depth ({machine}, {args.device})", "",
              f"Random weights; calibration {rows[0]['calibration']}; keep 50 %; seconds (peak resident GB of the "
              "step alone" + (", peak CUDA GB" if args.device.startswith("cuda") else "") + ").", "",
-             "| shape | blocks | layers | parameters | " + " | ".join(names) + " | solve s / layer |",
-             "|---|---|---|---|" + "---|" * len(names) + "---|"]
+             "| shape | blocks | layers | parameters | " + " | ".join(names) + " | solve s / layer | peak GB |",
+             "|---|---|---|---|" + "---|" * len(names) + "---|---|"]
     for r in rows:
         cells = []
         for n in names:
@@ -138,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             mem += "" if s["peak_cuda_gb"] is None else f", {s['peak_cuda_gb']:.1f} GB CUDA"
             cells.append(f"{s['seconds']:.1f}{mem}{')' if mem else ''}")
         lines.append(f"| {r['shape']} | {r['blocks']} | {r['layers']} | {r['parameters'] / 1e9:.2f} B | "
-                     + " | ".join(cells) + f" | {r['solve_seconds_per_layer']:.3f} |")
+                     + " | ".join(cells) + f" | {r['solve_seconds_per_layer']:.3f} | {r['peak_rss_gb']:.1f} |")
     (out / "scaling.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -9,6 +9,7 @@ import math
 import sys
 from collections.abc import Sequence
 
+from .compress import PROBE_TOKENS
 from .formulations.budget import parse_budget
 from .solvers import Solution, available_backends, solve
 
@@ -112,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--curvature", default=None, help="surrogate (default probed); see colorshare.torch.CURVATURES")
     c.add_argument("--backend", default="highs")
     c.add_argument("--time-limit", type=float, default=300.0, help="seconds for the whole solve (default 300)")
-    c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    c.add_argument("--device", default="cpu",
+                   help="cpu, cuda, cuda:1, ..., or auto: accelerate's device_map='auto' (a causal LM's blocks spread "
+                        "over every GPU; each layer's statistics on its own device)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--no-verify", action="store_true", help="skip reloading the saved model and re-measuring")
     c.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
@@ -123,9 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="also let layers of one role in different blocks share (default: only the input-side "
                         "factors of layers fed one input, q/k/v and gate/up). Computes every pair's statistics to "
                         "prove the solve: minutes on a CPU, growing with the square of the depth")
-    c.add_argument("--probe-tokens", type=int, default=512,
+    c.add_argument("--probe-tokens", type=int, default=PROBE_TOKENS,
                    help="probed surrogate: tokens each probe and each measured class runs on (whole sequences of "
-                        "the first calibration batch; default 512; 0: the first 2 batches whole)")
+                        "the first calibration batch; default %(default)s; 0: the first 2 batches whole)")
     c.add_argument("--calibration", metavar="FILE", default=None,
                    help="plain text to calibrate on (causal LMs; default: even pydoc topics, 32 x 256 tokens)")
     c.add_argument("--evaluation", metavar="FILE", default=None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import re
 import resource
 import sys
@@ -23,7 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["compress", "resolve_model", "family_table"]
+__all__ = ["compress", "resolve_model", "family_table", "PROBE_TOKENS"]
+
+PROBE_TOKENS = 256
+"""Tokens each probe and each measured class runs on by default (one 256-token sequence): on SmolLM2 rho at equal
+budget 0.958 against 0.961 on 2048 tokens (benchmarks/results/probe-tokens), an eighth of the cost."""
 
 
 def _fmt(v: float | None) -> str:
@@ -163,15 +168,14 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
              time_limit: float = 300.0, device: str = "cpu", seed: int = 0, verify: bool = True,
              echo: Any = print, max_group_size: int | None | str = "auto", measure_rounds: int = 4,
              calibration: str | Path | None = None, evaluation: str | Path | None = None,
-             dtype: str = "auto", cross_layer: bool = False, probe_tokens: int | None = 512) -> dict[str, Any]:
+             dtype: str = "auto", cross_layer: bool = False, probe_tokens: int | None = PROBE_TOKENS) -> dict[str, Any]:
     """Compress ``model`` to ``budget`` and write the model and report into ``out``; returns the report.
     ``max_group_size``: the largest sharing class (``build_graph``'s; "auto": 2 with shared bases).
     ``cross_layer``: let layers of one family (same role, different blocks) share; by default only the input-side
     factors of layers fed one input do (``build_graph``'s ``cross_layer``): the solve is then proven in time
     linear in the layers, without the pair statistics that cross-layer classes need (quadratic in the depth).
     ``probe_tokens``: tokens each probe (and each measured class) runs on, whole sequences of the first
-    calibration batch (``build_graph``'s; None: its first 2 batches whole). 512 measured on SmolLM2: rho at
-    equal budget 0.949 against 0.961 on 2048 tokens (benchmarks/results/probe-tokens), a quarter of the cost.
+    calibration batch (``build_graph``'s; None: its first 2 batches whole; default :data:`PROBE_TOKENS`).
     ``measure_rounds``: with the probed surrogate, solve at most this many times, pricing the shared classes of
     each answer by measurement (:func:`colorshare.torch.measure.solve_measured`); 0 or 1: the surrogate only.
     ``calibration`` / ``evaluation``: plain-text files (causal LMs; the report states their token counts).
@@ -203,6 +207,9 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
             raise ValueError(f"{label} file {str(f)!r} does not exist")
     from .torch import distributed as dist
 
+    if device == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("--device auto (one model spread over devices) and torchrun (one model per process) do "
+                         "not combine: give each process its device (--device cuda) or run one process")
     rank, processes = dist.init_from_env(device)  # under torchrun: data-parallel statistics, rank 0 does the rest
     if processes > 1 and str(device).startswith("cuda"):
         import torch
@@ -268,10 +275,14 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
         raise ValueError(f"no coloring fits the budget {b:,.0f} parameters ({b / graph.dense_size:.1%}); status "
                          f"{sol.status.value}. Per-layer low rank at the trust region's limit needs {floor:,} "
                          f"({floor / graph.dense_size:.1%}); sharing may go a little lower")
+    folder = hasattr(getattr(case.model, "config", None), "save_pretrained")  # a transformers model
+    stored_before = stored_parameters(case.model)
     t = time.perf_counter()
-    shared = apply_coloring(case.model, graph, sol)
+    # a transformers model is changed in place (it is reloaded from its folder, not from the dense model): no
+    # second copy of the model in memory; the graph keeps the dense weights its classes are computed from
+    shared = apply_coloring(case.model, graph, sol, inplace=folder)
     seconds["apply"] = time.perf_counter() - t
-    stored_before, stored_after = stored_parameters(case.model), stored_parameters(shared)
+    stored_after = stored_parameters(shared)
     assert stored_after == stored_before - graph.dense_size + sol.memory, "stored parameters differ from the plan"
     t = time.perf_counter()
     after = case.metrics(shared)
@@ -280,7 +291,6 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
          + ", ".join(f"{k} {before[k]:.4f} -> {v:.4f}" for k, v in after.items()))
     out.mkdir(parents=True, exist_ok=True)
     written = case.source_dtype if dtype == "auto" else dtype
-    folder = hasattr(getattr(shared, "config", None), "save_pretrained")  # a transformers model
     t = time.perf_counter()
     if folder:
         save_compressed(shared, out, case.tokenizer, dtype=written)
@@ -293,7 +303,9 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
     if verify:
         t = time.perf_counter()
         if folder:  # from the folder alone: what a user gets
-            loaded = load_compressed(out, device=device)
+            from .torch.models import input_device
+
+            loaded = load_compressed(out, device=input_device(case.model) if device == "auto" else device)
         else:
             loaded = load_shared(out / "model.safetensors", copy.deepcopy(case.model))
         reloaded = case.metrics(loaded)

@@ -215,7 +215,7 @@ def test_own_text_for_a_model_that_is_not_a_causal_lm_is_an_error(tmp_path, caps
 
 @pytest.mark.slow
 def test_compress_shares_within_blocks_by_default_and_across_them_when_asked(tiny_lm_folder, tmp_path):
-    """Default: probes on 512 tokens, no class of two layers of one role; --cross-layer proves the larger space,
+    """Default: probes on 256 tokens, no class of two layers of one role; --cross-layer proves the larger space,
     whose optimum is no worse on the same statistics."""
     reports = {}
     for flag in ([], ["--cross-layer"]):
@@ -224,7 +224,7 @@ def test_compress_shares_within_blocks_by_default_and_across_them_when_asked(tin
                      "--measure-rounds", "1", "--no-verify", *flag]) == 0
         reports[bool(flag)] = json.loads((out / "report.json").read_text())
     within, cross = reports[False], reports[True]
-    assert within["probe_tokens"] == 512 and within["cross_layer"] is False and cross["cross_layer"] is True
+    assert within["probe_tokens"] == 256 and within["cross_layer"] is False and cross["cross_layer"] is True
     assert "no cross-layer classes" in within["solution"]["space"]
     for r in (within, cross):
         assert r["solution"]["status"] == "optimal"

@@ -164,3 +164,49 @@ def test_input_factors_run_under_inference_mode(case):
         got = shared(input_ids=x).logits
     assert torch.equal(got, want)
     assert cache.computed == before + 1
+
+
+def test_energy_of_a_layer_wider_out_than_in_needs_no_output_side_gram(case):
+    """gate/up (d_out > d_in): ``tr(h W Sigma W^T)`` from ``||W L||^2``, the small side, equals the trace of the
+    d_out x d_out Gram; and the input factor's pseudo-inverse, now read off the cached root, still gives back
+    ``W`` at full rank."""
+    model, batches, g = case
+    wide = [i for i in range(g.n) if g.shapes[i][0] > g.shapes[i][1]]
+    assert wide
+    for i in wide:
+        assert g.gram_trace(i) == pytest.approx(float(torch.trace(g.gram(i))), rel=1e-10)
+        assert g.energy(i) == pytest.approx(0.5 * float(torch.trace(g.gram(i))), rel=1e-10)
+    scope = next(s for s in g.scopes if len(s) > 1)
+    d_in = g.shapes[scope[0]][1]
+    B, As = g.input_factors(scope, d_in)
+    sigma = g.curvatures[scope[0]].sigma_in
+    for i, A in zip(scope, As):  # at full rank the factor loses nothing the input covariance sees
+        D = A @ B - g.weight(i)
+        assert float(torch.trace(D @ sigma @ D.T)) <= 1e-9 * float(torch.trace(g.weight(i) @ sigma @ g.weight(i).T))
+
+
+def test_a_probed_graph_keeps_what_scales_with_its_ratios_and_equals_one_built_at_those_scales(case):
+    """After the probes each layer's scale is multiplied by its ratio; the graph keeps the singletons' spectra,
+    Grams, whitened weights and bases, scaled, instead of recomputing them. Every option (singletons and input
+    scopes) and every shared factor equals that of a K-FAC graph given the same scales and nothing cached."""
+    import math
+
+    model, batches, _ = case
+    probed = build_graph(model, batches, curvature="probed", targets=[r".*_proj"], progress=False)
+    fresh = build_graph(model, batches, curvature="kfac", targets=[r".*_proj"], progress=False)
+    for c, r in zip(fresh.curvatures, probed.probe_ratios):
+        c.scale *= float(r)
+    fresh._reset()
+    assert len(set(map(float, probed.probe_ratios))) > 1  # the ratios differ: a kept quantity must be rescaled
+    groups = [(i,) for i in range(probed.n)] + [tuple(s) for s in probed.scopes]
+    for grp in groups:
+        a = sorted((o.action, o.memory, o.cost) for o in probed.options(grp))
+        b = sorted((o.action, o.memory, o.cost) for o in fresh.options(grp))
+        assert [x[:2] for x in a] == [x[:2] for x in b]
+        for x, y in zip(a, b):
+            assert math.isclose(x[2], y[2], rel_tol=1e-9, abs_tol=1e-15), (grp, x, y)
+        assert probed.energy(grp[0]) == pytest.approx(fresh.energy(grp[0]), rel=1e-10)
+    for i in range(probed.n):
+        U, Cs = probed.basis((i,), 4)
+        V, Ds = fresh.basis((i,), 4)
+        assert torch.allclose(U @ Cs[0], V @ Ds[0], atol=1e-9)

@@ -39,8 +39,9 @@ def apply_coloring(model: nn.Module, graph: ModelGraph, solution: Solution, inpl
 
     Afterwards ``stored_parameters(new) == stored_parameters(model) - graph.dense_size + solution.memory``.
 
-    Raises ValueError if the solution has no coloring or belongs to another graph, or if a layer of the graph
-    is missing from the model or has another shape (naming the layer).
+    Raises ValueError if the solution has no coloring or belongs to another graph, if a layer of the graph
+    is missing from the model or has another shape (naming the layer), or if a tie or medoid class spans
+    devices (a model spread by accelerate's ``device_map``; the graph of such a model offers none).
     """
     if not isinstance(graph, ModelGraph):
         raise TypeError("graph must come from colorshare.torch.build_graph")
@@ -53,6 +54,10 @@ def apply_coloring(model: nn.Module, graph: ModelGraph, solution: Solution, inpl
             raise ValueError(f"the solution's class {[graph.names[i] for i in cl.members]} is not a valid group "
                              "of this graph (is it a solution for another graph?)")
     builders = [get_action(cl.action) for cl in solution.classes]  # an unknown action fails before any change
+    here = dict(model.named_modules())
+    for cl, action in zip(solution.classes, builders):
+        if len(cl.members) > 1 and all(graph.module_names[i] in here for i in cl.members):
+            action.check_placement(graph, cl, here)  # a class that cannot sit where its members do: before any change
     target = model if inplace else copy.deepcopy(model)
     mods = dict(target.named_modules())
     for name, shape in zip(graph.module_names, graph.shapes):

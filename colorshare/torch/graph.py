@@ -5,8 +5,8 @@ The graph keeps references to the model's own weights (no float64 copy of the mo
 statistics on each layer's device. A group's costs are computed when a solver asks for them, from its
 members' statistics (a group's statistics are sums of its layers'), on the members' device. What each
 action costs, stores and bounds lives in its own module (:mod:`colorshare.torch.actions`); the graph holds
-the statistics they read (its "statistics interface": weight, root, gram, energy, fits, menu, cached,
-spectra, pairs, measured) and dispatches to the actions it was built with.
+the statistics they read (its "statistics interface": weight, root, whitened, gram, gram_trace, energy, fits,
+menu, cached, spectra, pairs, measured, home) and dispatches to the actions it was built with.
 """
 
 from __future__ import annotations
@@ -105,13 +105,26 @@ class ModelGraph(SharingGraph):
     spectra: SpectrumCache
 
     # ---- weights, on their own device ---------------------------------------------------------------------
-    def weight(self, i: int) -> torch.Tensor:
-        """Layer ``i``'s weight as a float64 d_out x d_in matrix on the layer's (or its curvature's) device."""
+    def device_of(self, i: int) -> torch.device:
+        """The device layer ``i``'s statistics live on (its input covariance's, else its weight's)."""
+        c = self.curvatures[i]
+        return c.sigma_in.device if c.sigma_in is not None else self._params[i].device
+
+    def home(self, group: Sequence[int]) -> torch.device:
+        """Where a class's shared quantities are computed and its shared tensor is kept: its first member's
+        device (a model dispatched over several devices by accelerate's ``device_map``)."""
+        return self.device_of(min(group))
+
+    def spans_devices(self, group: Sequence[int]) -> bool:
+        """Whether the group's layers sit on more than one device."""
+        return len({self.device_of(i) for i in group}) > 1
+
+    def weight(self, i: int, device: torch.device | None = None) -> torch.Tensor:
+        """Layer ``i``'s weight as a float64 d_out x d_in matrix on ``device`` (default: the layer's own,
+        :meth:`device_of`)."""
         p = self._params[i].detach()
         W = p.T if self._transposed[i] else matrix_of(p)
-        c = self.curvatures[i]
-        device = c.sigma_in.device if c.sigma_in is not None else W.device
-        return W.to(device=device, dtype=torch.float64)
+        return W.to(device=device or self.device_of(i), dtype=torch.float64)
 
     def to_layout(self, i: int, W: torch.Tensor) -> torch.Tensor:
         """A d_out x d_in matrix in the layout of layer ``i``'s own weight (transformers' Conv1D: transposed;
@@ -128,7 +141,8 @@ class ModelGraph(SharingGraph):
     def weight_gram(self, group: Sequence[int]) -> np.ndarray:
         """Inner products ``<W_i, W_j>`` of the group's weights (float64, k x k), computed on their device; only
         the k x k result comes to the host."""
-        W = torch.stack([self.weight(i).reshape(-1) for i in group])
+        home = self.home(group)
+        W = torch.stack([self.weight(i, home).reshape(-1) for i in group])
         return (W @ W.T).cpu().numpy()
 
     def _reset(self) -> None:
@@ -137,6 +151,29 @@ class ModelGraph(SharingGraph):
         self.spectra = SpectrumCache(self.spectra.max_items)
         self._energies = {}
         self._pairs = defaultdict(dict)
+
+    def _rescale(self, ratios: Sequence[float]) -> None:
+        """Multiply each layer's curvature scale by its ratio (the probes'), keeping every cached quantity of one
+        layer that scales exactly with it: a singleton's spectrum and energy (times r), its Gram matrices (times
+        r), its whitened weight (times sqrt r), its eigenvectors and the input covariance's root (unchanged).
+        What mixes layers of different ratios (input scopes, pairs) is forgotten."""
+        r = [float(x) for x in ratios]
+        for c, x in zip(self.curvatures, r):
+            c.scale *= x
+        cache, spectra, energies = self._cache, self.spectra, self._energies
+        self._reset()
+        for (kind, what), value in cache.data.items():  # oldest first: the LRU order is kept
+            if kind in ("gram", "zz"):
+                value.mul_(r[what])
+            elif kind == "z":
+                value.mul_(math.sqrt(r[what]))
+            elif not (kind == "root" or (kind == "U" and len(what) == 1)):
+                continue
+            self._cache.get((kind, what), lambda v=value: v)
+        for key, spec in spectra.data.items():
+            if len(key) == 1 and isinstance(key[0], int):
+                self.spectra.put(key, Spectrum(spec.vals * r[key[0]], spec.rel_err))
+        self._energies = {i: e * r[i] for i, e in energies.items()}
 
     @classmethod
     def _empty(cls, sizes: Sequence[int], names: Sequence[str], families: Sequence[str],
@@ -168,14 +205,19 @@ class ModelGraph(SharingGraph):
         """A tensor from the graph's byte-bounded cache, made by ``make()`` when absent."""
         return self._cache.get(key, make)
 
-    def root(self, i: int) -> torch.Tensor:
-        """``L_i`` with ``h_i Sigma_i = L_i L_i^T`` (symmetric eigen-root: exact for singular Sigma)."""
+    def sigma_root(self, i: int) -> torch.Tensor:
+        """``R`` with ``Sigma_i = R R^T``: the eigenvectors of layer i's input covariance scaled by the roots of
+        its eigenvalues (exact for singular Sigma; cached, one eigendecomposition per input shared by layers)."""
         c = self.curvatures[i]
 
         def make() -> torch.Tensor:
             vals, vecs = torch.linalg.eigh(c.sigma_in)
             return vecs * vals.clamp(min=0).sqrt()
-        return math.sqrt(c.scale) * self._cache.get(("root", id(c.sigma_in)), make)
+        return self._cache.get(("root", id(c.sigma_in)), make)
+
+    def root(self, i: int) -> torch.Tensor:
+        """``L_i`` with ``h_i Sigma_i = L_i L_i^T`` (:meth:`sigma_root` times the root of h_i)."""
+        return math.sqrt(self.curvatures[i].scale) * self.sigma_root(i)
 
     def gram(self, i: int) -> torch.Tensor:
         """``h_i W_i Sigma_i W_i^T`` (d_out x d_out) for input-aware curvature, else ``W_i W_i^T`` (cached)."""
@@ -184,10 +226,24 @@ class ModelGraph(SharingGraph):
             return c.scale * (W @ c.sigma_in @ W.T) if c.kind == "layerwise" else W @ W.T
         return self._cache.get(("gram", i), make)
 
+    def whitened(self, i: int) -> torch.Tensor:
+        """``Z_i = W_i L_i`` (d_out x d_in, cached): the whitened weight, whose Gram ``Z_i^T Z_i`` is the small
+        side of a layer wider out than in (gate/up projections)."""
+        return self._cache.get(("z", i), lambda: self.weight(i) @ self.root(i))
+
+    def gram_trace(self, i: int) -> float:
+        """``tr(h_i W_i Sigma_i W_i^T)`` (input-aware curvature), from the Gram on the layer's smaller side: the
+        d_out x d_out Gram, or ``||W_i L_i||^2`` when d_out > d_in (no d_out^2 matrix: 5632^2 for TinyLlama's)."""
+        shape = self.shapes[i]
+        if shape[0] > int(np.prod(shape[1:])):
+            z = self.whitened(i)
+            return float((z * z).sum())
+        return float(torch.trace(self.gram(i)))
+
     def energy(self, i: int) -> float:
         """``quad_i(W_i)``: the surrogate of removing layer i entirely (the trust region's denominator)."""
         if i not in self._energies:
-            self._energies[i] = 0.5 * float(torch.trace(self.gram(i))) if self.input_aware(i) else \
+            self._energies[i] = 0.5 * self.gram_trace(i) if self.input_aware(i) else \
                 self.curvatures[i].quad(self.weight(i))
         return self._energies[i]
 
@@ -371,7 +427,10 @@ def build_graph(
 
     Parameters
     ----------
-    model : any ``nn.Module``, on any device (statistics stay on each layer's device); it is not modified.
+    model : any ``nn.Module``, on any device, or spread over several by accelerate's ``device_map`` (statistics
+        stay on each layer's device; a class's shared quantities are computed on its first member's device, and
+        ties and medoids, one weight tensor for all members, are offered only to layers on one device); it is not
+        modified.
     batches : iterable of model inputs (tensor; tuple whose first element is the input; dict of keyword
         arguments, so a transformers model works as it is), on the model's device. Iterated once.
     targets, exclude : module name patterns (regex full match or name suffix); default every Linear/Conv
@@ -441,6 +500,10 @@ def build_graph(
     modules = select_modules(model, targets, exclude)
     for n, m in modules.items():
         w = m.weight.detach()
+        if w.is_meta:
+            raise ValueError(f"layer {n!r} has its weight on the meta device (offloaded by accelerate's device_map to "
+                             "'cpu' or 'disk' next to a GPU, or not loaded): colorshare needs every target layer's "
+                             "weight on a device; give the model devices for all its blocks (GPUs, or the CPU alone)")
         if not bool(torch.isfinite(w).all()):
             bad_count = int((~torch.isfinite(w)).sum())
             raise ValueError(f"layer {n!r} has {bad_count} NaN or infinite weight value(s); "
@@ -488,9 +551,7 @@ def build_graph(
         g.probe_set = first_sequences(batches[:probe_batches], probe_tokens)
         ratios = probe_scales(g, {n: modules[n] for n in names}, model, g.probe_set, loss_fn, probe_fraction,
                               progress)
-        for c, r in zip(g.curvatures, ratios):
-            c.scale *= float(r)
-        g._reset()
+        g._rescale(ratios)  # what the probes computed for one layer scales with its ratio: kept, not recomputed
         g.probe_ratios = ratios
     return g
 

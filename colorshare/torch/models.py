@@ -282,8 +282,16 @@ def _source_dtype(path: str) -> str:
     return source_dtype(path)
 
 
+def input_device(model: nn.Module) -> torch.device:
+    """Where a transformers model takes its inputs: its input embedding's device (the first of a model spread over
+    devices by a ``device_map``)."""
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    return emb.weight.device if emb is not None else next(model.parameters()).device
+
+
 def load_causal_lm(path: str, device: str = "cpu") -> tuple[nn.Module, Any]:
-    """A transformers causal LM and its tokenizer from a local folder or a GGUF file (dequantized to float32)."""
+    """A transformers causal LM and its tokenizer from a local folder or a GGUF file (dequantized to float32).
+    ``device="auto"``: accelerate's ``device_map="auto"`` (the blocks spread over every GPU there is)."""
     import os
 
     import transformers
@@ -293,8 +301,10 @@ def load_causal_lm(path: str, device: str = "cpu") -> tuple[nn.Module, Any]:
     if path.endswith(".gguf"):
         folder, kw["gguf_file"] = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
     tok = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True, **kw)
+    if device == "auto":
+        kw["device_map"] = "auto"
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32, **kw)
-    return model.to(device).eval(), tok
+    return (model if device == "auto" else model.to(device)).eval(), tok
 
 
 def causal_lm_case(name: str, model: nn.Module, tok: Any, calibration: int = 32, evaluation: int = 24,
@@ -304,7 +314,10 @@ def causal_lm_case(name: str, model: nn.Module, tok: Any, calibration: int = 32,
     """A causal LM judged by perplexity on held-out prose (odd topics), calibrated on the even topics; or on the
     user's own plain-text files (``calibration_text`` / ``evaluation_text``: up to ``calibration`` /
     ``evaluation`` chunks of ``seq_len`` tokens each, fewer when a file is shorter). ``source_dtype``: the dtype
-    the model ships in (a compressed folder is written in it by default)."""
+    the model ships in (a compressed folder is written in it by default). ``device="auto"``: the tokens go to
+    the model's :func:`input_device` (a model spread over devices)."""
+    if device == "auto":
+        device = str(input_device(model))
     if calibration_text is None:
         calib, calib_src = topic_tokens(tok, 0, calibration, seq_len, device), "even pydoc topics"
     else:
@@ -321,8 +334,8 @@ def causal_lm_case(name: str, model: nn.Module, tok: Any, calibration: int = 32,
         for i in range(0, len(ids), batch_size):
             x = ids[i:i + batch_size]
             logits = m(input_ids=x).logits[:, :-1].float()
-            tot += float(nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1),
-                                                     reduction="sum"))
+            tot += float(nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                     x[:, 1:].reshape(-1).to(logits.device), reduction="sum"))
             count += x[:, 1:].numel()
         return tot / count
 

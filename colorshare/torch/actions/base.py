@@ -6,8 +6,8 @@ makes its members compute, and for lower bounds on every option of a family's gr
 asks them to build the class in a model, and ``save_shared`` / ``load_shared`` to write and rebuild the
 modules they build. Adding an action is one module in this package (peft's one file per tuner).
 
-An action reads the graph through its statistics interface only: ``weight(i)``, ``root(i)``, ``gram(i)``,
-``energy(i)``, ``fits(errors)``, ``input_aware(i)``, ``menu(i)``, ``cached(key, make)``, ``spectra``,
+An action reads the graph through its statistics interface only: ``weight(i, device)``, ``root(i)``,
+``sigma_root(i)``, ``whitened(i)``, ``gram(i)``, ``gram_trace(i)``, ``energy(i)``, ``home(group)``, ``device_of(i)``, ``fits(errors)``, ``input_aware(i)``, ``menu(i)``, ``cached(key, make)``, ``spectra``,
 ``pairs(kind)``, ``measured``, and the graph's plain attributes (shapes, sizes, curvatures, is_linear,
 families, actions, trust_region).
 """
@@ -173,6 +173,11 @@ class Action:
                 if len(grp) == 2 and action in actions and grp[0] in pos and grp[1] in pos]
 
     # ---- in a model ---------------------------------------------------------------------------------------
+    def check_placement(self, g: ModelGraph, cl: SharingClass, mods: dict[str, nn.Module]) -> None:
+        """ValueError naming the class if it cannot be built where its members sit (``mods``: the model's
+        modules by name; a model spread over devices). Default: any placement works (shared factors are kept on
+        the first member's device and follow the input)."""
+
     def apply(self, g: ModelGraph, cl: SharingClass, target: nn.Module, mods: dict[str, nn.Module]) -> None:
         """Make ``target`` (whose modules by name are ``mods``) compute the class ``cl``."""
         raise NotImplementedError

@@ -48,7 +48,9 @@ class BasisLinear(SharedLinear):
         return self.basis @ self.coeff
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = (x @ self.coeff.T) @ self.basis.T
+        # a basis shared across devices (accelerate's device_map) is stored once, on its first member's
+        # device, and follows the input to the others
+        y = (x @ self.coeff.T) @ self.basis.to(x.device).T
         return y + self.bias if self.bias is not None else y
 
     def extra_repr(self) -> str:
@@ -67,21 +69,22 @@ def _side(g: ModelGraph, group: tuple[int, ...]) -> str:
 
 def _whitened(g: ModelGraph, i: int) -> torch.Tensor:
     """``W_i L_i`` (d_out x d_in, cached)."""
-    return g.cached(("z", i), lambda: g.weight(i) @ g.root(i))
+    return g.whitened(i)
 
 
 def decompose(g: ModelGraph, group: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor] | None]:
     """Eigenvalues (descending) of the group's whitened Gram ``sum_i h_i W_i Sigma_i W_i^T`` and its left
     eigenvectors U (d_out x m, orthonormal), on the smaller side. On the ``k d_in`` side only the positive
     spectrum has vectors, and the members' whitened blocks ``W_i L_i`` come back too (None on the other)."""
+    home = g.home(group)  # members on several devices: computed on the first one's
     if _side(g, group) == "in":
-        Z = torch.cat([_whitened(g, i) for i in group], dim=1)
+        Z = torch.cat([_whitened(g, i).to(home) for i in group], dim=1)
         vals, V = torch.linalg.eigh(Z.T @ Z)
         vals, V = vals.flip(0).clamp(min=0), V.flip(1)
         pos = vals > vals[0] * 1e-13 if len(vals) and vals[0] > 0 else torch.zeros_like(vals, dtype=torch.bool)
         d_in = Z.shape[1] // len(group)
         return vals, (Z @ V[:, pos]) / vals[pos].sqrt(), list(Z.split(d_in, dim=1))
-    vals, U = torch.linalg.eigh(sum(g.gram(i) for i in group))
+    vals, U = torch.linalg.eigh(sum(g.gram(i).to(home) for i in group))
     return vals.flip(0).clamp(min=0), U.flip(1), None
 
 
@@ -91,11 +94,12 @@ def spectrum(g: ModelGraph, group: tuple[int, ...]) -> Spectrum:
     if hit is not None:
         return hit
     vals, U, blocks = decompose(g, group)
+    g.cached(("U", group), lambda: U)  # the probes and apply ask for the vectors next: one eigh, not two
     if blocks is not None:
         proj = torch.stack([((U.T @ B) ** 2).sum(1) for B in blocks])
         tot = torch.stack([(B * B).sum() for B in blocks])
     else:
-        grams = [g.gram(i) for i in group]
+        grams = [g.gram(i).to(U.device) for i in group]
         proj = torch.stack([((U.T @ G) * U.T).sum(1) for G in grams])
         tot = torch.stack([torch.trace(G) for G in grams])
     # captured energy per member and rank, the relative errors computed where the data is, one transfer
@@ -112,7 +116,7 @@ def spectrum(g: ModelGraph, group: tuple[int, ...]) -> Spectrum:
 
 def basis_vectors(g: ModelGraph, group: tuple[int, ...], rank: int) -> torch.Tensor:
     """The shared basis U (d_out x rank, orthonormal) of ``group``."""
-    U = decompose(g, group)[1]
+    U = g.cached(("U", group), lambda: decompose(g, group)[1])
     if U.shape[1] >= rank:
         return U[:, :rank]
     # fewer directions carry energy than the rank asks for: complete U to an orthonormal d_out x rank basis
@@ -122,15 +126,15 @@ def basis_vectors(g: ModelGraph, group: tuple[int, ...], rank: int) -> torch.Ten
 def basis_factors(g: ModelGraph, group: Sequence[int], rank: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Shared basis U (d_out x rank, orthonormal) and per-layer coefficients C_i = U^T W_i (rank x d_in)."""
     U = basis_vectors(g, tuple(group), rank)
-    return U, [U.T @ g.weight(i) for i in group]
+    return U, [U.T @ g.weight(i, U.device) for i in group]
 
 
 def _generic(g: ModelGraph, group: tuple[int, ...], ranks: Sequence[int], trust: bool = True) -> list[Option]:
     """Basis costs for the diagonal / spectral / scalar estimators: the left singular basis of the stack,
     costs by each member's own quadratic form, grown rank by rank."""
     d_out, d_in = _dims(g, group)
-    vecs = decompose(g, group)[1]
-    Ws = [g.weight(i) for i in group]
+    vecs = g.cached(("U", group), lambda: decompose(g, group)[1])
+    Ws = [g.weight(i, vecs.device) for i in group]
     coeffs = [vecs.T @ W for W in Ws]
     approx = [torch.zeros_like(W) for W in Ws]
     done = 0
@@ -164,12 +168,13 @@ def pair_tails(g: ModelGraph, a: int, b: int) -> np.ndarray:
     """Half the tail of the pair's whitened spectrum at every rank of its menu, from its eigenvalues only."""
     group = (a, b)
     if _side(g, group) == "in":
+        home = g.device_of(a)
         za, zb = _whitened(g, a), _whitened(g, b)
-        gaa, gbb = (g.cached(("zz", i), lambda z=z: z.T @ z) for i, z in zip(group, (za, zb)))
-        cross = za.T @ zb
+        gaa, gbb = (g.cached(("zz", i), lambda z=z: z.T @ z).to(home) for i, z in zip(group, (za, zb)))
+        cross = za.T @ zb.to(home)
         big = torch.cat([torch.cat([gaa, cross], 1), torch.cat([cross.T, gbb], 1)], 0)
     else:
-        big = g.gram(a) + g.gram(b)
+        big = g.gram(a) + g.gram(b).to(g.device_of(a))
     vals = torch.linalg.eigvalsh(big).flip(0).clamp(min=0).cpu().numpy()
     return tails(vals, g.menu(a))
 
@@ -205,7 +210,7 @@ class Basis(Action):
     def weights(self, g: ModelGraph, members: tuple[int, ...], rank: int | None,
                 representative: int | None) -> list[torch.Tensor]:
         U, Cs = basis_factors(g, members, self.rank_of(rank))
-        return [U @ C for C in Cs]
+        return [(U @ C).to(g.device_of(i)) for i, C in zip(members, Cs)]
 
     # ---- bounds: half the tail of a sum of PSD matrices is concave and homogeneous (Ky Fan) ---------------
     def reads_pairs(self, g: ModelGraph, family: tuple[int, ...]) -> bool:
@@ -254,7 +259,8 @@ class Basis(Action):
         for i, C in zip(cl.members, Cs):
             name = g.module_names[i]
             parent, attr = parent_of(target, name)
-            coeff = nn.Parameter(C.to(dtype=first.dtype, device=first.device))
+            own = mods[name].weight  # each member's coefficients on its own device; the basis on the first's
+            coeff = nn.Parameter(C.to(dtype=first.dtype, device=own.device))
             setattr(parent, attr, BasisLinear(basis, coeff, mods[name].bias))
 
     def empty_layer(self, spec: dict[str, Any], dtype: torch.dtype, device: Any,

@@ -53,7 +53,7 @@ class _FactorCache:
     def get(self, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
         key = (x.data_ptr(), tuple(x.shape), _version(x), _version(factor), torch.is_grad_enabled())
         if self.value is None or self.key != key or self.ref() is not x:
-            self.value = x @ factor.T
+            self.value = x @ factor.to(x.device).T
             self.key, self.ref = key, weakref.ref(x)
             self.computed += 1
         return self.value
@@ -108,44 +108,52 @@ def input_menu(g: ModelGraph, group: Sequence[int]) -> list[int]:
     return [r for r in g.rank_rule(shape) if 0 < r < d_in]
 
 
-def input_spectrum(g: ModelGraph, group: tuple[int, ...]) -> tuple[Spectrum, torch.Tensor]:
-    """Eigenvalues (descending) of ``sum_j Z_j^T Z_j`` (``Z_j = W_j L_j``, one input covariance), each
-    member's relative error per rank, and the eigenvectors V (d_in x m, whitened input directions; kept in
-    the byte-bounded cache, recomputed if evicted)."""
-    Zs = [g.cached(("z", i), lambda i=i: g.weight(i) @ g.root(i)) for i in group]
+def _whitened_members(g: ModelGraph, group: tuple[int, ...]) -> list[torch.Tensor]:
+    home = g.home(group)
+    return [g.whitened(i).to(home) for i in group]
 
+
+def _decomposition(g: ModelGraph, group: tuple[int, ...]) -> torch.Tensor:
+    """Row 0: the eigenvalues (descending) of ``sum_j Z_j^T Z_j``; below it their eigenvectors V (d_in x d_in,
+    whitened input directions). Kept in the byte-bounded cache, recomputed if evicted."""
     def decompose() -> torch.Tensor:
-        vals, V = torch.linalg.eigh(sum(Z.T @ Z for Z in Zs))
-        return torch.cat([vals.flip(0).clamp(min=0)[None], V.flip(1)], 0)  # row 0: eigenvalues
+        vals, V = torch.linalg.eigh(sum(Z.T @ Z for Z in _whitened_members(g, group)))
+        return torch.cat([vals.flip(0).clamp(min=0)[None], V.flip(1)], 0)
 
-    packed = g.cached(("in", group), decompose)
-    vals, V = packed[0], packed[1:]
+    return g.cached(("in", group), decompose)
+
+
+def input_spectrum(g: ModelGraph, group: tuple[int, ...]) -> Spectrum:
+    """Eigenvalues (descending) of ``sum_j Z_j^T Z_j`` (``Z_j = W_j L_j``, one input covariance) and each
+    member's relative error per rank (cached: a hit reads no statistics)."""
     spec = g.spectra.get(("in", group))
     if spec is None:
+        packed = _decomposition(g, group)
+        vals, V = packed[0], packed[1:]
+        Zs = _whitened_members(g, group)
         proj = torch.stack([((Z @ V) ** 2).sum(0) for Z in Zs])
         tot = torch.stack([(Z * Z).sum() for Z in Zs])
         rel = relative_errors(proj, tot, proj.shape[1])
         spec = Spectrum(vals.double().cpu().numpy(), rel.cpu().numpy())
         g.spectra.put(("in", group), spec)
-    return spec, V
+    return spec
 
 
 def input_factors(g: ModelGraph, group: Sequence[int], rank: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The shared input factor B (rank x d_in) and each member's A_j (d_out_j x rank), float64, with
     ``A_j B = W_j L V V^T L^+`` (L the input covariance's root, V the top ``rank`` directions)."""
     group = tuple(sorted(group))
-    _, V = input_spectrum(g, group)
-    c = g.curvatures[group[0]]
-    evals, evecs = torch.linalg.eigh(c.sigma_in)
-    root = evecs * evals.clamp(min=0).sqrt()
+    V = _decomposition(g, group)[1:]
+    root = g.sigma_root(group[0])  # columns v_k sqrt(l_k): the pseudo-inverse's rows are v_k / sqrt(l_k)
+    evals = (root * root).sum(0)
     pos = evals > evals.max().clamp(min=1e-300) * 1e-12
     pinv = torch.zeros_like(root).T.contiguous()
-    pinv[pos] = (evecs[:, pos] / evals[pos].sqrt()).T
+    pinv[pos] = (root[:, pos] / evals[pos]).T
     Vr = V[:, :rank]
     if Vr.shape[1] < rank:  # fewer directions than the rank: complete the basis
         Vr = torch.linalg.qr(torch.cat([Vr, torch.eye(V.shape[0], dtype=V.dtype, device=V.device)], 1))[0][:, :rank]
     B = Vr.T @ pinv
-    return B, [g.weight(i) @ root @ Vr for i in group]
+    return B, [g.weight(i, root.device) @ root @ Vr for i in group]
 
 
 class InputFactor(Action):
@@ -166,7 +174,7 @@ class InputFactor(Action):
     def options(self, g: ModelGraph, group: tuple[int, ...]) -> list[Option]:
         if len(group) < 2 or not all(g.is_linear[i] and g.input_aware(i) for i in group):
             return []
-        spec, _ = input_spectrum(g, group)
+        spec = input_spectrum(g, group)
         d_in = _d_in(g, group)
         outs = sum(g.shapes[i][0] for i in group)
         dense = sum(int(g.sizes[i]) for i in group)
@@ -183,7 +191,7 @@ class InputFactor(Action):
         rank, rest = divmod(int(memory), _d_in(g, group) + sum(g.shapes[i][0] for i in group))
         if rank <= 0 or rest:
             return None
-        spec, _ = input_spectrum(g, group)
+        spec = input_spectrum(g, group)
         rr = min(rank, len(spec.vals))
         if trust and not g.fits(spec.rel_err[:, rr]):
             return None
@@ -192,7 +200,7 @@ class InputFactor(Action):
     def weights(self, g: ModelGraph, members: tuple[int, ...], rank: int | None,
                 representative: int | None) -> list[torch.Tensor]:
         B, As = input_factors(g, members, self.rank_of(rank))
-        return [A @ B for A in As]
+        return [(A @ B).to(g.device_of(i)) for i, A in zip(members, As)]
 
     def apply(self, g: ModelGraph, cl: SharingClass, target: nn.Module, mods: dict[str, nn.Module]) -> None:
         first = mods[g.module_names[cl.members[0]]].weight

@@ -22,7 +22,7 @@ class Medoid(Tie):
     def errors(self, g: ModelGraph, group: tuple[int, ...]) -> tuple[list[float], int | None]:
         if len(group) == 2 and "tie" not in g.actions and group not in g.pairs("tie"):
             g.pairs("tie")[group] = math.fsum(tie_errors(g, group))  # medoids are bounded by ties
-        costs = [[g.curvatures[i].quad(g.weight(j) - g.weight(i)) for i in group] for j in group]
+        costs = [[g.curvatures[i].quad(g.weight(j, g.device_of(i)) - g.weight(i)) for i in group] for j in group]
         k = min(range(len(group)), key=lambda j: sum(costs[j]))
         return costs[k], group[k]
 
@@ -30,7 +30,7 @@ class Medoid(Tie):
                 representative: int | None) -> list[torch.Tensor]:
         if representative is None:
             raise ValueError("a medoid class needs its representative")
-        return [g.weight(representative) for _ in members]
+        return [g.weight(representative, g.device_of(i)) for i in members]
 
     def shared_parameter(self, g: ModelGraph, cl: SharingClass, mods: dict[str, nn.Module]) -> nn.Parameter:
         if cl.representative is None:

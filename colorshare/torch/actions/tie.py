@@ -20,14 +20,16 @@ if TYPE_CHECKING:
 
 
 def tie_center(g: ModelGraph, group: tuple[int, ...]) -> torch.Tensor:
-    """The curvature-weighted mean ``argmin_W sum_i quad_i(W - W_i)`` (d_out x d_in, float64)."""
-    Ws = [g.weight(i) for i in group]
+    """The curvature-weighted mean ``argmin_W sum_i quad_i(W - W_i)`` (d_out x d_in, float64, on the group's
+    first member's device)."""
+    home = g.home(group)
+    Ws = [g.weight(i, home) for i in group]
     cs = [g.curvatures[i] for i in group]
     if cs[0].kind == "layerwise":
         # (S + eps I) W^T = R^T + eps mean^T: input directions the calibration data never excites (dead
         # units, constant pixels) keep the plain mean instead of an arbitrary, unstable least-squares value
-        S = sum(c.scale * c.sigma_in for c in cs)
-        R = sum(c.scale * (W @ c.sigma_in) for W, c in zip(Ws, cs))
+        S = sum(c.scale * c.sigma_in.to(home) for c in cs)
+        R = sum(c.scale * (W @ c.sigma_in.to(home)) for W, c in zip(Ws, cs))
         mean = sum(Ws) / len(Ws)
         eps = 1e-6 * float(torch.trace(S)) / S.shape[0]
         if eps <= 0:
@@ -48,12 +50,13 @@ def tie_errors(g: ModelGraph, group: tuple[int, ...]) -> list[float]:
     ``h_i W_i Sigma_i W_i^T`` and one product per member: ``h/2 (<W* S, W*> - 2 <W_i S, W*> + tr gram_i)``."""
     W = tie_center(g, group)
     if not g.input_aware(group[0]):
-        return [g.curvatures[i].quad(W - g.weight(i)) for i in group]
+        return [g.curvatures[i].quad(W.to(g.device_of(i)) - g.weight(i)) for i in group]
     out = []
     for i in group:
         c, Wi = g.curvatures[i], g.weight(i)
+        W = W.to(Wi.device)
         WS = (W - 2 * Wi) @ c.sigma_in
-        val = c.scale * float((WS * W).sum()) + float(torch.trace(g.gram(i)))
+        val = c.scale * float((WS * W).sum()) + g.gram_trace(i)
         out.append(max(0.0, 0.5 * val))
     return out
 
@@ -63,8 +66,9 @@ def pair_tie(g: ModelGraph, a: int, b: int) -> float:
     and ``A_a : A_b = A_a - A_a (A_a + A_b)^-1 A_a`` (parallel sum; one Cholesky factor, no regularisation:
     the bound needs the minimum itself, not a stabilised tie centre). Input-aware curvature only."""
     ca, cb = g.curvatures[a], g.curvatures[b]
-    D = g.weight(a) - g.weight(b)
-    Aa, Ab = ca.scale * ca.sigma_in, cb.scale * cb.sigma_in
+    home = g.device_of(a)
+    D = g.weight(a) - g.weight(b, home)
+    Aa, Ab = ca.scale * ca.sigma_in, cb.scale * cb.sigma_in.to(home)
     M = D @ Aa
     full = float((M * D).sum())
     L, info = torch.linalg.cholesky_ex(Aa + Ab)
@@ -98,18 +102,19 @@ class Tie(Action):
         return errs, None
 
     def options(self, g: ModelGraph, group: tuple[int, ...]) -> list[Option]:
-        opt = self.shared_tensor(g, group) if len(group) > 1 else None
+        # one nn.Parameter in modules on several devices cannot follow each one's input: no such class
+        opt = self.shared_tensor(g, group) if len(group) > 1 and not g.spans_devices(group) else None
         return [opt] if opt is not None else []
 
     def class_option(self, g: ModelGraph, group: tuple[int, ...], memory: int, trust: bool) -> Option | None:
-        if len(group) < 2 or memory != int(g.sizes[group[0]]):
+        if len(group) < 2 or memory != int(g.sizes[group[0]]) or g.spans_devices(group):
             return None
         return self.shared_tensor(g, group, trust)
 
     def weights(self, g: ModelGraph, members: tuple[int, ...], rank: int | None,
                 representative: int | None) -> list[torch.Tensor]:
         W = tie_center(g, members)
-        return [W for _ in members]
+        return [W.to(g.device_of(i)) for i in members]
 
     # ---- bounds: a tie costs the minimum of a sum of quadratics (superadditive); a medoid at least the tie ----
     def reads_pairs(self, g: ModelGraph, family: tuple[int, ...]) -> bool:
@@ -133,6 +138,14 @@ class Tie(Action):
         first = mods[g.module_names[cl.members[0]]].weight
         W = g.to_layout(cl.members[0], tie_center(g, cl.members))
         return nn.Parameter(W.contiguous(), requires_grad=first.requires_grad)
+
+    def check_placement(self, g: ModelGraph, cl: SharingClass, mods: dict[str, nn.Module]) -> None:
+        devices = {str(mods[g.module_names[i]].weight.device) for i in cl.members}
+        if len(devices) > 1:
+            raise ValueError(f"cannot place a {self.name} class across devices: "
+                             f"{', '.join(g.module_names[i] for i in cl.members)} sit on {', '.join(sorted(devices))}, "
+                             "and one weight tensor cannot be on each (a basis or input class can: its shared "
+                             "factor follows the input); the graph of this model offers no such class")
 
     def apply(self, g: ModelGraph, cl: SharingClass, target: nn.Module, mods: dict[str, nn.Module]) -> None:
         shared = self.shared_parameter(g, cl, mods)
