@@ -1,6 +1,6 @@
 """Time and peak memory of every compress step on LLaMA-shaped models, and how the solve grows with the layers.
 
-    python -m benchmarks.scaling [--shapes tinyllama] [--depths 11 22] [--device cpu] [--out DIR]
+    python -m benchmarks.scaling [--shapes tinyllama] [--depths 6 22] [--device cpu] [--out DIR]
 
 Random-initialised ``LlamaForCausalLM`` of real shapes (no download): TinyLlama-1.1B (22 x 2048 / 5632) on the
 CPU, LLaMA-7B (32 x 4096 / 11008) where a GPU is lent (``--shapes llama7b --device cuda``). Each shape runs the
@@ -67,6 +67,7 @@ def run_shape(shape: str, depth: int | None, device: str, batches: int, batch_si
     from colorshare.torch.measure import solve_measured
 
     cuda = device.startswith("cuda")
+    gc.collect()  # what an earlier shape left (a model with hooks holds cycles) must not count against this one
     steps: dict[str, dict[str, float | None]] = {}
 
     def step(name: str, fn: Any) -> Any:
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shapes", nargs="*", default=["tinyllama"])
-    p.add_argument("--depths", nargs="*", type=int, default=[11, 22])
+    p.add_argument("--depths", nargs="*", type=int, default=[6, 22])
     p.add_argument("--device", default="cpu")
     p.add_argument("--batches", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=2)

@@ -130,3 +130,30 @@ def test_kfac_output_factor_is_the_fisher_of_self_distillation():
     assert kf.quad(D) == pytest.approx(kf.scale * lw.quad(D), rel=1e-12)
     # positive semi-definite by construction: no clipping, no negative scale, whatever the sample
     assert kf.scale > 0 and bool((kf.out_diag >= 0).all())
+
+
+def test_layers_that_stop_sharing_an_input_get_their_own_exact_covariance():
+    """``a`` and ``b`` read the same tensor in the first batches (one shared accumulator), then different ones:
+    each ends with the covariance of the inputs it saw (the follower continues from the leader's sums before the
+    batch in which they parted)."""
+    from colorshare.torch.stats import layer_statistics
+
+    class Fork(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 3), nn.Linear(4, 3)
+
+        def forward(self, x):
+            y = x[0]
+            return self.a(y) + self.b(y if x[1] is None else x[1])
+
+    torch.manual_seed(0)
+    model = Fork()
+    xs = [torch.randn(5, 4, dtype=torch.float64).float() for _ in range(4)]
+    other = [None, None, torch.randn(5, 4), torch.randn(5, 4)]
+    batches = [(x, o) for x, o in zip(xs, other)]
+    stats = layer_statistics(model, {"a": model.a, "b": model.b}, [(b,) for b in batches])
+    seen_a = torch.cat(xs).double()
+    seen_b = torch.cat([x if o is None else o for x, o in zip(xs, other)]).double()
+    assert torch.allclose(stats.sigma["a"], seen_a.T @ seen_a / len(seen_a), rtol=1e-6)
+    assert torch.allclose(stats.sigma["b"], seen_b.T @ seen_b / len(seen_b), rtol=1e-6)

@@ -177,7 +177,11 @@ def layer_statistics(
     sq = {n: None for n in modules} if fisher_loss is not None else None
     grad_rows = dict.fromkeys(modules, 0)
 
-    batch_s: dict[str, torch.Tensor] = {}  # what each accumulator added in the current batch
+    # what an accumulator other layers follow added in the current batch (float32: exactly what was added), so
+    # that a follower that stops following can continue from the leader's sums before it; kept for leaders only
+    # (a copy of every covariance would double the statistics' memory: 5632^2 per block for TinyLlama's down)
+    batch_s: dict[str, torch.Tensor] = {}
+    followed: set[str] = set()
 
     def hook(name: str) -> Callable:
         def fn(mod: nn.Module, args: tuple, out: Any) -> None:
@@ -194,15 +198,18 @@ def layer_statistics(
                 lead = leader_of.get(name, first)
                 if first != name and lead == first:
                     leader_of[name] = first  # the same input as `first` again: share its accumulator
+                    followed.add(first)
                 else:
                     if lead != name and name not in sums and lead in sums:
                         # followed another layer before, not now: continue from what that layer had
                         sums[name] = sums[lead] - batch_s.get(lead, 0)
                     leader_of[name] = name
                     Xf = X.float()
-                    s = (Xf.T @ Xf).to(torch.float64)
+                    s32 = Xf.T @ Xf
+                    s = s32.to(torch.float64)
                     sums[name] = s if name not in sums else sums[name] + s
-                    batch_s[name] = s
+                    if name in followed:
+                        batch_s[name] = s32
             if sq is not None and isinstance(out, torch.Tensor) and out.requires_grad:
                 outputs[name] = out
         return fn
