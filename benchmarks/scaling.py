@@ -8,7 +8,7 @@ default compress pipeline at keep 50 % step by step (``colorshare.compress`` doe
 (K-FAC: forward + output-gradient pass), probes, solve (the singleton and input-scope spectra and the proven
 solve over per-layer options and shared input factors), the measurement loop (2 rounds), apply, save the
 folder, load it back (``load_compressed``). Calibration: random tokens, ``--batches`` x ``--batch-size`` x
-``--seq`` (default 4 x 2 x 256 on the CPU: a 1.1B model's statistics take minutes there); probes as compress
+``--seq`` (default 8 x 1 x 256 on the CPU: a 1.1B model's statistics take minutes there); probes as compress
 runs them. Peak memory per step: resident-set high-water mark of the step alone (Linux: reset through
 ``/proc/self/clear_refs``), and on CUDA the allocator's peak. ``--depths``: the same shape at fewer layers
 too, so that solve seconds per layer can be compared across depths in one run. Writes ``scaling.md`` and
@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shapes", nargs="*", default=["tinyllama"])
     p.add_argument("--depths", nargs="*", type=int, default=[6, 22])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batches", type=int, default=4)
-    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--batches", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--out", default="benchmarks/results/scaling")
     args = p.parse_args(argv)
@@ -129,15 +129,24 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.compress_time import _cpu
 
     machine = torch.cuda.get_device_name() if args.device.startswith("cuda") else _cpu()
-    rows = [run_shape(s, d, args.device, args.batches, args.batch_size, args.seq)
-            for s in args.shapes for d in (args.depths or [None])]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for s in args.shapes:
+        for d in args.depths or [None]:
+            rows.append(run_shape(s, d, args.device, args.batches, args.batch_size, args.seq))
+            write(out, machine, args.device, rows)  # each row as soon as it is measured
+    return 0
+
+
+def write(out: Path, machine: str, device: str, rows: list[dict[str, Any]]) -> None:
+    """``scaling.json`` and ``scaling.md`` of the rows measured so far, shallow depths first."""
+    rows = sorted(rows, key=lambda r: (r["shape"], r["blocks"]))
     (out / "scaling.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
     names = list(rows[0]["steps"])
-    lines = [f"# compress steps by model shape and depth ({machine}, {args.device})", "",
+    lines = [f"# compress steps by model shape and depth ({machine}, {device})", "",
              f"Random weights; calibration {rows[0]['calibration']}; keep 50 %; seconds (peak resident GB of the "
-             "step alone" + (", peak CUDA GB" if args.device.startswith("cuda") else "") + ").", "",
+             "step alone" + (", peak CUDA GB" if device.startswith("cuda") else "") + ").", "",
              "| shape | blocks | layers | parameters | " + " | ".join(names) + " | solve s / layer | peak GB |",
              "|---|---|---|---|" + "---|" * len(names) + "---|---|"]
     for r in rows:
@@ -151,7 +160,6 @@ def main(argv: list[str] | None = None) -> int:
                      + " | ".join(cells) + f" | {r['solve_seconds_per_layer']:.3f} | {r['peak_rss_gb']:.1f} |")
     (out / "scaling.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0
 
 
 if __name__ == "__main__":

@@ -207,7 +207,10 @@ def layer_statistics(
                     Xf = X.float()
                     s32 = Xf.T @ Xf
                     s = s32.to(torch.float64)
-                    sums[name] = s if name not in sums else sums[name] + s
+                    if name in sums:
+                        sums[name].add_(s)  # in place: no second copy of a 5632^2 float64 sum
+                    else:
+                        sums[name] = s
                     if name in followed:
                         batch_s[name] = s32
             if sq is not None and isinstance(out, torch.Tensor) and out.requires_grad:
@@ -260,7 +263,7 @@ def layer_statistics(
     for n in modules:
         lead = leader_of.get(n, n)
         if lead not in sigma:
-            sigma[lead] = sums[lead] / counts[lead]
+            sigma[lead] = sums[lead].div_(counts[lead])  # in place: the sums become the covariances
         sigma[n] = sigma[lead]
     unreached: list[str] = []
     out_sq = None
