@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import re
 import resource
 import sys
@@ -207,7 +206,7 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
             raise ValueError(f"{label} file {str(f)!r} does not exist")
     from .torch import distributed as dist
 
-    if device == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if device == "auto" and dist.launched_size() > 1:
         raise ValueError("--device auto (one model spread over devices) and torchrun (one model per process) do "
                          "not combine: give each process its device (--device cuda) or run one process")
     rank, processes = dist.init_from_env(device)  # under torchrun: data-parallel statistics, rank 0 does the rest

@@ -41,11 +41,16 @@ def is_main() -> bool:
     return world()[0] == 0
 
 
+def launched_size() -> int:
+    """The number of processes torchrun launched (``WORLD_SIZE``; 1 outside torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def init_from_env(device: str = "cpu") -> tuple[int, int]:
     """Open the default process group when launched by torchrun with ``WORLD_SIZE`` > 1 (gloo for ``cpu``,
     nccl for ``cuda``; each rank then uses ``cuda:LOCAL_RANK``); returns ``(rank, world size)``. Does nothing
     (and returns ``(0, 1)``) in a single process; an already open group is kept."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
+    size = launched_size()
     if size <= 1 or not torch.distributed.is_available():
         return world()
     if not torch.distributed.is_initialized():

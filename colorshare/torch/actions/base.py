@@ -7,8 +7,9 @@ asks them to build the class in a model, and ``save_shared`` / ``load_shared`` t
 modules they build. Adding an action is one module in this package (peft's one file per tuner).
 
 An action reads the graph through its statistics interface only: ``weight(i, device)``, ``root(i)``,
-``sigma_root(i)``, ``whitened(i)``, ``gram(i)``, ``gram_trace(i)``, ``energy(i)``, ``home(group)``, ``device_of(i)``, ``fits(errors)``, ``input_aware(i)``, ``menu(i)``, ``cached(key, make)``, ``spectra``,
-``pairs(kind)``, ``measured``, and the graph's plain attributes (shapes, sizes, curvatures, is_linear,
+``sigma_root(i)``, ``whitened(i)``, ``gram(i)``, ``gram_trace(i)``, ``energy(i)``, ``home(group)``,
+``device_of(i)``, ``spans_devices(group)``, ``fits(errors)``, ``input_aware(i)``, ``menu(i)``,
+``cached(key, make)``, ``spectra``, ``pairs(kind)``, ``measured``, and the graph's plain attributes (shapes, sizes, curvatures, is_linear,
 families, actions, trust_region).
 """
 
@@ -78,6 +79,15 @@ def relative_errors(proj: torch.Tensor, tot: torch.Tensor, width: int) -> torch.
     captured[:, proj.shape[1] + 1:] = captured[:, proj.shape[1]:proj.shape[1] + 1]
     t = tot.double()[:, None]
     return torch.where(t > 0, (1.0 - captured / t.clamp(min=1e-300)).clamp(0.0, 1.0), torch.zeros_like(captured))
+
+
+def host_spectrum(vals: torch.Tensor, rel: torch.Tensor) -> Spectrum:
+    """A :class:`Spectrum` on the host from eigenvalues and relative errors (members x width+1, width =
+    ``len(vals)``) computed on the statistics' device: one transfer for both."""
+    width = len(vals)
+    packed = torch.cat([torch.cat([vals.double(), vals.new_zeros(1, dtype=torch.float64)])[None], rel.double()])
+    host = packed.cpu().numpy()
+    return Spectrum(host[0, :width].copy(), host[1:].copy())
 
 
 def parent_of(model: nn.Module, name: str) -> tuple[nn.Module, str]:

@@ -21,7 +21,7 @@ from torch import nn
 
 from ...formulations.bounds import KindBound
 from ...formulations.costs import Option
-from .base import SAFE, Action, SharedLinear, Spectrum, parent_of, relative_errors, tails
+from .base import SAFE, Action, SharedLinear, Spectrum, host_spectrum, parent_of, relative_errors, tails
 
 if TYPE_CHECKING:
     from ...formulations.graph import SharingClass
@@ -103,11 +103,7 @@ def spectrum(g: ModelGraph, group: tuple[int, ...]) -> Spectrum:
         proj = torch.stack([((U.T @ G) * U.T).sum(1) for G in grams])
         tot = torch.stack([torch.trace(G) for G in grams])
     # captured energy per member and rank, the relative errors computed where the data is, one transfer
-    width = len(vals)
-    rel = relative_errors(proj, tot, width)
-    packed = torch.cat([torch.cat([vals.double(), vals.new_zeros(1, dtype=torch.float64)])[None], rel])
-    host = packed.cpu().numpy()
-    spec = Spectrum(host[0, :width].copy(), host[1:].copy())
+    spec = host_spectrum(vals, relative_errors(proj, tot, len(vals)))
     g.spectra.put(group, spec)
     if len(group) == 2:
         g.pairs("basis")[group] = tails(spec.vals, g.menu(group[0]))

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ...formulations.costs import Option
-from .base import Action, SharedLinear, Spectrum, parent_of, relative_errors, tails
+from .base import Action, SharedLinear, Spectrum, host_spectrum, parent_of, relative_errors, tails
 
 if TYPE_CHECKING:
     from ...formulations.graph import SharingClass
@@ -133,8 +133,7 @@ def input_spectrum(g: ModelGraph, group: tuple[int, ...]) -> Spectrum:
         Zs = _whitened_members(g, group)
         proj = torch.stack([((Z @ V) ** 2).sum(0) for Z in Zs])
         tot = torch.stack([(Z * Z).sum() for Z in Zs])
-        rel = relative_errors(proj, tot, proj.shape[1])
-        spec = Spectrum(vals.double().cpu().numpy(), rel.cpu().numpy())
+        spec = host_spectrum(vals, relative_errors(proj, tot, proj.shape[1]))
         g.spectra.put(("in", group), spec)
     return spec
 
