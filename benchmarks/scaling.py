@@ -65,6 +65,7 @@ def run_shape(shape: str, depth: int | None, device: str, batches: int, batch_si
     from colorshare.compress import PROBE_TOKENS
     from colorshare.torch import apply_coloring, build_graph, load_compressed, save_compressed
     from colorshare.torch.measure import solve_measured
+    from colorshare.torch.memory import release
 
     cuda = device.startswith("cuda")
     gc.collect()  # what an earlier shape left (a model with hooks holds cycles) must not count against this one
@@ -77,6 +78,7 @@ def run_shape(shape: str, depth: int | None, device: str, batches: int, batch_si
             torch.cuda.reset_peak_memory_stats()
         t = time.perf_counter()
         out = fn()
+        release()  # as compress does after each step
         if cuda:
             torch.cuda.synchronize()
         steps[name] = {"seconds": time.perf_counter() - t, "peak_rss_gb": _peak_gb(),

@@ -190,6 +190,7 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
     from .torch.curvature import DEFAULT_CURVATURE
     from .torch.folder import DTYPES
     from .torch.graph import DEFAULT_TRUST_REGION
+    from .torch.memory import release
 
     curvature = curvature or DEFAULT_CURVATURE
     if not parse_budget(budget, 1) > 0:  # fail before loading anything: a number or a percentage, > 0
@@ -233,6 +234,7 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
                             progress=main)
     finally:
         dist.close()  # the statistics were the collective part; rank 0 solves and writes alone
+    release()  # the statistics pass's activations, batch covariances and float64 sums
     seconds["statistics"] = time.perf_counter() - t
     if not main:
         return {"rank": rank, "processes": processes}
@@ -260,6 +262,7 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
              f"measurement; {m['stopped']}")
     else:
         sol = solve(graph, b, backend=backend, time_limit=time_limit, seed=seed)
+    release()
     seconds["solve"] = time.perf_counter() - t
     space = ("classes of any size" if graph.max_group_size is None
              else f"classes of at most {graph.max_group_size} layer{'s' if graph.max_group_size > 1 else ''}")
@@ -280,6 +283,7 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
     # a transformers model is changed in place (it is reloaded from its folder, not from the dense model): no
     # second copy of the model in memory; the graph keeps the dense weights its classes are computed from
     shared = apply_coloring(case.model, graph, sol, inplace=folder)
+    release()
     seconds["apply"] = time.perf_counter() - t
     stored_after = stored_parameters(shared)
     assert stored_after == stored_before - graph.dense_size + sol.memory, "stored parameters differ from the plan"

@@ -136,7 +136,7 @@ def test_layers_that_stop_sharing_an_input_get_their_own_exact_covariance():
     """``a`` and ``b`` read the same tensor in the first batches (one shared accumulator), then different ones:
     each ends with the covariance of the inputs it saw (the follower continues from the leader's sums before the
     batch in which they parted)."""
-    from colorshare.torch.stats import layer_statistics
+    from colorshare.torch.stats import COVARIANCE_DTYPE, layer_statistics
 
     class Fork(nn.Module):
         def __init__(self):
@@ -155,5 +155,6 @@ def test_layers_that_stop_sharing_an_input_get_their_own_exact_covariance():
     stats = layer_statistics(model, {"a": model.a, "b": model.b}, [(b,) for b in batches])
     seen_a = torch.cat(xs).double()
     seen_b = torch.cat([x if o is None else o for x, o in zip(xs, other)]).double()
-    assert torch.allclose(stats.sigma["a"], seen_a.T @ seen_a / len(seen_a), rtol=1e-6)
-    assert torch.allclose(stats.sigma["b"], seen_b.T @ seen_b / len(seen_b), rtol=1e-6)
+    assert stats.sigma["a"].dtype == stats.sigma["b"].dtype == COVARIANCE_DTYPE
+    assert torch.allclose(stats.sigma["a"].double(), seen_a.T @ seen_a / len(seen_a), rtol=1e-6)
+    assert torch.allclose(stats.sigma["b"].double(), seen_b.T @ seen_b / len(seen_b), rtol=1e-6)

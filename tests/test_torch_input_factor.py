@@ -179,7 +179,7 @@ def test_energy_of_a_layer_wider_out_than_in_needs_no_output_side_gram(case):
     scope = next(s for s in g.scopes if len(s) > 1)
     d_in = g.shapes[scope[0]][1]
     B, As = g.input_factors(scope, d_in)
-    sigma = g.curvatures[scope[0]].sigma_in
+    sigma = g.curvatures[scope[0]].covariance()
     for i, A in zip(scope, As):  # at full rank the factor loses nothing the input covariance sees
         D = A @ B - g.weight(i)
         assert float(torch.trace(D @ sigma @ D.T)) <= 1e-9 * float(torch.trace(g.weight(i) @ sigma @ g.weight(i).T))

@@ -53,7 +53,7 @@ def matrix_of(weight: torch.Tensor) -> torch.Tensor:
 @dataclass
 class Curvature:
     kind: str
-    sigma_in: torch.Tensor | None = None  # layerwise: d_in x d_in (E[x x^T], on the layer's device)
+    sigma_in: torch.Tensor | None = None  # layerwise: d_in x d_in E[x x^T] on the layer's device (COVARIANCE_DTYPE)
     scale: float = 1.0  # layerwise: output factor tr(G) / d_out (kfac); 1 for plain layerwise
     out_diag: torch.Tensor | None = None  # kfac: diagonal of G (d_out), kept for inspection
     diag: torch.Tensor | None = None  # fisher / hutchinson: d_out x d_in
@@ -62,12 +62,17 @@ class Curvature:
     vals: torch.Tensor | None = None  # spectrum: k
     rest: float | None = None  # spectrum: isotropic rest
 
+    def covariance(self, device: torch.device | None = None) -> torch.Tensor:
+        """The input covariance ``sigma_in`` in float64 on ``device`` (default: its own; a transient copy where it
+        is stored in a narrower dtype)."""
+        return self.sigma_in.to(device=device or self.sigma_in.device, dtype=torch.float64)
+
     def quad(self, D: torch.Tensor) -> float:
         """``1/2 vec(D)^T H vec(D)`` for a d_out x d_in perturbation (float64)."""
         D = D.to(torch.float64)
         if self.kind == "layerwise":
             D = D.to(self.sigma_in.device)
-            return 0.5 * self.scale * float(torch.einsum("ij,jk,ik->", D, self.sigma_in, D))
+            return 0.5 * self.scale * float(torch.einsum("ij,jk,ik->", D, self.covariance(), D))
         if self.diag is not None:
             return 0.5 * float((self.diag * D * D).sum())
         if self.kind == "trace":

@@ -211,7 +211,7 @@ class ModelGraph(SharingGraph):
         c = self.curvatures[i]
 
         def make() -> torch.Tensor:
-            vals, vecs = torch.linalg.eigh(c.sigma_in)
+            vals, vecs = torch.linalg.eigh(c.covariance())
             return vecs * vals.clamp(min=0).sqrt()
         return self._cache.get(("root", id(c.sigma_in)), make)
 
@@ -223,7 +223,7 @@ class ModelGraph(SharingGraph):
         """``h_i W_i Sigma_i W_i^T`` (d_out x d_out) for input-aware curvature, else ``W_i W_i^T`` (cached)."""
         def make() -> torch.Tensor:
             W, c = self.weight(i), self.curvatures[i]
-            return c.scale * (W @ c.sigma_in @ W.T) if c.kind == "layerwise" else W @ W.T
+            return c.scale * (W @ c.covariance() @ W.T) if c.kind == "layerwise" else W @ W.T
         return self._cache.get(("gram", i), make)
 
     def whitened(self, i: int) -> torch.Tensor:

@@ -24,6 +24,7 @@ from torch import nn
 from ..solvers.solution import Solution
 from .graph import ModelGraph
 from .probe import _reference, output_divergence
+from .memory import release
 from .replay import BlockReplay
 
 __all__ = ["measure_classes", "solve_measured"]
@@ -116,6 +117,7 @@ def solve_measured(graph: ModelGraph, model: nn.Module, batches: Sequence[Any], 
             replay = replay or BlockReplay(model, batches)
             costs += measure_classes(graph, model, batches, [c], loss_fn, replay)
             spent += time.perf_counter() - t
+        release()  # each measured class built and dropped its factors: give the pages back before the next solve
         for c, m in zip(new, costs):
             # a loss_fn's increase may measure below 0 (noise, or a real gain): priced at the surrogate's floor
             graph.set_measured(c.members, c.action, c.memory, max(0.0, m))

@@ -1,7 +1,8 @@
 """Per-layer statistics gathered by hooks on each layer's own device (the GPTQ / SVD-LLM pattern).
 
 - :func:`layer_statistics`: one pass over the calibration batches. Forward hooks accumulate each layer's
-  input second moment ``E[x x^T]`` (float32 matmuls summed into float64, on the layer's device); layers
+  input second moment ``E[x x^T]`` (float32 matmuls summed into float64, on the layer's device, and kept in
+  :data:`COVARIANCE_DTYPE` once normalised); layers
   fed the very same input tensor (q/k/v, gate/up) share one accumulator. With ``fisher_loss`` the pass
   also back-propagates a loss to the layers' OUTPUTS only (no parameter gradients are stored) and
   accumulates the mean squared output gradient per output channel: the output factor of K-FAC.
@@ -27,8 +28,15 @@ from torch import nn
 
 from .targets import is_transposed, layer_shape
 
-__all__ = ["LayerStats", "layer_statistics", "sampled_fisher_loss", "forward", "layer_inputs", "model_logits",
+__all__ = ["COVARIANCE_DTYPE", "LayerStats", "layer_statistics", "sampled_fisher_loss", "forward", "layer_inputs", "model_logits",
            "pooled_embedding"]
+
+
+COVARIANCE_DTYPE = torch.float32
+"""The dtype an input covariance is kept in once accumulated. Each batch's ``X^T X`` is a float32 matmul, so
+float64 adds nothing to what is kept but the exactness of the sum, while it doubles the largest part of the
+statistics (one 5632^2 matrix per TinyLlama down projection: 254 MB in float64). Every computation reads the
+covariance in float64 (:meth:`colorshare.torch.curvature.Curvature.covariance`)."""
 
 
 def forward(model: nn.Module, batch: Any) -> Any:
@@ -141,7 +149,8 @@ def _reduce(modules: dict[str, nn.Module], sums: dict[str, torch.Tensor], counts
 
 @dataclass
 class LayerStats:
-    """Per-layer statistics (tensors on each layer's device, float64).
+    """Per-layer statistics (tensors on each layer's device; covariances in :data:`COVARIANCE_DTYPE`, the rest
+    float64).
 
     ``sigma[name]``: ``E[x x^T]`` of the layer's inputs (layers fed the same tensor share one object);
     ``out_sq[name]``: mean squared output gradient per output channel (None without a loss);
@@ -263,7 +272,8 @@ def layer_statistics(
     for n in modules:
         lead = leader_of.get(n, n)
         if lead not in sigma:
-            sigma[lead] = sums[lead].div_(counts[lead])  # in place: the sums become the covariances
+            # the float64 sum, normalised in place, is released as soon as its stored copy is made
+            sigma[lead] = sums.pop(lead).div_(counts[lead]).to(COVARIANCE_DTYPE)
         sigma[n] = sigma[lead]
     unreached: list[str] = []
     out_sq = None

@@ -28,8 +28,8 @@ def tie_center(g: ModelGraph, group: tuple[int, ...]) -> torch.Tensor:
     if cs[0].kind == "layerwise":
         # (S + eps I) W^T = R^T + eps mean^T: input directions the calibration data never excites (dead
         # units, constant pixels) keep the plain mean instead of an arbitrary, unstable least-squares value
-        S = sum(c.scale * c.sigma_in.to(home) for c in cs)
-        R = sum(c.scale * (W @ c.sigma_in.to(home)) for W, c in zip(Ws, cs))
+        S = sum(c.scale * c.covariance(home) for c in cs)
+        R = sum(c.scale * (W @ c.covariance(home)) for W, c in zip(Ws, cs))
         mean = sum(Ws) / len(Ws)
         eps = 1e-6 * float(torch.trace(S)) / S.shape[0]
         if eps <= 0:
@@ -55,7 +55,7 @@ def tie_errors(g: ModelGraph, group: tuple[int, ...]) -> list[float]:
     for i in group:
         c, Wi = g.curvatures[i], g.weight(i)
         W = W.to(Wi.device)
-        WS = (W - 2 * Wi) @ c.sigma_in
+        WS = (W - 2 * Wi) @ c.covariance()
         val = c.scale * float((WS * W).sum()) + g.gram_trace(i)
         out.append(max(0.0, 0.5 * val))
     return out
@@ -68,7 +68,7 @@ def pair_tie(g: ModelGraph, a: int, b: int) -> float:
     ca, cb = g.curvatures[a], g.curvatures[b]
     home = g.device_of(a)
     D = g.weight(a) - g.weight(b, home)
-    Aa, Ab = ca.scale * ca.sigma_in, cb.scale * cb.sigma_in.to(home)
+    Aa, Ab = ca.scale * ca.covariance(), cb.scale * cb.covariance(home)
     M = D @ Aa
     full = float((M * D).sum())
     L, info = torch.linalg.cholesky_ex(Aa + Ab)
