@@ -9,9 +9,10 @@ default compress pipeline at keep 50 % step by step (``colorshare.compress`` doe
 solve over per-layer options and shared input factors), the measurement loop (2 rounds), apply, save the
 folder, load it back (``load_compressed``). Calibration: random tokens, ``--batches`` x ``--batch-size`` x
 ``--seq`` (default 8 x 1 x 256 on the CPU: a 1.1B model's statistics take minutes there); probes as compress
-runs them. Peak memory per step: resident-set high-water mark of the step alone (Linux: reset through
-``/proc/self/clear_refs``), and on CUDA the allocator's peak. ``--depths``: the same shape at fewer layers
-too, so that solve seconds per layer can be compared across depths in one run. Writes ``scaling.md`` and
+runs them. Peak memory per step, in GiB (2^30 bytes; the json's ``*_gb`` too): resident-set high-water mark
+of the step alone (Linux: reset through ``/proc/self/clear_refs``), and on CUDA the allocator's peak.
+``--depths``: the same shape at fewer layers too, so that solve seconds per layer can be compared across depths
+in one run. Writes ``scaling.md`` and
 ``scaling.json`` into ``--out``.
 """
 
@@ -100,7 +101,7 @@ def run_shape(shape: str, depth: int | None, device: str, batches: int, batch_si
     # in place, as compress does for a transformers model: no second copy of the dense model
     shared = step("apply", lambda: apply_coloring(model, g, sol, inplace=True))
     n_layers, dense_size = g.n, g.dense_size
-    del g, model  # the statistics (input covariances: 22 x 5632^2 float64 for TinyLlama) are spent
+    del g, model  # the statistics (input covariances: 22 x 5632^2 float32 for TinyLlama) are spent
     gc.collect()
     with tempfile.TemporaryDirectory() as tmp:
         step("save", lambda: save_compressed(shared, tmp, dtype="bfloat16"))
@@ -147,16 +148,16 @@ def write(out: Path, machine: str, device: str, rows: list[dict[str, Any]]) -> N
     (out / "scaling.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
     names = list(rows[0]["steps"])
     lines = [f"# compress steps by model shape and depth ({machine}, {device})", "",
-             f"Random weights; calibration {rows[0]['calibration']}; keep 50 %; seconds (peak resident GB of the "
-             "step alone" + (", peak CUDA GB" if device.startswith("cuda") else "") + ").", "",
-             "| shape | blocks | layers | parameters | " + " | ".join(names) + " | solve s / layer | peak GB |",
+             f"Random weights; calibration {rows[0]['calibration']}; keep 50 %; seconds (peak resident GiB of the "
+             "step alone" + (", peak CUDA GiB" if device.startswith("cuda") else "") + ").", "",
+             "| shape | blocks | layers | parameters | " + " | ".join(names) + " | solve s / layer | peak GiB |",
              "|---|---|---|---|" + "---|" * len(names) + "---|---|"]
     for r in rows:
         cells = []
         for n in names:
             s = r["steps"][n]
-            mem = "" if s["peak_rss_gb"] is None else f" ({s['peak_rss_gb']:.1f} GB"
-            mem += "" if s["peak_cuda_gb"] is None else f", {s['peak_cuda_gb']:.1f} GB CUDA"
+            mem = "" if s["peak_rss_gb"] is None else f" ({s['peak_rss_gb']:.1f} GiB"
+            mem += "" if s["peak_cuda_gb"] is None else f", {s['peak_cuda_gb']:.1f} GiB CUDA"
             cells.append(f"{s['seconds']:.1f}{mem}{')' if mem else ''}")
         lines.append(f"| {r['shape']} | {r['blocks']} | {r['layers']} | {r['parameters'] / 1e9:.2f} B | "
                      + " | ".join(cells) + f" | {r['solve_seconds_per_layer']:.3f} | {r['peak_rss_gb']:.1f} |")

@@ -28,8 +28,8 @@ from torch import nn
 
 from .targets import is_transposed, layer_shape
 
-__all__ = ["COVARIANCE_DTYPE", "LayerStats", "layer_statistics", "sampled_fisher_loss", "forward", "layer_inputs", "model_logits",
-           "pooled_embedding"]
+__all__ = ["COVARIANCE_DTYPE", "LayerStats", "layer_statistics", "sampled_fisher_loss", "forward", "layer_inputs",
+           "model_logits", "pooled_embedding"]
 
 
 COVARIANCE_DTYPE = torch.float32
