@@ -23,8 +23,8 @@ from torch import nn
 
 from ..solvers.solution import Solution
 from .graph import ModelGraph
-from .probe import _reference, output_divergence
 from .memory import release
+from .probe import _reference, output_divergence
 from .replay import BlockReplay
 
 __all__ = ["measure_classes", "solve_measured"]
