@@ -234,7 +234,7 @@ def compress(model: str, budget: str, out: str | Path, curvature: str | None = N
                             progress=main)
     finally:
         dist.close()  # the statistics were the collective part; rank 0 solves and writes alone
-    release()  # the statistics pass's activations, batch covariances and float64 sums
+    release()  # what the statistics pass and the probes built and dropped (activations, batch covariances)
     seconds["statistics"] = time.perf_counter() - t
     if not main:
         return {"rank": rank, "processes": processes}

@@ -215,11 +215,10 @@ def layer_statistics(
                     leader_of[name] = name
                     Xf = X.float()
                     s32 = Xf.T @ Xf
-                    s = s32.to(torch.float64)
                     if name in sums:
-                        sums[name].add_(s)  # in place: no second copy of a 5632^2 float64 sum
+                        sums[name].add_(s32)  # in place, summed in float64: no second copy of a 5632^2 sum
                     else:
-                        sums[name] = s
+                        sums[name] = s32.to(torch.float64)
                     if name in followed:
                         batch_s[name] = s32
             if sq is not None and isinstance(out, torch.Tensor) and out.requires_grad:

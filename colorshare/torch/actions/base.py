@@ -9,7 +9,8 @@ modules they build. Adding an action is one module in this package (peft's one f
 An action reads the graph through its statistics interface only: ``weight(i, device)``, ``root(i)``,
 ``sigma_root(i)``, ``whitened(i)``, ``gram(i)``, ``gram_trace(i)``, ``energy(i)``, ``home(group)``,
 ``device_of(i)``, ``spans_devices(group)``, ``fits(errors)``, ``input_aware(i)``, ``menu(i)``,
-``cached(key, make)``, ``spectra``, ``pairs(kind)``, ``measured``, and the graph's plain attributes (shapes, sizes, curvatures, is_linear,
+``cached(key, make)``, ``spectra``, ``pairs(kind)``, ``measured``, and the graph's plain attributes (shapes,
+sizes, curvatures: an input covariance read through ``Curvature.covariance(device)``, in float64; is_linear,
 families, actions, trust_region).
 """
 
