@@ -18,13 +18,10 @@ writes ``<model>.csv`` and ``<model>.md`` into ``--out``.
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 from pathlib import Path
 
-
-def _peak_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+from colorshare.timing import peak_rss_gib
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     steps: list[tuple[str, float, float]] = []
 
     def step(name: str, t0: float) -> None:
-        steps.append((name, time.perf_counter() - t0, _peak_gb()))
-        print(f"[{args.model}] {name}: {steps[-1][1]:.1f} s, peak {steps[-1][2]:.2f} GB", flush=True)
+        steps.append((name, time.perf_counter() - t0, peak_rss_gib()))
+        print(f"[{args.model}] {name}: {steps[-1][1]:.1f} s, peak {steps[-1][2]:.2f} GiB", flush=True)
 
     t = time.perf_counter()
     case = MODEL_CASES[args.model](device=args.device)
@@ -88,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"method": method, "keep": keep, "stored_fraction": sol.memory / graph.dense_size,
                          metric: ppl, "status": status, "seconds": time.perf_counter() - t})
             step(f"{method} keep {keep:.0%} (solve, apply, evaluate)", t)
-            print(f"[{args.model}] {method} keep {keep:.0%}: {metric} {ppl:.4f}, stored {sol.memory / graph.dense_size:.4f}"
+            stored = sol.memory / graph.dense_size
+            print(f"[{args.model}] {method} keep {keep:.0%}: {metric} {ppl:.4f}, stored {stored:.4f}"
                   f", {status}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             r = next(r for r in rows if r["method"] == m and r["keep"] == keep)
             cells.append("-" if r[metric] is None else f"{r[metric]:.4f}")
         lines.append(f"| {keep:.0%} | " + " | ".join(cells) + " |")
-    lines += ["", "| step | seconds | peak resident memory GB |", "|---|---|---|"]
+    lines += ["", "| step | seconds | peak resident memory GiB |", "|---|---|---|"]
     lines += [f"| {n} | {s:.1f} | {m:.2f} |" for n, s, m in steps]
     lines += ["", "Solver status per run: " + "; ".join(f"{r['method']} {r['keep']:.0%}: {r['status']}"
                                                         for r in rows if r["method"].startswith("optimal"))]

@@ -1,12 +1,15 @@
 """Calibration noise on MiniLM: per-layer ranks (max_group_size=1) and the default at 50 % and 40 %, calibrated on
 each half of the 256 calibration sentences; the spread between halves is the noise of a 128-sentence set."""
-import time, warnings
-warnings.simplefilter("ignore")
-import torch
+import time
+import warnings
+
 from colorshare import solve
-from colorshare.torch import build_graph, apply_coloring
-from colorshare.torch.graph import DEFAULT_TRUST_REGION
+from colorshare.torch import apply_coloring, build_graph
+from colorshare.torch.model_graph import DEFAULT_TRUST_REGION
 from colorshare.torch.models import minilm_l6
+
+warnings.simplefilter("ignore")
+
 case = minilm_l6()
 halves = {"A": case.batches[:4], "B": case.batches[4:]}
 for h, bs in halves.items():

@@ -87,7 +87,7 @@ def main() -> None:
         "model": args.model, "budget": args.budget, "machine": _cpu(), "torch_threads": torch.get_num_threads(),
         "floor_seconds": floor, "floor_tokens": tokens, "floor_passes": len(batches),
         "compress_seconds": wall, "ratio": wall / floor, "steps": report["seconds"],
-        "peak_memory_gb": report["peak_memory_gb"], "stored_parameters": report["stored_parameters"],
+        "peak_memory_gib": report["peak_memory_gib"], "stored_parameters": report["stored_parameters"],
         "perplexity_dense": report["metric_before"]["perplexity"], "perplexity": ppl,
         "perplexity_in_memory": report["metric_after"]["perplexity"],
         "svd_uniform_perplexity": svd_ppl, "svd_uniform_stored": svd_stored, "vs_svd_uniform": ppl / svd_ppl,
@@ -104,7 +104,7 @@ def main() -> None:
              f"- floor: {len(batches)} forward+backward passes of {tokens // len(batches)} tokens each (plain "
              f"transformers, next-token loss): {floor:.1f} s",
              f"- compress (fresh process, defaults, imports and loading included): {wall:.1f} s = "
-             f"**{wall / floor:.2f}x the floor**; peak resident memory {res['peak_memory_gb']:.2f} GB",
+             f"**{wall / floor:.2f}x the floor**; peak resident memory {res['peak_memory_gib']:.2f} GiB",
              f"- held-out perplexity: dense {res['perplexity_dense']:.2f}; compressed {ppl:.2f} (as written and "
              f"reloaded; in memory {res['perplexity_in_memory']:.2f}); uniform whitened SVD at the same budget "
              f"{svd_ppl:.2f} ({svd_stored:,} parameters vs {res['stored_parameters']:,}): "

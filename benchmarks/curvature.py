@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.manual_seed(0)
     w = args.width
-    model = nn.Sequential(nn.Linear(64, w), nn.ReLU(), *[m for _ in range(args.depth) for m in (nn.Linear(w, w), nn.ReLU())],
+    model = nn.Sequential(nn.Linear(64, w), nn.ReLU(),
+                          *[m for _ in range(args.depth) for m in (nn.Linear(w, w), nn.ReLU())],
                           nn.Linear(w, 10))
     data = [(torch.randn(args.batch_size, 64), torch.randint(0, 10, (args.batch_size,))) for _ in range(args.batches)]
     mods = select_modules(model)

@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from colorshare.bench.fidelity import spearman
     from colorshare.bench.run import write_csv
     from colorshare.torch import apply_coloring, build_graph
+    from colorshare.torch.actions.basis import basis_option
     from colorshare.torch.baselines import baseline
     from colorshare.torch.models import MODEL_CASES
 
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if c.action != "basis":
                 return None
-            o = g.basis_option(c.members, int(c.params["rank"]), trust=False)
+            o = basis_option(g, c.members, int(c.params["rank"]), trust=False)
             if o is None:
                 return None
             total += o.cost
@@ -144,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"{args.model}: surrogate fidelity at equal stored parameters; dense {metric} {dense:.4f}; "
              + "; ".join(f"{k} {v}" for k, v in case.info.items()) + f"; {len(rows)} colorings; "
              f"total {time.perf_counter() - t0:.0f} s.", "",
-             "| estimator | " + " | ".join(f"rho at keep {k:.0%}" for k in args.keeps) + " | mean rho at equal budget |",
+             "| estimator | " + " | ".join(f"rho at keep {k:.0%}" for k in args.keeps)
+             + " | mean rho at equal budget |",
              "|---|" + "---|" * (len(args.keeps) + 1)]
     for est in graphs:
         rhos = []
@@ -155,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         ok = [x for x in rhos if not math.isnan(x)]
         lines.append(f"| {est} | " + " | ".join(f"{x:.3f}" for x in rhos)
                      + f" | {statistics.fmean(ok) if ok else float('nan'):.3f} |")
-    lines += ["", "| coloring | keep | stored | " + metric + " | " + " | ".join(f"predicted {e}" for e in graphs) + " |",
+    lines += ["", "| coloring | keep | stored | " + metric + " | "
+              + " | ".join(f"predicted {e}" for e in graphs) + " |",
               "|---|---|---|---|" + "---|" * len(graphs)]
     for r in rows:
         lines.append(f"| {r['coloring']} | {r['keep']:.0%} | {r['stored_fraction']:.4f} | {r[metric]:.3f} | "

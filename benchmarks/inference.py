@@ -5,7 +5,7 @@
 The compressed models are the default pipeline's optimum on the K-FAC surrogate (statistics once, one solve
 per budget; the probes and the measurement loop change the ranks, not what a forward costs), written as
 folders by ``save_compressed`` and loaded back with ``load_compressed``; every figure is measured in float32
-on this machine's CPU (see colorshare.bench.inference). The weights' file sizes are given in bfloat16 (the
+on this machine's CPU (see benchmarks.speed). The weights' file sizes are given in bfloat16 (the
 default written dtype for this GGUF source) and float32.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.speed import load_memory, speed_rows, write
 from colorshare import solve
-from colorshare.bench.inference import load_memory, speed_rows, write
 from colorshare.torch import apply_coloring, build_graph, load_compressed, save_compressed
 from colorshare.torch.models import smollm2_135m
 

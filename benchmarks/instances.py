@@ -1,10 +1,11 @@
-"""Real models' graphs as solver instances that need no torch: ``benchmarks/instances/NAME.json.gz``.
+"""Real models' graphs as solver instances that need no torch: ``colorshare/bench/instances/NAME.json.gz``
+(package data).
 
     python -m benchmarks.instances [--models smollm2-135m minilm-l6] [--budgets 0.7 0.5] [--time-limit 300]
 
 For each model and surrogate (SmolLM2: the default ``probed`` and ``kfac``; MiniLM: ``probed``) the graph is
 built as ``colorshare compress`` builds it, solved by HiGHS at every budget (which evaluates the columns that
-pricing asks for and every pair's statistics), and written with :func:`colorshare.io.save_instance`: every
+pricing asks for and every pair's statistics), and written with :func:`colorshare.instance_file.save_instance`: every
 evaluated column with its exact cost and memory, each family's bounds (which price every group the file does
 not list) and the budgets. The suite's solver section runs every backend on them
 (:func:`colorshare.bench.solvers.model_instances`); ``colorshare solve FILE --budget 50% --write-mps F.mps``
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from colorshare import solve
 from colorshare.bench.config import INSTANCE_DIR
-from colorshare.io import save_instance
+from colorshare.instance_file import save_instance
 
 SURROGATES = {"smollm2-135m": ("probed", "kfac"), "minilm-l6": ("probed",)}
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 import warnings
@@ -28,33 +27,22 @@ import torch
 
 from colorshare.bench.fidelity import price, spearman
 from colorshare.torch import build_graph
+from colorshare.torch.probe import cut_rank, position_kl, probe_cut
 from colorshare.torch.replay import BlockReplay
 
 
-def position_kl(logits: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """KL(dense || probed) of the next-token distributions at every position (batch x seq), nats."""
-    lp = torch.log_softmax(logits.float(), dim=-1)
-    return (ref.exp() * (ref - lp)).sum(-1)
-
-
 def probe_kls(graph, modules, model, batches, fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray, float]:
-    """Per layer: the probe's KL at every (sequence, position) of ``batches`` and its K-FAC prediction."""
+    """Per layer: the probe's KL at every (sequence, position) of ``batches`` and its K-FAC prediction (the
+    package's own probe cut, :func:`colorshare.torch.probe.probe_cut`)."""
     replay = BlockReplay(model, batches)
     refs = [torch.log_softmax(o.logits.float(), dim=-1) for o in replay.dense]
     kls, pred = [], []
     t = time.perf_counter()
     for i, name in enumerate(graph.module_names):
-        d = min(graph.shapes[i][0], int(np.prod(graph.shapes[i][1:])))
-        rank = min(d - 1, max(1, round(fraction * d)))
-        pred.append(graph.basis_option((i,), rank, trust=False).cost)
-        U, C = graph.basis((i,), rank)
-        w = modules[name].weight
-        old = w.detach().clone()
-        with torch.no_grad():
-            w.copy_(graph.to_layout(i, U @ C[0]))
+        with probe_cut(graph, i, modules[name].weight, cut_rank(graph, i, fraction)) as predicted:
             outs = replay.outputs(replay.start([name]))
             kls.append(torch.cat([position_kl(o.logits, r) for o, r in zip(outs, refs)]).numpy())
-            w.copy_(old)
+        pred.append(predicted)
     return np.stack(kls), np.array(pred), time.perf_counter() - t
 
 

@@ -2,19 +2,17 @@
 
     python -m benchmarks.scaling [--shapes tinyllama] [--depths 6 22] [--device cpu] [--out DIR]
 
-Random-initialised ``LlamaForCausalLM`` of real shapes (no download): TinyLlama-1.1B (22 x 2048 / 5632) on the
-CPU, LLaMA-7B (32 x 4096 / 11008) where a GPU is lent (``--shapes llama7b --device cuda``). Each shape runs the
-default compress pipeline at keep 50 % step by step (``colorshare.compress`` does the same calls): statistics
-(K-FAC: forward + output-gradient pass), probes, solve (the singleton and input-scope spectra and the proven
-solve over per-layer options and shared input factors), the measurement loop (2 rounds), apply, save the
-folder, load it back (``load_compressed``). Calibration: random tokens, ``--batches`` x ``--batch-size`` x
-``--seq`` (default 8 x 1 x 256 on the CPU: a 1.1B model's statistics take minutes there); probes as compress
-runs them. Peak memory per step, in GiB (2^30 bytes; the json's ``*_gb`` too): resident-set high-water mark
-of the step alone (Linux: reset through ``/proc/self/clear_refs``), and on CUDA the allocator's peak.
-``--depths``: the same shape at fewer layers too, so that solve seconds per layer can be compared across depths
-in one run. Writes ``scaling.md`` and
-``scaling.json`` into ``--out``.
-"""
+Random-initialised ``LlamaForCausalLM`` of real shapes (no download): TinyLlama-1.1B (22 x 2048 / 5632) on the CPU,
+LLaMA-7B (32 x 4096 / 11008) where a GPU is lent (``--shapes llama7b --device cuda``). Each shape runs the default
+compress pipeline at keep 50 % through ``colorshare.compress``'s own stages (``plan``, ``write``, ``verify``), step
+by step: statistics (K-FAC: forward + output-gradient pass, and the probes), solve (the singleton and input-scope
+spectra, the proven solve over per-layer options and shared input factors, and the measurement loop: 2 rounds),
+apply, save the folder, load it back (``load_compressed``). Calibration: random tokens, ``--batches`` x
+``--batch-size`` x ``--seq`` (default 8 x 1 x 256 on the CPU: a 1.1B model's statistics take minutes there); probes as
+compress runs them. Peak memory per step, in GiB (2^30 bytes; the json's ``*_gb`` too): resident-set high-water
+mark of the step alone (Linux: reset through ``/proc/self/clear_refs``), and on CUDA the allocator's peak.
+``--depths``: the same shape at fewer layers too, so that solve seconds per layer can be compared across depths in
+one run. Writes ``scaling.md`` and ``scaling.json`` into ``--out``."""
 
 from __future__ import annotations
 
@@ -22,7 +20,6 @@ import argparse
 import gc
 import json
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -43,77 +40,55 @@ def llama(cfg: dict[str, int], device: str, seed: int = 0) -> Any:
         return transformers.LlamaForCausalLM(transformers.LlamaConfig(**cfg, max_position_embeddings=512)).eval()
 
 
-def _reset_peak() -> None:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def _peak_gb() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**20
-    except OSError:
-        return None
-    return None
-
-
 def run_shape(shape: str, depth: int | None, device: str, batches: int, batch_size: int, seq: int) -> dict[str, Any]:
+    """Compress one random model of ``shape`` (at ``depth`` blocks) with compress's own stages, step by step."""
     import torch
 
-    from colorshare.compress import PROBE_TOKENS
-    from colorshare.torch import apply_coloring, build_graph, load_compressed, save_compressed
-    from colorshare.torch.measure import solve_measured
+    from colorshare.compress import CompressOptions, plan, verify, write
+    from colorshare.timing import Steps
     from colorshare.torch.memory import release
+    from colorshare.torch.models import ModelCase
 
     cuda = device.startswith("cuda")
     gc.collect()  # what an earlier shape left (a model with hooks holds cycles) must not count against this one
-    steps: dict[str, dict[str, float | None]] = {}
+    cuda_peaks: dict[str, float | None] = {}
 
-    def step(name: str, fn: Any) -> Any:
-        _reset_peak()
+    def before(name: str) -> None:
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        t = time.perf_counter()
-        out = fn()
+
+    def after(name: str) -> None:
         release()  # as compress does after its statistics, solve and apply (here after each step: ~0.3 s)
         if cuda:
             torch.cuda.synchronize()
-        steps[name] = {"seconds": time.perf_counter() - t, "peak_rss_gb": _peak_gb(),
-                       "peak_cuda_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}
-        print(f"  {shape}@{depth}: {name} {steps[name]['seconds']:.1f} s", flush=True)
-        return out
+        cuda_peaks[name] = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
 
+    steps = Steps(per_step=True, before=before, after=after,
+                  on_end=lambda name, sec: print(f"  {shape}@{depth}: {name} {sec:.1f} s", flush=True))
     cfg = dict(SHAPES[shape])
     if depth is not None:
         cfg["num_hidden_layers"] = depth
-    model = step("build model", lambda: llama(cfg, device))
+    with steps("build model"):
+        model = llama(cfg, device)
     parameters = sum(p.numel() for p in model.parameters())
     data = tokens(cfg["vocab_size"], device, batches=batches, bs=batch_size, seq=seq)
-    g = step("statistics + probes", lambda: build_graph(model, data, [r".*_proj"], cross_layer=False,
-                                                         probe_tokens=PROBE_TOKENS, progress=False))
-    keep = 0.5 * g.dense_size
-    sol = step("solve (measured, 2 rounds)", lambda: solve_measured(g, model, g.probe_set, keep, rounds=2,
-                                                                     backend="highs", time_limit=600))
-    # in place, as compress does for a transformers model: no second copy of the dense model
-    shared = step("apply", lambda: apply_coloring(model, g, sol, inplace=True))
-    n_layers, dense_size = g.n, g.dense_size
-    del g, model  # the statistics (input covariances: 22 x 5632^2 float32 for TinyLlama) are spent
-    gc.collect()
+    case = ModelCase(f"{shape}@{depth}", model, data, [r".*_proj"], None, lambda m: {}, lambda m: 0.0, {})
+    opts = CompressOptions(measure_rounds=2, time_limit=600, device=device, dtype="bfloat16")
+    p = plan(case, "50%", opts, steps, echo=lambda *_: None)
+    assert p is not None
     with tempfile.TemporaryDirectory() as tmp:
-        step("save", lambda: save_compressed(shared, tmp, dtype="bfloat16"))
-        files = sum(f.stat().st_size for f in Path(tmp).iterdir())
-        step("load", lambda: load_compressed(tmp, device=device))
-    m = sol.facts.get("measured") or {}
-    return {"shape": shape, "layers": n_layers, "dense_size": dense_size, "blocks": cfg["num_hidden_layers"],
-            "device": device, "parameters": parameters, "steps": steps,
-            "peak_rss_gb": max((s["peak_rss_gb"] or 0.0) for s in steps.values()),
+        w = write(p, Path(tmp), opts, steps, echo=lambda *_: None)
+        verify(p, w, Path(tmp), opts, steps, echo=lambda *_: None)  # load_compressed from the folder alone
+    sol, m = p.solution, p.solution.facts.get("measured") or {}
+    return {"shape": shape, "layers": p.graph.n, "dense_size": p.graph.dense_size, "blocks": cfg["num_hidden_layers"],
+            "device": device, "parameters": parameters,
+            "steps": {n: {"seconds": sec, "peak_rss_gb": steps.peaks[n], "peak_cuda_gb": cuda_peaks.get(n)}
+                      for n, sec in steps.seconds.items()},
+            "peak_rss_gb": max(steps.peaks.values()),
             "status": sol.status.value, "gap": sol.gap, "measured_seconds": m.get("seconds"),
-            "solve_seconds_per_layer": steps["solve (measured, 2 rounds)"]["seconds"] / n_layers,
-            "folder_bytes": files, "calibration": f"{batches} x {batch_size} x {seq} random tokens"}
+            "solve_seconds_per_layer": steps.seconds["solve"] / p.graph.n,
+            "folder_bytes": sum(w.files.values()), "calibration": f"{batches} x {batch_size} x {seq} random tokens"}
 
 
 def main(argv: list[str] | None = None) -> int:

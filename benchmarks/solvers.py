@@ -88,7 +88,8 @@ def pmed_table(args: argparse.Namespace) -> list[str]:
             times[m].append(s.wall_time)
             if s.status == "optimal" and not math.isclose(s.objective, best, rel_tol=1e-9):
                 failures.append(f"{m} claims {s.objective} optimal on {name}, published {best}")
-            mark = "*" if s.status == "optimal" else ("-" if s.objective is None else f"+{100 * (s.objective / best - 1):.2f}%")
+            mark = "*" if s.status == "optimal" else (
+                "-" if s.objective is None else f"+{100 * (s.objective / best - 1):.2f}%")
             cells.append(f"{s.wall_time:.2f} {mark}")
         if pbp:
             import pbp_pmedian

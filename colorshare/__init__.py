@@ -9,5 +9,6 @@
 from .formulations.graph import SharingClass, SharingGraph
 from .solvers import Solution, SolverError, Status, available_backends, evaluate, solve
 
-__all__ = ["SharingGraph", "SharingClass", "solve", "evaluate", "Solution", "Status", "SolverError", "available_backends"]
+__all__ = ["SharingGraph", "SharingClass", "solve", "evaluate", "Solution", "Status", "SolverError",
+           "available_backends"]
 __version__ = "0.1.0"

@@ -9,7 +9,7 @@ import math
 import sys
 from collections.abc import Sequence
 
-from .compress import PROBE_TOKENS
+from .compress import DTYPE_CHOICES, CompressOptions
 from .formulations.budget import parse_budget
 from .solvers import Solution, available_backends, solve
 
@@ -50,10 +50,10 @@ def _demo(args: argparse.Namespace) -> int:
         bar.set_postfix_str(name)
         sols.append(solve(g, budget, backend=name, time_limit=args.time_limit, seed=args.seed))
     print(comparison_table(sols))
-    proven = [s for s in sols if s.status == "optimal"]
+    proven = [s.objective for s in sols if s.status == "optimal" and s.objective is not None]  # optimal: it has one
     if proven:
-        best = min(s.objective for s in proven)  # type: ignore[type-var]
-        agree = all(abs(s.objective - best) <= 1e-6 * max(1.0, best) for s in proven)  # type: ignore[operator]
+        best = min(proven)
+        agree = all(abs(v - best) <= 1e-6 * max(1.0, best) for v in proven)
         print(f"exact backends that proved optimality agree: {'yes' if agree else 'NO'} (optimum {best:.6g})")
         for s in sols:
             if s.objective is not None and s.status != "optimal":
@@ -64,7 +64,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _solve(args: argparse.Namespace) -> int:
-    from .io import load_instance
+    from .instance_file import load_instance
 
     g = load_instance(args.instance)
     budget = parse_budget(args.budget, g.dense_size)
@@ -87,6 +87,43 @@ def _solve(args: argparse.Namespace) -> int:
     return 0 if sol.status in ("optimal", "feasible") else (2 if sol.status == "infeasible" else 3)
 
 
+def _compress_arguments(c: argparse.ArgumentParser) -> None:
+    """``colorshare compress``'s arguments; their defaults are :class:`~colorshare.compress.CompressOptions`'s."""
+    d = CompressOptions()
+    c.add_argument("model", help="smollm2-135m, minilm-l6, digits-mlp, or a path")
+    c.add_argument("--budget", required=True, help="stored parameters of the targeted layers: 50%% or a number")
+    c.add_argument("--out", required=True, help="output folder: a model folder that loads by itself "
+                   "(colorshare.torch.load_compressed), report.json, report.md")
+    c.add_argument("--curvature", default=d.curvature,
+                   help="surrogate (default %(default)s); see colorshare.torch.CURVATURES")
+    c.add_argument("--backend", default=d.backend)
+    c.add_argument("--time-limit", type=float, default=d.time_limit,
+                   help="seconds for the whole solve (default %(default)s)")
+    c.add_argument("--device", default=d.device,
+                   help="cpu, cuda, cuda:1, ..., or auto: accelerate's device_map='auto' (a causal LM's blocks spread "
+                        "over every GPU; each layer's statistics on its own device)")
+    c.add_argument("--seed", type=int, default=d.seed)
+    c.add_argument("--no-verify", action="store_true", help="skip reloading the saved model and re-measuring")
+    c.add_argument("--dtype", default=d.dtype, choices=list(DTYPE_CHOICES),
+                   help="dtype of the written parameters (default auto: the source's; GGUF quantized: bfloat16)")
+    c.add_argument("--max-group-size", type=int, default=None,
+                   help="largest sharing class (default 2 with shared bases, where the solve is proven; 0: any size)")
+    c.add_argument("--cross-layer", action="store_true", default=d.cross_layer,
+                   help="also let layers of one role in different blocks share (default: only the input-side "
+                        "factors of layers fed one input, q/k/v and gate/up). Computes every pair's statistics to "
+                        "prove the solve: minutes on a CPU, growing with the square of the depth")
+    c.add_argument("--probe-tokens", type=int, default=d.probe_tokens,
+                   help="probed surrogate: tokens each probe and each measured class runs on (whole sequences of "
+                        "the first calibration batch; default %(default)s; 0: the first 2 batches whole)")
+    c.add_argument("--calibration", metavar="FILE", default=d.calibration,
+                   help="plain text to calibrate on (causal LMs; default: even pydoc topics, 32 x 256 tokens)")
+    c.add_argument("--evaluation", metavar="FILE", default=d.evaluation,
+                   help="plain text to measure perplexity on (causal LMs; default: odd pydoc topics, 24 x 256 tokens)")
+    c.add_argument("--measure-rounds", type=int, default=d.measure_rounds,
+                   help="probed surrogate: solves that price the answer's shared classes by measurement (default "
+                        "%(default)s; 1: the surrogate only)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``colorshare`` console script."""
     p = argparse.ArgumentParser(prog="colorshare", description=__doc__)
@@ -96,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--budget-fraction", type=float, default=0.5, help="budget as a fraction of dense size")
     d.add_argument("--backends", nargs="*", help="subset of backends (default: all available)")
     d.add_argument("--seed", type=int, default=0)
-    s = sub.add_parser("solve", help="solve an instance file (.json or .json.gz; see colorshare.io)")
+    s = sub.add_parser("solve", help="solve an instance file (.json or .json.gz; see colorshare.instance_file)")
     s.add_argument("instance")
     s.add_argument("--budget", required=True, help="parameters, a percentage of the dense size (50%%), or inf")
     s.add_argument("--backend", default="cpsat")
@@ -105,37 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--json", action="store_true", help="print the whole Solution as JSON")
     s.add_argument("--write-mps", metavar="FILE", help="write the set-partitioning program over the instance's "
                    "columns at this budget as MPS (for other solvers) instead of solving")
-    c = sub.add_parser("compress", help="compress a model (built-in name, local causal-LM folder or GGUF file)")
-    c.add_argument("model", help="smollm2-135m, minilm-l6, digits-mlp, or a path")
-    c.add_argument("--budget", required=True, help="stored parameters of the targeted layers: 50%% or a number")
-    c.add_argument("--out", required=True, help="output folder: a model folder that loads by itself "
-                   "(colorshare.torch.load_compressed), report.json, report.md")
-    c.add_argument("--curvature", default=None, help="surrogate (default probed); see colorshare.torch.CURVATURES")
-    c.add_argument("--backend", default="highs")
-    c.add_argument("--time-limit", type=float, default=300.0, help="seconds for the whole solve (default 300)")
-    c.add_argument("--device", default="cpu",
-                   help="cpu, cuda, cuda:1, ..., or auto: accelerate's device_map='auto' (a causal LM's blocks spread "
-                        "over every GPU; each layer's statistics on its own device)")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--no-verify", action="store_true", help="skip reloading the saved model and re-measuring")
-    c.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                   help="dtype of the written parameters (default auto: the source's; GGUF quantized: bfloat16)")
-    c.add_argument("--max-group-size", type=int, default=None,
-                   help="largest sharing class (default 2 with shared bases, where the solve is proven; 0: any size)")
-    c.add_argument("--cross-layer", action="store_true",
-                   help="also let layers of one role in different blocks share (default: only the input-side "
-                        "factors of layers fed one input, q/k/v and gate/up). Computes every pair's statistics to "
-                        "prove the solve: minutes on a CPU, growing with the square of the depth")
-    c.add_argument("--probe-tokens", type=int, default=PROBE_TOKENS,
-                   help="probed surrogate: tokens each probe and each measured class runs on (whole sequences of "
-                        "the first calibration batch; default %(default)s; 0: the first 2 batches whole)")
-    c.add_argument("--calibration", metavar="FILE", default=None,
-                   help="plain text to calibrate on (causal LMs; default: even pydoc topics, 32 x 256 tokens)")
-    c.add_argument("--evaluation", metavar="FILE", default=None,
-                   help="plain text to measure perplexity on (causal LMs; default: odd pydoc topics, 24 x 256 tokens)")
-    c.add_argument("--measure-rounds", type=int, default=4,
-                   help="probed surrogate: solves that price the answer's shared classes by measurement (default 4; "
-                        "1: the surrogate only)")
+    _compress_arguments(sub.add_parser("compress", help="compress a model (built-in name, local causal-LM folder "
+                                                        "or GGUF file)"))
     from .bench.run import add_arguments, run_from_args
 
     b = sub.add_parser("bench", help="the benchmark suite: solvers, compression on real models, surrogate fidelity")

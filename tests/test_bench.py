@@ -3,7 +3,6 @@
 import csv
 import dataclasses
 import math
-
 import re
 
 import numpy as np
@@ -225,7 +224,8 @@ def test_models_outside_the_fidelity_study_are_priced_by_every_built_graph(tmp_p
     kfac = {r["coloring"]: float(r["predicted"]) for r in fid if r["curvature"] == "probed"}
     for r in comp:  # the run's own colorings: the prediction is the solver's objective
         if r["method"] in ("optimal", "per-layer", "svd-uniform") and r["metric"] == "accuracy":
-            assert kfac[f"{r['method']}@{float(r['budget_fraction']):g}"] == pytest.approx(float(r["surrogate"]), rel=1e-9)
+            key = f"{r['method']}@{float(r['budget_fraction']):g}"
+            assert kfac[key] == pytest.approx(float(r["surrogate"]), rel=1e-9)
     saved = json.loads((tmp_path / "colorings.json").read_text())["digits-mlp"]
     assert {c["name"] for c in saved} == labels and all(c["classes"] for c in saved)
 
@@ -344,7 +344,7 @@ def test_performance_profile_ratios():
 def test_model_instances_are_read_one_per_budget(tmp_path):
     pytest.importorskip("torch")
     from colorshare.bench.solvers import model_instances
-    from colorshare.io import save_instance
+    from colorshare.instance_file import save_instance
     from colorshare.torch import build_graph
     from colorshare.torch.models import planted_stack
 
@@ -355,7 +355,7 @@ def test_model_instances_are_read_one_per_budget(tmp_path):
     with pytest.warns(UserWarning, match="missing"):
         insts = model_instances(["toy", "absent"], tmp_path)
     assert [i.name for i in insts] == ["toy@70%", "toy@50%"]
-    assert insts[0].graph.max_group_size == 2 and insts[0].graph.model.has_bounds
+    assert insts[0].graph.max_group_size == 2 and insts[0].graph.cost_model.has_bounds
     for inst in insts:
         s = solve(inst.graph, inst.budget, backend="highs", time_limit=30)
         assert s.colors is not None and s.bound is not None and s.bound <= s.objective + 1e-12

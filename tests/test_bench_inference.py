@@ -1,20 +1,19 @@
-"""The inference benchmark's measurements (colorshare.bench.inference) on a tiny LLaMA."""
+"""The inference benchmark's measurements (benchmarks.speed) on a tiny LLaMA."""
 
 import pytest
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from conftest import tiny_llama  # noqa: E402
+
+from benchmarks.speed import decode_speed, markdown_table, prefill_speed, speed_rows  # noqa: E402
 from colorshare import solve  # noqa: E402
-from colorshare.bench.inference import decode_speed, markdown_table, prefill_speed, speed_rows  # noqa: E402
 from colorshare.torch import apply_coloring, build_graph, save_compressed  # noqa: E402
 
 
 def _tiny():
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, vocab_size=97, max_position_embeddings=128)
-    return transformers.LlamaForCausalLM(cfg).eval()
+    return tiny_llama(hidden=64, intermediate=128, positions=128, tie=False)
 
 
 def test_speeds_are_positive_and_the_table_gives_ratios_to_the_reference():

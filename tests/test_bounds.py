@@ -104,6 +104,7 @@ torch = pytest.importorskip("torch")
 
 from colorshare.formulations.setpart import enumerate_groups  # noqa: E402
 from colorshare.torch import build_graph  # noqa: E402
+from colorshare.torch.actions.basis import spectrum  # noqa: E402
 from colorshare.torch.models import planted_stack  # noqa: E402
 
 
@@ -127,11 +128,11 @@ def model_graphs():
 def test_model_bounds_never_exceed_any_option_and_pairs_tighten_them(model_graphs, which):
     g = model_graphs[which]
     for members in g.family_members.values():
-        separable = g.model.bounds(members)  # before any pair is evaluated: the members' own costs only
+        separable = g.cost_model.bounds(members)  # before any pair is evaluated: the members' own costs only
         groups = [grp for grp in enumerate_groups(g) if len(grp) > 1 and set(grp) <= set(members)]
         for grp in groups:
             g.options(grp)  # every pair (and group) priced exactly
-        paired = g.model.bounds(members)
+        paired = g.cost_model.bounds(members)
         pos = {i: k for k, i in enumerate(members)}
         gain = []
         for grp in groups:
@@ -157,7 +158,7 @@ def test_a_model_graphs_columns_written_with_bounds_are_read_back_without_torch(
     import sys
 
     from colorshare import solve
-    from colorshare.io import save_instance
+    from colorshare.instance_file import save_instance
 
     g = model_graphs["kfac"]
     budget = 0.45 * g.dense_size
@@ -165,7 +166,7 @@ def test_a_model_graphs_columns_written_with_bounds_are_read_back_without_torch(
     solve(g, budget, backend="highs", columns="generate")
     path = tmp_path / "inst.json.gz"
     save_instance(g, path, budgets=[budget])
-    code = ("import sys, json; from colorshare import solve; from colorshare.io import load_instance; "
+    code = ("import sys, json; from colorshare import solve; from colorshare.instance_file import load_instance; "
             f"h = load_instance({str(path)!r}); s = solve(h, {budget!r}, backend={backend!r}, time_limit=60); "
             "print(json.dumps([s.objective, s.bound, s.status.value, 'torch' in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -178,10 +179,9 @@ def test_a_model_graphs_columns_written_with_bounds_are_read_back_without_torch(
 
 
 def test_instance_as_mps(model_graphs, tmp_path):
-    from colorshare.cli import main
-    from colorshare.io import save_instance
-
     from colorshare import solve
+    from colorshare.cli import main
+    from colorshare.instance_file import save_instance
 
     g = model_graphs["kfac"]
     solve(g, 0.5 * g.dense_size, backend="highs", columns="all")  # every group evaluated: the instance is whole
@@ -197,7 +197,7 @@ def test_instance_as_mps(model_graphs, tmp_path):
     h.setOptionValue("mip_abs_gap", 0.0)
     h.readModel(str(tmp_path / "i.mps"))
     h.run()
-    from colorshare.io import load_instance
+    from colorshare.instance_file import load_instance
 
     ref = solve(load_instance(tmp_path / "i.json"), 0.5 * g.dense_size, backend="highs", columns="all")
     assert h.getInfo().objective_function_value == pytest.approx(ref.objective, rel=1e-6)
@@ -222,7 +222,7 @@ def test_pair_statistics_by_eigenvalues_match_the_pairs_options():
         for a, b in pairs:
             slow.options((a, b))
             menu = slow.menu(a)
-            assert fast.pairs("basis")[(a, b)] == pytest.approx(_tails(slow._spectrum((a, b)).vals, menu),
+            assert fast.pairs("basis")[(a, b)] == pytest.approx(_tails(spectrum(slow, (a, b)).vals, menu),
                                                              rel=1e-7, abs=1e-12)
             # the exact minimum, never above the (stabilised) tie option
             tie = slow.resolve((a, b), "tie").cost

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+from conftest import EXACT_BACKENDS, brute_force
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from colorshare import SharingGraph, solve
-from conftest import EXACT_BACKENDS, brute_force
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

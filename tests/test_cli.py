@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from colorshare.cli import main
-from colorshare.io import graph_from_dict, load_instance, save_instance
+from colorshare.instance_file import graph_from_dict, load_instance, save_instance
 
 
 def test_solve_instance_json(tmp_path, capsys):

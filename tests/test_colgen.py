@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch")
 
 from colorshare import solve  # noqa: E402
 from colorshare.torch import build_graph  # noqa: E402
+from colorshare.torch.actions.basis import spectrum  # noqa: E402
 from colorshare.torch.models import planted_stack  # noqa: E402
 
 
@@ -48,11 +49,11 @@ def test_generated_columns_never_beat_enumeration_and_bound_it(graphs, which, fr
 
 
 def test_auto_generates_above_the_enumeration_limit_and_reports_honestly(graphs, monkeypatch):
-    import colorshare.solvers.api as api
+    import colorshare.solvers.strategies as strategies
 
     g = graphs["layerwise"]
     assert "column_generation" not in solve(g, 0.5 * g.dense_size, backend="highs").facts  # 126 groups: enumerated
-    monkeypatch.setattr(api, "MAX_ENUMERATED_GROUPS", 10)
+    monkeypatch.setattr(strategies, "MAX_ENUMERATED_GROUPS", 10)
     sol = solve(g, 0.5 * g.dense_size, backend="highs", time_limit=30)
     assert sol.facts["column_generation"]["rounds"] >= 1
     assert sol.status in ("optimal", "feasible")
@@ -79,7 +80,7 @@ def test_trust_region_changes_the_answer():
         out = 0.0
         for c in sol.classes:
             if c.action == "basis":
-                spec = g._spectrum(c.members)
+                spec = spectrum(g, c.members)
                 out = max(out, float(spec.rel_err[:, min(c.params["rank"], len(spec.vals))].max()))
         return out
 
@@ -100,16 +101,16 @@ def test_generated_columns_are_solved_in_units_of_the_optimum(graphs, monkeypatc
     """The program over generated columns reaches the backend scaled by the master LP's value (a lower bound on
     the optimum), not by its largest column: scaled by that, HiGHS and CBC claimed bounds 0.5 % above a coloring
     CP-SAT found on ranked-210 (tolerances of 1e-7 against an optimum of 8e-5 in the solver's units)."""
-    import colorshare.solvers.api as api
+    import colorshare.solvers.scaled as scaled
 
     seen = []
-    orig = api._solve_scaled
+    orig = scaled.solve_scaled
 
     def spy(solver, program, left, seed, hint, options, magnitude=None):
         seen.append((float(abs(program.c).max()), magnitude))
         return orig(solver, program, left, seed, hint, options, magnitude)
 
-    monkeypatch.setattr(api, "_solve_scaled", spy)
+    monkeypatch.setattr(scaled, "solve_scaled", spy)
     g = graphs["kfac"]
     sol = solve(g, 0.45 * g.dense_size, backend="highs", columns="generate", time_limit=30)
     lp = sol.facts["column_generation"]["lp_value"]
@@ -136,7 +137,7 @@ def test_exact_backends_agree_on_ranked_210_generated_columns():
 
 
 def test_an_instance_saved_before_any_solve_has_every_layer_and_solves(tmp_path):
-    from colorshare.io import read_instance, save_instance
+    from colorshare.instance_file import read_instance, save_instance
 
     model, batches = planted_stack(families=2, layers=6, width=16, seed=2)
     g = build_graph(model, batches, actions=("basis", "dense"), ranks=[2, 4, 8], progress=False)

@@ -4,9 +4,9 @@ import math
 
 import numpy as np
 import pytest
+from conftest import ALL_BACKENDS, backend_param
 
 from colorshare import SharingGraph, Solution, solve
-from conftest import ALL_BACKENDS, backend_param
 
 
 def check_valid(g: SharingGraph, sol: Solution, budget: float) -> None:
@@ -20,7 +20,7 @@ def check_valid(g: SharingGraph, sol: Solution, budget: float) -> None:
     if g.kind == "medoid":
         total = 0.0
         for cl in g.colors_to_classes(sol.colors):
-            total += min(sum(g.model.matrix[i, j] for i in cl) for j in cl)
+            total += min(sum(g.cost_model.matrix[i, j] for i in cl) for j in cl)
         assert sol.objective == pytest.approx(total, rel=1e-9, abs=1e-12)
 
 

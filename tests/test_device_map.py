@@ -9,6 +9,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 accelerate = pytest.importorskip("accelerate")
 
+from conftest import tiny_llama  # noqa: E402
+
 from colorshare import solve  # noqa: E402
 from colorshare.torch import apply_coloring, build_graph, load_compressed, save_compressed  # noqa: E402
 
@@ -16,11 +18,7 @@ VOCAB = 61
 
 
 def _lm(layers=2):
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-                                   num_attention_heads=4, num_key_value_heads=2, vocab_size=VOCAB,
-                                   max_position_embeddings=64)
-    return transformers.LlamaForCausalLM(cfg).eval()
+    return tiny_llama(layers=layers, vocab=VOCAB, tie=False)
 
 
 def _batches(device="cpu"):
@@ -121,7 +119,12 @@ def test_blocks_on_cuda_and_cpu_compress_end_to_end(tmp_path):
         assert torch.allclose(shared(input_ids=x).logits.cpu(), ref(input_ids=x.cpu()).logits, atol=1e-3)
     save_compressed(shared, tmp_path / "out", dtype="float32")
     assert load_compressed(tmp_path / "out") is not None
-    print(f"{len(spans)} class(es) across devices")
+    # a class across the two devices is a shared basis, never one weight tensor for both
+    assert all(c.action == "basis" for c in spans)
+    q = [g.module_names.index(f"model.layers.{b}.self_attn.q_proj") for b in (0, 1)]
+    assert g.spans_devices(q)
+    offered = {o.action for o in g.options(tuple(q))}
+    assert "basis" in offered and not offered & {"tie", "medoid"}
 
 
 @pytest.mark.slow

@@ -12,6 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from conftest import tiny_llama  # noqa: E402
+
 from colorshare.torch import build_graph  # noqa: E402
 from colorshare.torch import distributed as dist  # noqa: E402
 
@@ -19,10 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _case():
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, vocab_size=61, max_position_embeddings=64)
-    model = transformers.LlamaForCausalLM(cfg).eval()
+    model = tiny_llama(vocab=61, tie=False)
     g = torch.Generator().manual_seed(1)
     batches = [{"input_ids": torch.randint(0, 61, (2, 12), generator=g)} for _ in range(5)]  # 5: uneven shards
     return model, batches

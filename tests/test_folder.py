@@ -8,20 +8,17 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+import conftest  # noqa: E402
+
 from colorshare import solve  # noqa: E402
 from colorshare.cli import main  # noqa: E402
-from colorshare.torch import (apply_coloring, build_graph, load_compressed, save_compressed,  # noqa: E402
-                              stored_parameters)
+from colorshare.torch import apply_coloring, build_graph, load_compressed, save_compressed, stored_parameters  # noqa: E402
 from colorshare.torch.actions import SharedLinear  # noqa: E402
 from colorshare.torch.folder import source_dtype  # noqa: E402
 
 
 def tiny_llama(tie=True, seed=0):
-    torch.manual_seed(seed)
-    cfg = transformers.LlamaConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, vocab_size=97, max_position_embeddings=64,
-                                   tie_word_embeddings=tie)
-    return transformers.LlamaForCausalLM(cfg).eval()
+    return conftest.tiny_llama(hidden=64, intermediate=96, tie=tie, seed=seed)
 
 
 @pytest.fixture(scope="module")

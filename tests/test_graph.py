@@ -101,7 +101,7 @@ def test_networkx_round_trip():
     for i in range(5):
         for j in range(5):
             if g.can_share(i, j):
-                assert h.model.matrix[i, j] == pytest.approx(c[i, j])
+                assert h.cost_model.matrix[i, j] == pytest.approx(c[i, j])
     b = 6
     assert solve(h, b, backend="highs").objective == pytest.approx(solve(g, b, backend="highs").objective)
 

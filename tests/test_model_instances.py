@@ -1,12 +1,12 @@
-"""The committed real-model instances (benchmarks/instances): read without torch, every exact backend on
+"""The committed real-model instances (colorshare/bench/instances): read without torch, every exact backend on
 them, and the cross-check that no backend's proven bound exceeds a coloring any backend found."""
 
 import pytest
+from conftest import EXACT_BACKENDS
 
 from colorshare import solve
 from colorshare.bench.config import INSTANCE_DIR, MODEL_INSTANCES
 from colorshare.bench.solvers import check_agreement, model_instances
-from conftest import EXACT_BACKENDS
 
 
 def _rows(inst, limit):

@@ -4,10 +4,10 @@ import csv
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 
 from colorshare import SharingGraph, solve
 from colorshare.instances import read_dimacs, read_pmedian
-from conftest import SHARED_DATA
 
 needs_data = pytest.mark.skipif(not SHARED_DATA.exists(), reason=f"{SHARED_DATA} not present")
 

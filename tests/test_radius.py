@@ -6,12 +6,12 @@ import math
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA, brute_force
 
 from colorshare import SharingGraph, solve
 from colorshare.formulations.radius import RadiusCuts
 from colorshare.instances import llama_graph, read_pmedian
 from colorshare.solvers.swap import greedy_open, service_cost, swap_descent
-from conftest import SHARED_DATA, brute_force
 
 needs_data = pytest.mark.skipif(not SHARED_DATA.exists(), reason=f"{SHARED_DATA} not present")
 

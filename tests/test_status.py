@@ -1,12 +1,10 @@
 """Status honesty: time limits, gaps, and answers that break the model."""
 
 import numpy as np
-
-from colorshare.solvers.backend import Backend
 import pytest
 
 from colorshare import SharingGraph, SolverError, Status, solve
-from colorshare.solvers.backend import RawResult
+from colorshare.solvers.backend import Backend, RawResult
 from colorshare.solvers.solution import compute_gap
 
 
@@ -79,9 +77,9 @@ class _Liar(Backend):
 
 
 def test_answer_breaking_the_budget_is_an_error(monkeypatch):
-    import colorshare.solvers.api as api
+    import colorshare.solvers.request as request
 
-    monkeypatch.setattr(api, "get_backend", lambda name: _Liar)
+    monkeypatch.setattr(request, "get_backend", lambda name: _Liar)
     g = SharingGraph.from_matrix(np.ones((3, 3)) - np.eye(3))
     with pytest.raises(SolverError, match="over the budget"):
         solve(g, 1, backend="liar")

@@ -7,7 +7,16 @@ from torch import nn  # noqa: E402
 
 from colorshare import solve  # noqa: E402
 from colorshare.torch import (  # noqa: E402
-    BasisLinear, apply_coloring, build_graph, load_shared, save_shared, stored_parameters, untie)
+    BasisLinear,
+    apply_coloring,
+    build_graph,
+    load_shared,
+    save_shared,
+    stored_parameters,
+    untie,
+)
+from colorshare.torch.actions.basis import basis_option  # noqa: E402
+from colorshare.torch.actions.tie import tie_center  # noqa: E402
 
 
 def mlp(seed=0, width=16, depth=6):
@@ -68,7 +77,8 @@ def test_tie_is_one_parameter_and_survives_load_and_optimizer_step(tmp_path):
 
 def test_basis_modules_share_u_and_untie_restores_linear():
     model = mlp()
-    g = build_graph(model, batches(), curvature="layerwise", actions=("basis", "dense"), ranks=[2, 4], trust_region=None,
+    g = build_graph(model, batches(), curvature="layerwise", actions=("basis", "dense"), ranks=[2, 4],
+                    trust_region=None,
                     progress=False)
     sol = solve(g, 0.4 * g.dense_size, backend="highs")
     shared = apply_coloring(model, g, sol)
@@ -128,10 +138,10 @@ def test_tie_center_keeps_the_mean_where_no_calibration_input_reaches():
     x = torch.randn(256, 4)
     x[:, 3] = 0.0
     g = build_graph(model, [x], progress=False)
-    W = g.tie_center((0, 1))
+    W = tie_center(g, (0, 1))
     mean = (g.weights[0] + g.weights[1]) / 2
     assert torch.allclose(W[:, 3], mean[:, 3], atol=1e-6)
-    assert torch.equal(W, g.tie_center((0, 1))) and bool(torch.isfinite(W).all())
+    assert torch.equal(W, tie_center(g, (0, 1))) and bool(torch.isfinite(W).all())
 
 
 def test_price_carries_a_coloring_to_another_graph_exactly():
@@ -149,7 +159,7 @@ def test_price_carries_a_coloring_to_another_graph_exactly():
     off = baseline(g, "svd-uniform", 0.8)  # rank 6 on the 16 x 16 layers: off the menu
     ranks = {int(c.params["rank"]) for c in off.classes if c.action == "basis"}
     assert ranks - {4, 8}, ranks
-    expect = sum(g.basis_option(c.members, int(c.params["rank"]), trust=False).cost
+    expect = sum(basis_option(g, c.members, int(c.params["rank"]), trust=False).cost
                  for c in off.classes if c.action == "basis")
     assert price(g, [(c.members, c.action, c.memory) for c in off.classes]) == pytest.approx(expect, rel=1e-9)
     assert price(g, [((0,), "tie", 1)]) is None

@@ -5,18 +5,16 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+import conftest  # noqa: E402
+
 from colorshare import evaluate, solve  # noqa: E402
-from colorshare.torch import (InputFactorLinear, apply_coloring, build_graph, load_shared, save_shared,  # noqa: E402
-                              stored_parameters)
-from colorshare.torch.actions.input import factor_cache  # noqa: E402
+from colorshare.torch import InputFactorLinear, apply_coloring, build_graph, load_shared, save_shared, stored_parameters  # noqa: E402
+from colorshare.torch.actions.basis import basis_factors  # noqa: E402
+from colorshare.torch.actions.input import factor_cache, input_factors  # noqa: E402
 
 
 def tiny_llama(seed=0):
-    torch.manual_seed(seed)
-    cfg = transformers.LlamaConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, vocab_size=97,
-                                   max_position_embeddings=64)
-    return transformers.AutoModelForCausalLM.from_config(cfg).eval()
+    return conftest.tiny_llama(hidden=64, intermediate=96, tie=False, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +176,7 @@ def test_energy_of_a_layer_wider_out_than_in_needs_no_output_side_gram(case):
         assert g.energy(i) == pytest.approx(0.5 * float(torch.trace(g.gram(i))), rel=1e-10)
     scope = next(s for s in g.scopes if len(s) > 1)
     d_in = g.shapes[scope[0]][1]
-    B, As = g.input_factors(scope, d_in)
+    B, As = input_factors(g, scope, d_in)
     sigma = g.curvatures[scope[0]].covariance()
     for i, A in zip(scope, As):  # at full rank the factor loses nothing the input covariance sees
         D = A @ B - g.weight(i)
@@ -196,7 +194,7 @@ def test_a_probed_graph_keeps_what_scales_with_its_ratios_and_equals_one_built_a
     fresh = build_graph(model, batches, curvature="kfac", targets=[r".*_proj"], progress=False)
     for c, r in zip(fresh.curvatures, probed.probe_ratios):
         c.scale *= float(r)
-    fresh._reset()
+    fresh.state.reset()
     assert len(set(map(float, probed.probe_ratios))) > 1  # the ratios differ: a kept quantity must be rescaled
     groups = [(i,) for i in range(probed.n)] + [tuple(s) for s in probed.scopes]
     for grp in groups:
@@ -207,6 +205,6 @@ def test_a_probed_graph_keeps_what_scales_with_its_ratios_and_equals_one_built_a
             assert math.isclose(x[2], y[2], rel_tol=1e-9, abs_tol=1e-15), (grp, x, y)
         assert probed.energy(grp[0]) == pytest.approx(fresh.energy(grp[0]), rel=1e-10)
     for i in range(probed.n):
-        U, Cs = probed.basis((i,), 4)
-        V, Ds = fresh.basis((i,), 4)
+        U, Cs = basis_factors(probed, (i,), 4)
+        V, Ds = basis_factors(fresh, (i,), 4)
         assert torch.allclose(U @ Cs[0], V @ Ds[0], atol=1e-9)

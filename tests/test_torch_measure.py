@@ -8,10 +8,10 @@ torch = pytest.importorskip("torch")
 
 from colorshare import evaluate  # noqa: E402
 from colorshare.torch import apply_coloring, build_graph  # noqa: E402
+from colorshare.torch.batches import forward  # noqa: E402
 from colorshare.torch.measure import measure_classes, solve_measured  # noqa: E402
 from colorshare.torch.models import planted_stack  # noqa: E402
 from colorshare.torch.probe import _reference, output_divergence  # noqa: E402
-from colorshare.torch.stats import forward  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from colorshare.torch import memory  # noqa: E402
-from colorshare.torch.curvature import Curvature  # noqa: E402
+from colorshare.torch.curvature import KRONECKER, Curvature  # noqa: E402
 from colorshare.torch.stats import COVARIANCE_DTYPE  # noqa: E402
 
 
@@ -25,7 +25,7 @@ def test_release_finds_the_c_heap_on_linux_and_changes_no_tensor():
 def test_a_covariance_stored_narrow_is_read_in_float64():
     x = torch.randn(50, 6, dtype=torch.float64)
     sigma = (x.T @ x / 50).to(COVARIANCE_DTYPE)
-    c = Curvature("layerwise", sigma_in=sigma)
+    c = Curvature(KRONECKER, sigma_in=sigma)
     full = c.covariance()
     assert full.dtype == torch.float64 and torch.equal(full, sigma.double())
     assert c.sigma_in.dtype == COVARIANCE_DTYPE  # the stored copy is not widened in place

@@ -102,7 +102,7 @@ def test_bad_probe_options_are_named():
 
 
 def test_first_sequences_take_whole_rows_of_transformers_batches_and_leave_other_batches_alone():
-    from colorshare.torch.replay import first_sequences
+    from colorshare.torch.batches import first_sequences
 
     bs = [{"input_ids": torch.arange(48).reshape(4, 12) + 100 * k, "attention_mask": torch.ones(4, 12)}
           for k in range(2)]
@@ -119,15 +119,14 @@ def test_first_sequences_take_whole_rows_of_transformers_batches_and_leave_other
 
 @pytest.mark.filterwarnings("ignore:.*median ratio:RuntimeWarning")
 def test_probes_on_fewer_tokens_run_on_the_first_sequences_and_the_graph_keeps_them():
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
+    from conftest import tiny_llama
+
+    from colorshare.torch.batches import first_sequences
     from colorshare.torch.probe import probe_scales
-    from colorshare.torch.replay import first_sequences
     from colorshare.torch.targets import select_modules
 
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
-                                   num_key_value_heads=1, vocab_size=61, max_position_embeddings=64)
-    model = transformers.AutoModelForCausalLM.from_config(cfg).eval()
+    model = tiny_llama(intermediate=48, heads=2, kv_heads=1, vocab=61, tie=False)
     gen = torch.Generator().manual_seed(1)
     batches = [{"input_ids": torch.randint(0, 61, (2, 24), generator=gen)} for _ in range(3)]
     g = build_graph(model, batches, targets=[r".*_proj"], probe_batches=2, probe_tokens=72, progress=False)

@@ -3,9 +3,9 @@ start, stopped at once claiming "Optimal" and returned the start's worse colorin
 
 import numpy as np
 import pytest
+from conftest import EXACT_BACKENDS, brute_force
 
 from colorshare import SharingGraph, solve
-from conftest import EXACT_BACKENDS, brute_force
 
 REPRO = dict(
     cost=[[0.0, 10.477, 6.91, 4.511, 3.696], [15.167, 0.0, 10.645, 7.188, 8.262],

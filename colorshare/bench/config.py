@@ -10,9 +10,10 @@ __all__ = ["BenchConfig", "PRESETS", "SECTIONS", "MODELS"]
 
 SECTIONS = ("solvers", "compression", "fidelity")
 MODELS = ("digits-mlp", "minilm-l6", "smollm2-135m")
-INSTANCE_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "instances"
+INSTANCE_DIR = Path(__file__).resolve().parent / "instances"
+"""The committed real-model instances, shipped with the package (package data)."""
 MODEL_INSTANCES = ("smollm2-135m-probed", "smollm2-135m-kfac", "minilm-l6-probed")
-"""Real models' graphs as committed instance files (``benchmarks/instances/NAME.json.gz``, written by
+"""Real models' graphs as committed instance files (``colorshare/bench/instances/NAME.json.gz``, written by
 ``python -m benchmarks.instances``): their evaluated columns and bounds, at the budgets they list."""
 
 

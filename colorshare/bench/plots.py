@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from .config import BenchConfig
-from .results import BenchResult, SolverRow
 from .fidelity import spearman
+from .results import BenchResult, CompressionRow, FidelityRow, SolverRow
 
 __all__ = ["write_plots"]
 
 _FLOOR = 1e-7  # where a gap of 0 is drawn on a log axis
 
 
-def _plt():
+def _plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,8 +42,8 @@ def _gap_vs_time(plt: Any, cfg: BenchConfig, rows: list[SolverRow], path: Path) 
     for ax, inst in zip(axes[0], insts):
         rs = [r for r in rows if r["instance"] == inst]
         for b in dict.fromkeys(r["backend"] for r in rs):
-            pts = sorted((float(r["time_limit"]), r["wall_time"], r["gap"]) for r in rs if r["backend"] == b)
-            pts = [(t, g) for _, t, g in pts if g is not None]
+            by_limit = sorted((float(r["time_limit"]), r["wall_time"], r["gap"]) for r in rs if r["backend"] == b)
+            pts = [(t, g) for _, t, g in by_limit if g is not None]
             if pts:
                 ax.plot([t for t, _ in pts], [max(g, _FLOOR) for _, g in pts], "o-", label=b)
         ax.set_xscale("log")
@@ -131,7 +131,7 @@ _CLIP = 20.0
 """A lower-is-better metric above this many times the dense model's is drawn at the clip line (noted)."""
 
 
-def _pareto(plt: Any, rows: list[dict[str, Any]], model: str, path: Path) -> None:
+def _pareto(plt: Any, rows: list[CompressionRow], model: str, path: Path) -> None:
     rs = [r for r in rows if r["model"] == model]
     metrics = list(dict.fromkeys(r["metric"] for r in rs))
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.8 * len(metrics), 4.4), squeeze=False)
@@ -170,7 +170,7 @@ def _pareto(plt: Any, rows: list[dict[str, Any]], model: str, path: Path) -> Non
     _save(plt, fig, path, f"{model}: quality versus memory at equal budgets")
 
 
-def _fidelity(plt: Any, rows: list[dict[str, Any]], model: str, path: Path) -> None:
+def _fidelity(plt: Any, rows: list[FidelityRow], model: str, path: Path) -> None:
     rs = [r for r in rows if r["model"] == model]
     ests = list(dict.fromkeys(r["curvature"] for r in rs))
     fig, axes = plt.subplots(1, len(ests), figsize=(3.6 * len(ests), 3.6), squeeze=False)

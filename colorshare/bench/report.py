@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import BenchConfig
-from .results import BenchResult, CompressionRow, FidelityRow
 from .fidelity import spearman
+from .results import BenchResult, CompressionRow, FidelityRow
 from .solvers import largest_optimal
 
 __all__ = ["machine_info", "write_report", "headline", "headline_table", "HEADLINE_ORDER"]
@@ -288,10 +288,12 @@ def write_report(cfg: BenchConfig, res: BenchResult) -> None:
     out = Path(cfg.out)
     info = machine_info()
     lines = ["# colorshare benchmark results", "",
-             f"Run {res.started or _dt.datetime.now().strftime('%Y-%m-%d %H:%M')}; sections: {', '.join(cfg.sections)}; "
+             f"Run {res.started or _dt.datetime.now().strftime('%Y-%m-%d %H:%M')}; "
+             f"sections: {', '.join(cfg.sections)}; "
              f"models: {', '.join(cfg.models) or 'none'}; device {cfg.device}; seed {cfg.seed}; total "
              f"{res.timings.get('total', 0):.0f} s.", "",
-             "Machine: " + f"{info['cpu']}, {info['cores']} cores, {info['memory']}; {info['os']}; Python {info['python']}.",
+             "Machine: " + f"{info['cpu']}, {info['cores']} cores, {info['memory']}; {info['os']}; "
+             f"Python {info['python']}.",
              "Libraries: " + ", ".join(f"{k} {v}" for k, v in info.items() if k in _LIBS), ""]
     lines += [f"- {n}" for n in res.notes_of("layers")] + [""]
     if any(math.isclose(r["budget_fraction"], 0.5) for r in res.compression):

@@ -6,16 +6,21 @@ import argparse
 import csv
 import dataclasses
 import datetime
+import functools
 import importlib.util
 import json
 import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .config import MODELS, PRESETS, SECTIONS, BenchConfig
-from .results import BenchResult, Note, compression_row, fidelity_row
+from .results import BenchResult, Note, SolverRow, compression_row, fidelity_row
+
+if TYPE_CHECKING:  # colorshare.bench imports torch only where a model section runs
+    from ..torch.model_graph import ModelGraph
+    from .compression import Coloring
 
 __all__ = ["run_suite", "main", "add_arguments", "config_from_args", "write_csv", "read_results"]
 
@@ -47,14 +52,14 @@ class ModelRun:
             print(f"[bench] {name}: loading / training and building its graph", flush=True)
         self.cfg, self.name, self.res = cfg, name, res
         self.case = MODEL_CASES[name](device=cfg.device)
-        self.graphs: dict[str, Any] = {}
+        self.graphs: dict[tuple[str, bool], ModelGraph] = {}
         self.graph = self.graph_for(cfg.curvature)
         self.seconds = time.perf_counter() - t0
 
     def supports(self, estimator: str) -> bool:
         return self.case.estimators is None or estimator in self.case.estimators
 
-    def graph_for(self, estimator: str, trust: bool = True) -> Any:
+    def graph_for(self, estimator: str, trust: bool = True) -> ModelGraph:
         """The model's graph under ``estimator`` (warnings, e.g. negative curvature clipped, go to the log).
 
         ``trust``: with the default trust region (the default pipeline, for the compression section), or
@@ -62,7 +67,7 @@ class ModelRun:
         key = (estimator, trust)
         if key not in self.graphs and (estimator, not trust) in self.graphs:
             # the same statistics (and probes) under the other trust region: no second pass over the model
-            from ..torch.graph import DEFAULT_TRUST_REGION
+            from ..torch.model_graph import DEFAULT_TRUST_REGION
 
             self.graphs[key] = self.graphs[(estimator, not trust)].with_trust_region(
                 DEFAULT_TRUST_REGION if trust else None)
@@ -70,7 +75,7 @@ class ModelRun:
             import warnings
 
             from ..torch import build_graph
-            from ..torch.graph import DEFAULT_TRUST_REGION
+            from ..torch.model_graph import DEFAULT_TRUST_REGION
 
             c = self.case
             with warnings.catch_warnings(record=True) as caught:
@@ -104,11 +109,11 @@ def _solvers(cfg: BenchConfig, runs: dict[str, ModelRun], res: BenchResult) -> E
     return None
 
 
-def _compression(cfg: BenchConfig, runs: dict[str, ModelRun], res: BenchResult) -> dict[str, list[Any]]:
+def _compression(cfg: BenchConfig, runs: dict[str, ModelRun], res: BenchResult) -> dict[str, list[Coloring]]:
     """The compression section; returns each model's colorings (for the fidelity section)."""
     from .compression import COMPRESSION_COLUMNS, run_compression
 
-    colorings = {}
+    colorings: dict[str, list[Coloring]] = {}
     for name, mr in runs.items():
         extra = {e: mr.graph_for(e) for e in cfg.optimal_curvatures if mr.supports(e) and e != cfg.curvature}
         for g in (mr.graph, *extra.values()):
@@ -126,7 +131,7 @@ def _compression(cfg: BenchConfig, runs: dict[str, ModelRun], res: BenchResult) 
 
 
 def _fidelity(cfg: BenchConfig, runs: dict[str, ModelRun], res: BenchResult,
-              colorings: dict[str, list[Any]]) -> None:
+              colorings: dict[str, list[Coloring]]) -> None:
     from .fidelity import FIDELITY_COLUMNS, price, random_colorings, run_fidelity
 
     for name, mr in runs.items():
@@ -134,7 +139,7 @@ def _fidelity(cfg: BenchConfig, runs: dict[str, ModelRun], res: BenchResult,
         if name not in cfg.fidelity_models or case.loss_fn is None:
             # no further colorings: every graph the run built (with its trust region) prices each coloring of the
             # compression section, baselines included, against its measured loss increase
-            priced = set()
+            priced: set[str] = set()
             for (est, _), g in list(mr.graphs.items()):
                 if est in priced:  # the same statistics under the other trust region: the same prices
                     continue
@@ -149,7 +154,7 @@ def _fidelity(cfg: BenchConfig, runs: dict[str, ModelRun], res: BenchResult,
         if case.info.get("left out"):
             res.note("info", f"{name} fidelity: left out {case.info['left out']}")
         res.fidelity += run_fidelity(cfg, case, cols, [e for e in cfg.estimators if mr.supports(e)],
-                                         lambda e: mr.graph_for(e, trust=False))
+                                     functools.partial(mr.graph_for, trust=False))
     write_csv(Path(cfg.out) / "fidelity.csv", FIDELITY_COLUMNS, res.fidelity)
 
 
@@ -181,7 +186,7 @@ def run_suite(cfg: BenchConfig) -> BenchResult:
     if "solvers" in cfg.sections:
         error = _solvers(cfg, runs, res)
         res.timings["solvers"] = time.perf_counter() - t0
-    colorings: dict[str, list[Any]] = {}
+    colorings: dict[str, list[Coloring]] = {}
     if "compression" in cfg.sections or "fidelity" in cfg.sections:
         t0 = time.perf_counter()
         colorings = _compression(cfg, runs, res)
@@ -217,21 +222,21 @@ def read_results(out: Path) -> tuple[BenchConfig, BenchResult]:
     cfg = BenchConfig(**conf).with_(out=Path(out))
     notes = [Note(**n) for n in meta.get("notes", [])]
     if "log" in meta:  # runs written before notes had kinds
-        notes = [Note("layers" if "target layers" in t else "solve" if ("gap" in t or "no coloring" in t) else "info", t)
-                 for t in meta["log"]]
+        notes = [Note("layers" if "target layers" in t else "solve" if ("gap" in t or "no coloring" in t) else "info",
+                      t) for t in meta["log"]]
     res = BenchResult(started=meta.get("started") or "", notes=notes, known=meta.get("known") or {},
                       families=meta.get("families") or {}, agreement=meta.get("agreement") or [],
                       timings=meta.get("timings") or {})
     for section in SECTIONS:
         path = Path(out) / f"{section}.csv"
-        rows = []
+        rows: list[dict[str, Any]] = []  # column -> cell: None if empty, numeric columns parsed (_NUMERIC)
         if path.exists():
             with open(path, newline="") as fh:
                 for r in csv.DictReader(fh):
                     rows.append({k: (None if v == "" else _NUMERIC[k](float(v)) if k in _NUMERIC else v)
                                  for k, v in r.items()})
         if section == "solvers":
-            res.solvers = rows  # type: ignore[assignment]
+            res.solvers = cast("list[SolverRow]", rows)  # solvers.csv has exactly SOLVER_COLUMNS
         elif section == "compression":
             res.compression = [compression_row(r["model"], r["method"], r["budget_fraction"], r["stored_parameters"],
                                                r["surrogate"], r["metric"], r["value"]) for r in rows]

@@ -11,19 +11,19 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from .. import solve
+from ..formulations.costs import GroupCosts
 from ..formulations.graph import SharingGraph
 from ..formulations.setpart import enumerate_groups
 from ..instances import LLAMA7B_ROLES, planted_graph, read_dimacs, read_pmedian
 from ..solvers.registry import available_backends, get_backend
+from ..solvers.solution import Solution
 from .config import BenchConfig
 from .results import SolverRow
-
 
 __all__ = ["Instance", "planted_instance", "SOLVER_COLUMNS", "AgreementError", "solver_instances", "run_solvers",
            "check_agreement", "largest_optimal", "model_instances", "performance_profile", "profile_share"]
@@ -58,9 +58,10 @@ def planted_instance(size: int, seed: int) -> Instance:
 
 
 def model_instances(names: Iterable[str], folder: Path | None = None) -> list[Instance]:
-    """The committed real-model instances (``folder``/NAME.json.gz, default ``benchmarks/instances``), one
-    Instance per budget the file lists, named ``NAME@70%``; missing files are skipped with a warning."""
-    from ..io import read_instance
+    """The committed real-model instances (``folder``/NAME.json.gz, default the package's
+    ``colorshare/bench/instances``), one Instance per budget the file lists, named ``NAME@70%``; missing files are
+    skipped with a warning."""
+    from ..instance_file import read_instance
     from .config import INSTANCE_DIR
 
     out = []
@@ -123,8 +124,8 @@ def solver_instances(cfg: BenchConfig, model_graphs: dict[str, SharingGraph] | N
         for layers in cfg.ranked_layers:
             model, batches = planted_stack(families=cfg.ranked_families, layers=layers, seed=cfg.seed,
                                            device=cfg.device)
-            g = build_graph(model, batches, ranks=fine_ranks, progress=False)
-            out.append(Instance(f"ranked-{g.n}", "ranked", g, 0.5 * g.dense_size))
+            ranked = build_graph(model, batches, ranks=fine_ranks, progress=False)
+            out.append(Instance(f"ranked-{ranked.n}", "ranked", ranked, 0.5 * ranked.dense_size))
     for name, g in (model_graphs or {}).items():
         out.append(Instance(name, "model", g, cfg.model_budget * g.dense_size))
     out += model_instances(cfg.model_instances)
@@ -149,28 +150,29 @@ def solver_instances(cfg: BenchConfig, model_graphs: dict[str, SharingGraph] | N
 def _warm(graph: SharingGraph) -> None:
     """Evaluate a group oracle on every group of the graph's space once (and its pair statistics), so that no
     backend's time includes the model's linear algebra; above the enumeration limit, singletons and pairs."""
-    from ..solvers.api import MAX_ENUMERATED_GROUPS
     from ..solvers.colgen import estimated_groups
+    from ..solvers.strategies import MAX_ENUMERATED_GROUPS
 
-    if graph.kind != "group" or getattr(graph.model, "table", None) is not None:
+    cost_model = graph.cost_model
+    if graph.kind != "group" or not isinstance(cost_model, GroupCosts) or cost_model.table is not None:
         return
     cap = graph.max_group_size
     if estimated_groups(graph, cap) > MAX_ENUMERATED_GROUPS:
         cap = 1
         pairs = [p for m in graph.family_members.values() for p in itertools.combinations(m, 2)]
-        graph.model.refine(pairs)  # type: ignore[attr-defined]
+        cost_model.refine(pairs)
     for group in enumerate_groups(graph, cap):
         graph.options(group)
 
 
-def _row(inst: Instance, backend: str, limit: float, sol: Any) -> SolverRow:
+def _row(inst: Instance, backend: str, limit: float, sol: Solution) -> SolverRow:
     return SolverRow(instance=inst.name, n_layers=inst.graph.n, backend=backend, time_limit=limit,
                      objective=sol.objective, bound=sol.bound, gap=sol.gap, status=sol.status.value,
                      wall_time=round(sol.wall_time, 4))
 
 
 def run_solvers(cfg: BenchConfig, instances: list[Instance],
-                solve_fn: Callable[..., Any] | None = None) -> list[SolverRow]:
+                solve_fn: Callable[..., Solution] | None = None) -> list[SolverRow]:
     """Every backend on every instance under ``cfg.time_limit``, then the time-limit sweep on
     ``cfg.sweep_instances``. Rows in :data:`SOLVER_COLUMNS`. Does not check agreement (see
     :func:`check_agreement`). ``solve_fn`` replaces :func:`colorshare.solve` (tests use it to inject a
@@ -181,7 +183,7 @@ def run_solvers(cfg: BenchConfig, instances: list[Instance],
     jobs = [(inst, cfg.time_limit) for inst in instances]
     jobs += [(by_name[n], t) for n in cfg.sweep_instances if n in by_name for t in cfg.sweep_limits
              if t != cfg.time_limit]
-    rows = []
+    rows: list[SolverRow] = []
     warmed: set[int] = set()
     with tqdm(total=len(jobs) * len(backends), desc="solvers", disable=not cfg.progress) as pb:
         for inst, limit in jobs:
@@ -231,40 +233,42 @@ def check_agreement(rows: list[SolverRow], known: dict[str, float | str | None] 
     for name in dict.fromkeys(r["instance"] for r in rows):
         rs = [r for r in rows if r["instance"] == name]
         exact = [r for r in rs if _exact(r["backend"])]
-        opt = [r for r in exact if r["status"] == "optimal"]
-        found = [r for r in rs if r["objective"] is not None]
+        # (row, objective): an optimal claim or a coloring comes with its objective
+        opt = [(r, r["objective"]) for r in exact if r["status"] == "optimal" and r["objective"] is not None]
+        found = [(r, r["objective"]) for r in rs if r["objective"] is not None]
         infeasible = [r for r in exact if r["status"] == "infeasible"]
-        for a, b in itertools.combinations(opt, 2):
-            if abs(a["objective"] - b["objective"]) > tol(a["objective"], b["objective"]):
-                problems.append(f"{name}: {a['backend']} (limit {a['time_limit']:g}s) proves {a['objective']!r} "
-                                f"optimal, {b['backend']} (limit {b['time_limit']:g}s) proves {b['objective']!r}")
+        problems += [f"{name}: {r['backend']} (limit {r['time_limit']:g}s) claims optimality but reports no "
+                     "objective" for r in exact if r["status"] == "optimal" and r["objective"] is None]
+        for (a, va), (b, vb) in itertools.combinations(opt, 2):
+            if abs(va - vb) > tol(va, vb):
+                problems.append(f"{name}: {a['backend']} (limit {a['time_limit']:g}s) proves {va!r} "
+                                f"optimal, {b['backend']} (limit {b['time_limit']:g}s) proves {vb!r}")
         for a in exact:
-            if a["bound"] is None:
+            bound = a["bound"]
+            if bound is None:
                 continue
-            for b in found:
-                if a["bound"] > b["objective"] + tol(a["bound"], b["objective"]):
+            for b, vb in found:
+                if bound > vb + tol(bound, vb):
                     problems.append(f"{name}: {a['backend']} (limit {a['time_limit']:g}s) claims bound "
-                                    f"{a['bound']!r}, but {b['backend']} found a coloring of cost {b['objective']!r}")
+                                    f"{bound!r}, but {b['backend']} found a coloring of cost {vb!r}")
         if infeasible and found:
             problems.append(f"{name}: {infeasible[0]['backend']} proves the budget infeasible, but "
-                            f"{found[0]['backend']} found a coloring")
+                            f"{found[0][0]['backend']} found a coloring")
         k = known.get(name)
         if k == "infeasible" and found:
-            problems.append(f"{name}: published infeasible, but {found[0]['backend']} found a coloring")
+            problems.append(f"{name}: published infeasible, but {found[0][0]['backend']} found a coloring")
         elif isinstance(k, float):
-            for r in opt:
-                if abs(r["objective"] - k) > tol(k):
-                    problems.append(f"{name}: {r['backend']} proves {r['objective']!r} optimal; "
-                                    f"published optimum {k!r}")
-            for r in found:
-                if r["objective"] < k - tol(k):
-                    problems.append(f"{name}: {r['backend']} found {r['objective']!r}, "
-                                    f"below the published optimum {k!r}")
+            for r, v in opt:
+                if abs(v - k) > tol(k):
+                    problems.append(f"{name}: {r['backend']} proves {v!r} optimal; published optimum {k!r}")
+            for r, v in found:
+                if v < k - tol(k):
+                    problems.append(f"{name}: {r['backend']} found {v!r}, below the published optimum {k!r}")
             for r in infeasible:
                 problems.append(f"{name}: {r['backend']} proves infeasible; published optimum {k!r}")
         if opt:
-            evidence.append(f"{name}: {len({r['backend'] for r in opt})} exact backend(s) prove "
-                            f"{opt[0]['objective']:.6g} optimal" + (" = published" if isinstance(k, float) else ""))
+            evidence.append(f"{name}: {len({r['backend'] for r, _ in opt})} exact backend(s) prove "
+                            f"{opt[0][1]:.6g} optimal" + (" = published" if isinstance(k, float) else ""))
         elif infeasible:
             evidence.append(f"{name}: infeasible, proven by {', '.join(sorted({r['backend'] for r in infeasible}))}")
     if problems:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import numpy as np
 
@@ -25,8 +26,11 @@ def budget_hi(budget: float) -> float:
 class Formulation(ABC):
     """An integer program for one graph and budget. ``exact_for`` says which cost model it is exact for."""
 
-    name: str = "abstract"
-    exact_for: tuple[str, ...] = ()
+    name: ClassVar[str] = "abstract"
+    exact_for: ClassVar[tuple[str, ...]] = ()
+    requires: ClassVar[str] = "program"
+    """What a backend must be able to do to solve it (see ``Backend.capabilities``): ``"program"``, one integer
+    program handed over whole."""
 
     supports_cost_cap: bool = False
     """Whether the formulation can drop variables whose cost alone exceeds ``cost_cap`` (see below)."""
@@ -35,16 +39,19 @@ class Formulation(ABC):
         """``cost_cap``: an upper bound on the optimum (e.g. a known coloring's cost). Costs are >= 0, so a
         class (column, assignment) costing more than it is in no optimal coloring and may be left out; the
         optimum and every proven bound stay those of the full model. Ignored where unsupported."""
-        if graph.kind not in self.exact_for:
-            raise ValueError(
-                f"formulation {self.name!r} is exact only for {', '.join(self.exact_for)} costs; "
-                f"this graph has {graph.kind} costs"
-            )
+        self.check(graph)
         self.graph = graph
         self.budget = budget
         self.cost_cap = cost_cap if self.supports_cost_cap else None
         self.pruned = 0  # variables left out by cost_cap
         self.program: IntegerProgram = self._build()
+
+    @classmethod
+    def check(cls, graph: SharingGraph) -> None:
+        """ValueError naming why the formulation is not exact for ``graph`` (if it is not)."""
+        if graph.kind not in cls.exact_for:
+            raise ValueError(f"formulation {cls.name!r} is exact only for {', '.join(cls.exact_for)} costs; "
+                             f"this graph has {graph.kind} costs")
 
     @abstractmethod
     def _build(self) -> IntegerProgram: ...

@@ -66,13 +66,44 @@ def _check_square(name: str, matrix: Any, n: int | None) -> np.ndarray:
 
 
 class CostModel:
-    """Base class. Subclasses implement :meth:`options` for a sorted tuple of layer indices."""
+    """Base class. Subclasses implement :meth:`options` for a sorted tuple of layer indices; the rest has neutral
+    defaults (no table, no bounds, every group evaluable) that group costs override."""
 
     kind: str = "abstract"
+    table: dict[tuple[int, ...], list[Option]] | None = None
+    """The listed groups' options, for a model given as a table (None: computed on demand)."""
 
     def options(self, group: tuple[int, ...], size: int) -> list[Option]:
         """Actions available to ``group`` (sorted, same family, conflict-free); ``size`` = one layer's parameters."""
         raise NotImplementedError
+
+    @property
+    def has_bounds(self) -> bool:
+        """Whether :meth:`bounds` is known (it makes column generation possible, with a global bound)."""
+        return False
+
+    def bounds(self, family: tuple[int, ...]) -> FamilyBound | None:
+        """Lower bounds on every option of every group (2+ members) of ``family``; None when none is known."""
+        return None
+
+    def refine(self, pairs: Sequence[tuple[int, int]], deadline: float | None = None) -> int:
+        """Make the bounds exact on ``pairs`` where the model can; how many were done."""
+        return 0
+
+    def known_pairs(self, family: tuple[int, ...]) -> set[tuple[int, int]]:
+        """Pairs of ``family`` whose bound is exact."""
+        return set()
+
+    def evaluable(self, group: tuple[int, ...]) -> bool:
+        """Whether the costs of ``group`` (sorted) can be had."""
+        return True
+
+    def forget(self, group: tuple[int, ...]) -> None:
+        """Drop any cached options of ``group`` (an oracle whose answer for it changed)."""
+
+    def evaluated(self) -> dict[tuple[int, ...], list[Option]]:
+        """Every group whose options are known so far."""
+        return dict(self.table or {})
 
 
 class MedoidCosts(CostModel):
@@ -112,7 +143,8 @@ class PairwiseCosts(CostModel):
         a = _check_square("weights", weights, n)
         if not np.allclose(a, a.T, rtol=1e-12, atol=0):
             i, j = map(int, np.argwhere(~np.isclose(a, a.T, rtol=1e-12, atol=0))[0])
-            raise ValueError(f"weights must be symmetric: weights[{i}][{j}] = {a[i, j]} != weights[{j}][{i}] = {a[j, i]}")
+            raise ValueError(f"weights must be symmetric: weights[{i}][{j}] = {a[i, j]} != "
+                             f"weights[{j}][{i}] = {a[j, i]}")
         if (np.diag(a) != 0).any():
             i = int(np.flatnonzero(np.diag(a) != 0)[0])
             raise ValueError(f"weights[{i}][{i}] must be 0")
@@ -181,7 +213,7 @@ class GroupCosts(CostModel):
         self._known_pairs = known_pairs
         if callable(source) and not isinstance(source, Mapping):
             self._oracle: Callable[..., Any] | None = source
-            self.table: dict[tuple[int, ...], list[Option]] | None = None
+            self.table = None
         elif isinstance(source, Mapping):
             self._oracle = None
             self.table = {}
@@ -237,7 +269,9 @@ class GroupCosts(CostModel):
             return self.table.get(group, [])
         hit = self._cache.get(group)
         if hit is None:
-            raw = self._oracle(group)  # type: ignore[misc]
+            if self._oracle is None:
+                raise RuntimeError("group costs without a table or an oracle")
+            raw = self._oracle(group)
             hit = [_as_option(o, group) for o in (raw or ())]
             if len(self._cache) < 1_000_000:
                 self._cache[group] = hit

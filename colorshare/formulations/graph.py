@@ -149,7 +149,7 @@ class SharingGraph:
 
     def __init__(
         self,
-        model: CostModel,
+        cost_model: CostModel,
         sizes: Any = None,
         conflicts: Iterable[Any] = (),
         names: Sequence[str] | None = None,
@@ -157,13 +157,15 @@ class SharingGraph:
         n: int | None = None,
     ) -> None:
         if n is None:
-            if getattr(model, "matrix", None) is None:
+            matrix = getattr(cost_model, "matrix", None)
+            if matrix is None:
                 raise ValueError("n (number of layers) is required for this cost model")
-            n = model.matrix.shape[0]  # type: ignore[attr-defined]  # MedoidCosts / PairwiseCosts
+            n = int(matrix.shape[0])  # MedoidCosts / PairwiseCosts
         if n < 1:
             raise ValueError("a sharing graph needs at least one layer")
         self.n: int = int(n)
-        self.model = model
+        self.cost_model: CostModel = cost_model
+        """What each class costs and stores (:mod:`colorshare.formulations.costs`)."""
         self.sizes = _check_sizes(sizes, self.n)
         self.sizes.setflags(write=False)
         self.names = _check_names(names, self.n)
@@ -307,7 +309,7 @@ class SharingGraph:
         G = nx.DiGraph()
         for i, name in enumerate(self.names):
             G.add_node(name, size=int(self.sizes[i]), family=self.families[i])
-        matrix = getattr(self.model, "matrix", None)
+        matrix = getattr(self.cost_model, "matrix", None)
         for i in range(self.n):
             for j in range(self.n):
                 if i != j and self.can_share(i, j) and matrix is not None:
@@ -325,7 +327,7 @@ class SharingGraph:
     @property
     def kind(self) -> str:
         """The cost model: ``"medoid"``, ``"pairwise"`` or ``"group"``."""
-        return self.model.kind
+        return self.cost_model.kind
 
     def family_of(self, i: int) -> str:
         return self.families[i]
@@ -347,7 +349,7 @@ class SharingGraph:
     def cost_matrix(self) -> np.ndarray:
         """The n x n cost matrix (read-only) of medoid costs (``[i, j]``: i served by j) or pairwise weights;
         ValueError for group costs, which have none."""
-        matrix = getattr(self.model, "matrix", None)
+        matrix = getattr(self.cost_model, "matrix", None)
         if matrix is None:
             raise ValueError(f"this graph has {self.kind} costs: there is no cost matrix")
         return matrix
@@ -373,7 +375,7 @@ class SharingGraph:
         g = tuple(sorted(int(i) for i in group))
         if len(g) == 0 or (len(g) > 1 and not self.is_group(g)):
             return []
-        return self.model.options(g, int(self.sizes[g[0]]))
+        return self.cost_model.options(g, int(self.sizes[g[0]]))
 
     def best_option(self, group: Iterable[int], action: str | None = None, memory: int | None = None) -> Option | None:
         """Cheapest option of ``group``, optionally with a given action and at most ``memory`` parameters."""

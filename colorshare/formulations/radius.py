@@ -17,6 +17,7 @@ open mass reaches 1). numpy only; the loop that adds cuts lives in ``solvers/ben
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -38,13 +39,19 @@ class Cut:
 
 
 class RadiusCuts:
-    """Per-family sorted service costs of a medoid graph without conflicts, and the cuts they give."""
+    """Per-family sorted service costs of a medoid graph without conflicts, and the cuts they give: the radius
+    formulation, solved by adding cuts to a live model (a backend with the ``"cuts"`` capability)."""
+
+    name: ClassVar[str] = "radius"
+    exact_for: ClassVar[tuple[str, ...]] = ("medoid",)
+    requires: ClassVar[str] = "cuts"
 
     @staticmethod
     def check(graph: SharingGraph) -> None:
         """ValueError naming why the radius formulation is not exact for ``graph`` (if it is not)."""
         if graph.kind != "medoid":
-            raise ValueError(f"the radius formulation is exact only for medoid costs; this graph has {graph.kind} costs")
+            raise ValueError("the radius formulation is exact only for medoid costs; this graph has "
+                             f"{graph.kind} costs")
         if graph.conflicts:
             raise ValueError("the radius formulation serves every layer by its cheapest open representative, "
                              "which a conflict edge may forbid: use formulation='pmedian' for graphs with conflicts")

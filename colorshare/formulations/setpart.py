@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
+from ..validation import check_max_group_size
 from .base import Chosen, Formulation, budget_hi
 from .costs import Option
 from .graph import SharingGraph
@@ -34,7 +35,8 @@ def enumerate_groups(graph: SharingGraph, max_group_size: int | None = None) -> 
     for members in graph.family_members.values():
         cap = len(members) if max_group_size is None else max_group_size
 
-        def extend(group: tuple[int, ...], start: int) -> Iterator[tuple[int, ...]]:
+        def extend(group: tuple[int, ...], start: int, cap: int = cap,
+                   members: tuple[int, ...] = members) -> Iterator[tuple[int, ...]]:
             yield group
             if len(group) == cap:
                 return
@@ -79,9 +81,7 @@ class SetPartition(Formulation):
         then evaluated smallest first (every singleton before any pair), and those not evaluated when it passes
         are left out: ``cut`` counts them, and the model is exact over the evaluated columns only
         (``uncovered`` lists the layers left with no column at all)."""
-        if max_group_size is not None and (not isinstance(max_group_size, int) or max_group_size < 1):
-            raise ValueError(f"max_group_size must be a positive integer, got {max_group_size!r}")
-        self.max_group_size = max_group_size
+        self.max_group_size = check_max_group_size(max_group_size)
         self.group_filter = group_filter
         self.max_columns = max_columns
         self.candidates = None if groups is None else [tuple(sorted(int(i) for i in grp)) for grp in groups]
@@ -96,7 +96,7 @@ class SetPartition(Formulation):
 
     def _groups(self) -> Iterator[tuple[int, ...]]:
         g = self.graph
-        table = getattr(g.model, "table", None)
+        table = getattr(g.cost_model, "table", None)
         if self.candidates is not None:
             source: Iterator[tuple[int, ...]] = iter(self.candidates)
         elif table is not None:

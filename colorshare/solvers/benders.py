@@ -72,7 +72,9 @@ class _Master:
     def add(self, cuts: list[Cut]) -> None:
         if not cuts:
             return
-        starts, idx, val = [], [], []
+        starts: list[int] = []
+        idx: list[int] = []
+        val: list[float] = []
         for c in cuts:
             starts.append(len(idx))
             idx.extend([self.n + c.layer, *c.sites.tolist()])
@@ -120,6 +122,55 @@ def _improve(graph: SharingGraph, rc: RadiusCuts, y: np.ndarray) -> np.ndarray:
     return y
 
 
+
+_Result = tuple[Chosen | None, Status, float | None, dict[str, Any]]
+"""(classes, claim, bound, facts): what :meth:`RadiusSolver.solve` returns."""
+
+
+class _Run:
+    """One call of :meth:`RadiusSolver.solve`: the incumbent (the cheapest coloring within the budget seen),
+    the LP bound, the facts and the log."""
+
+    def __init__(self, graph: SharingGraph, rc: RadiusCuts, master: _Master, budget: float, warm: bool,
+                 log: bool) -> None:
+        self.rc, self.master, self.log = rc, master, log
+        self.t0 = time.perf_counter()
+        self.lines: list[str] = []
+        self.cuts_before = master.cuts
+        self.best_y: np.ndarray | None = None
+        self.ub = math.inf
+        self.lb = -math.inf
+        self.cap = budget_hi(budget)
+        self.sizes = np.asarray(graph.sizes, dtype=np.float64)
+        self.bench: dict[str, Any] = {}
+        self.facts: dict[str, Any] = {"warm_start": "used" if warm else "not given", "benders": self.bench}
+
+    def note(self, text: str) -> None:
+        """A log line, stamped with the seconds since the call began."""
+        self.lines.append(f"{time.perf_counter() - self.t0:8.3f}s  {text}")
+
+    def offer(self, y: np.ndarray) -> None:
+        """Take the coloring with representatives ``y`` as the incumbent if it fits the budget and is cheaper."""
+        if float(self.sizes @ (y > 0.5)) > self.cap:  # never an upper bound from a coloring over the budget
+            return
+        _, cost = self.rc.served(y)
+        total = math.fsum(cost.tolist())
+        if total < self.ub:
+            self.best_y, self.ub = y.copy(), total
+
+    def unproven(self) -> Status:
+        """The claim when the search stops early: feasible with an incumbent, unknown without."""
+        return Status.FEASIBLE if self.best_y is not None else Status.UNKNOWN
+
+    def done(self, claim: Status, bound: float | None) -> _Result:
+        """The answer: the incumbent decoded, ``claim``, ``bound`` and the facts (cut count, upper bound, log)."""
+        self.bench.update({"cuts": self.master.cuts - self.cuts_before,
+                           "upper_bound": None if math.isinf(self.ub) else self.ub})
+        if self.log:
+            self.facts["log"] = "\n".join(self.lines)
+        return (None if self.best_y is None else self.rc.decode(self.best_y)), claim, bound, self.facts
+
+
 class RadiusSolver:
     """Exact medoid sharing of a graph without conflicts by the Benders loop above; one live master, so that
     :meth:`solve` for several budgets reuses its cuts."""
@@ -142,152 +193,152 @@ class RadiusSolver:
         y0[idx[greedy_open(g.cost_matrix[np.ix_(idx, idx)], int(hi // int(g.sizes[0])))]] = 1.0
         return rc.decode(y0)
 
-    def solve(self, budget: float, start: Chosen | None, deadline: float | None,
-              log: bool = False) -> tuple[Chosen | None, Status, float | None, dict[str, Any]]:
+    def solve(self, budget: float, start: Chosen | None, deadline: float | None, log: bool = False) -> _Result:
         """(classes, claim, bound, facts) under ``budget`` parameters; ``start`` (a feasible coloring) seeds the
         upper bound. Costs in graph units; ``deadline`` in ``time.perf_counter()`` seconds."""
-        graph, rc, master, scale = self.graph, self.rc, self.master, self.scale
-        lines: list[str] = []
-        t0 = time.perf_counter()
-
-        def note(text: str) -> None:
-            lines.append(f"{time.perf_counter() - t0:8.3f}s  {text}")
-
-        master.reset(budget)
-        cuts_before = master.cuts
-        best_y: np.ndarray | None = None
-        ub = math.inf
-
-        cap = budget_hi(budget)
-        sizes = np.asarray(graph.sizes, dtype=np.float64)
-
-        def offer(y: np.ndarray) -> None:
-            nonlocal best_y, ub
-            if float(sizes @ (y > 0.5)) > cap:  # never an upper bound from a coloring over the budget
-                return
-            _, cost = rc.served(y)
-            total = math.fsum(cost.tolist())
-            if total < ub:
-                best_y, ub = y.copy(), total
-
+        run = _Run(self.graph, self.rc, self.master, budget, start is not None, log)
+        self.master.reset(budget)
         if start is not None:
-            y0 = rc.encode(start)
-            offer(y0)
-            offer(_improve(graph, rc, y0))
-            note(f"start {ub:.9g} after swap descent")
-            if best_y is not None:
-                master.add(rc.separate(best_y, np.full(graph.n, -np.inf)))
-        facts: dict[str, Any] = {"warm_start": "used" if start is not None else "not given"}
-        bench: dict[str, Any] = {}
-        facts["benders"] = bench
+            self._seed(run, start)
+        stopped = self._cutting_planes(run, deadline)
+        if stopped is not None:
+            return stopped
+        if run.best_y is not None and run.ub - run.lb <= SOLVER_GAP * max(1.0, abs(run.ub)):
+            run.bench["master_solves"] = 0
+            return run.done(Status.OPTIMAL, run.lb)
+        if run.best_y is not None:
+            self._reduce(run, run.best_y, deadline)
+        return self._master_loop(run, deadline)
 
-        def done(claim: Status, bound: float | None) -> tuple[Chosen | None, Status, float | None, dict[str, Any]]:
-            bench.update({"cuts": master.cuts - cuts_before, "upper_bound": None if math.isinf(ub) else ub})
-            if log:
-                facts["log"] = "\n".join(lines)
-            return (None if best_y is None else rc.decode(best_y)), claim, bound, facts
+    def _seed(self, run: _Run, start: Chosen) -> None:
+        """1. The upper bound: ``start``, improved by swap descent; the cuts of the incumbent join the master."""
+        y0 = self.rc.encode(start)
+        run.offer(y0)
+        run.offer(_improve(self.graph, self.rc, y0))
+        run.note(f"start {run.ub:.9g} after swap descent")
+        if run.best_y is not None:
+            self.master.add(self.rc.separate(run.best_y, np.full(self.graph.n, -np.inf)))
 
-        # 2. the LP by cutting planes
-        rounds, lb = 0, -math.inf
+    def _cutting_planes(self, run: _Run, deadline: float | None) -> _Result | None:
+        """2. The LP by cutting planes until no cut is violated; sets ``run.lb``. The answer if the LP is
+        infeasible or stops early, else None."""
+        master = self.master
+        rounds = 0
         while True:
             st = master.run(deadline)
             rounds += 1
             if st == "infeasible":
-                note("LP infeasible: no coloring fits the budget")
-                bench["lp_rounds"] = rounds
-                return done(Status.INFEASIBLE, None)
+                run.note("LP infeasible: no coloring fits the budget")
+                run.bench["lp_rounds"] = rounds
+                return run.done(Status.INFEASIBLE, None)
             if st != "optimal":
-                note(f"LP stopped: {st}")
-                bench["lp_rounds"] = rounds
-                return done(Status.FEASIBLE if best_y is not None else Status.UNKNOWN, None)
+                run.note(f"LP stopped: {st}")
+                run.bench["lp_rounds"] = rounds
+                return run.done(run.unproven(), None)
             y, theta = master.x()
-            cuts = rc.separate(y, theta)
+            cuts = self.rc.separate(y, theta)
             if not cuts:
-                lb = master.value()
+                run.lb = master.value()
                 break
             master.add(cuts)
-        bench.update({"lp_rounds": rounds, "lp_bound": lb})
-        note(f"LP bound {lb:.9g} after {rounds} rounds, {master.cuts} cuts; upper bound {ub:.9g}")
-        if best_y is not None and ub - lb <= SOLVER_GAP * max(1.0, abs(ub)):
-            bench["master_solves"] = 0
-            return done(Status.OPTIMAL, lb)
+        run.bench.update({"lp_rounds": rounds, "lp_bound": run.lb})
+        run.note(f"LP bound {run.lb:.9g} after {rounds} rounds, {master.cuts} cuts; upper bound {run.ub:.9g}")
+        return None
 
-        # 3. reductions valid for every coloring cheaper than the upper bound
-        h, n = master.h, graph.n
-        closed = np.zeros(n, dtype=bool)
-        if best_y is not None:
-            reduced = np.asarray(h.getSolution().col_dual)[:n] * scale
-            closed = (reduced > (ub - lb) + 1e-9 * max(1.0, abs(ub))) & (best_y < 0.5)
-            basis = h.getBasis()
-            probe_end = None if deadline is None else time.perf_counter() + _PROBE_SHARE * (deadline - time.perf_counter())
-            for j in np.flatnonzero(~closed & (best_y < 0.5)):
-                if probe_end is not None and time.perf_counter() > probe_end:
-                    break
-                h.changeColBounds(int(j), 1.0, 1.0)
-                st = master.run(probe_end)
-                if st == "infeasible" or (st == "optimal" and master.value() > ub * (1 + 1e-9) + 1e-12):
-                    closed[j] = True
-                h.changeColBounds(int(j), 0.0, 1.0)
-                h.setBasis(basis)
-            if closed.any():
-                k = int(closed.sum())
-                h.changeColsBounds(k, np.flatnonzero(closed).astype(np.int32), np.zeros(k), np.zeros(k))
-            master.run(deadline)  # back to the LP optimum, for the slack test
-            act = np.asarray(h.getSolution().row_value)
-            low = np.asarray(h.getLp().row_lower_)
-            slack = np.flatnonzero((act - low > 1e-7) & (np.arange(len(low)) >= master.structural))
-            if len(slack):
-                h.deleteRows(len(slack), slack.astype(np.int32))
-            bench["closed"] = int(closed.sum())
-            note(f"{int(closed.sum())} of {n} representatives closed; {len(slack)} slack cuts dropped")
+    def _reduce(self, run: _Run, incumbent: np.ndarray, deadline: float | None) -> None:
+        """3. Reductions valid for every coloring cheaper than the upper bound (at the LP optimum, ``incumbent``
+        the best coloring's representatives): close representatives by reduced cost and by probing, then drop
+        the cuts slack at the LP."""
+        h, n = self.master.h, self.graph.n
+        reduced = np.asarray(h.getSolution().col_dual)[:n] * self.scale
+        closed = (reduced > (run.ub - run.lb) + 1e-9 * max(1.0, abs(run.ub))) & (incumbent < 0.5)
+        self._probe(run, incumbent, closed, deadline)
+        if closed.any():
+            k = int(closed.sum())
+            h.changeColsBounds(k, np.flatnonzero(closed).astype(np.int32), np.zeros(k), np.zeros(k))
+        self.master.run(deadline)  # back to the LP optimum, for the slack test
+        dropped = self._drop_slack_cuts()
+        run.bench["closed"] = int(closed.sum())
+        run.note(f"{int(closed.sum())} of {n} representatives closed; {dropped} slack cuts dropped")
 
-        # 4. the master MIP, with the cuts of every answer, until its value meets the upper bound
-        hs = master.hs
-        h.changeColsIntegrality(n, np.arange(n, dtype=np.int32), np.array([hs.HighsVarType.kInteger] * n))
+    def _probe(self, run: _Run, incumbent: np.ndarray, closed: np.ndarray, deadline: float | None) -> None:
+        """Force each representative that is neither closed nor in the incumbent open in the LP, within
+        :data:`_PROBE_SHARE` of the time left; close it (in ``closed``) if its LP is infeasible or above the
+        upper bound. The LP's bounds and basis are restored after each probe."""
+        master, h = self.master, self.master.h
+        basis = h.getBasis()
+        probe_end = None if deadline is None else time.perf_counter() + _PROBE_SHARE * (deadline - time.perf_counter())
+        for j in np.flatnonzero(~closed & (incumbent < 0.5)):
+            if probe_end is not None and time.perf_counter() > probe_end:
+                break
+            h.changeColBounds(int(j), 1.0, 1.0)
+            st = master.run(probe_end)
+            if st == "infeasible" or (st == "optimal" and master.value() > run.ub * (1 + 1e-9) + 1e-12):
+                closed[j] = True
+            h.changeColBounds(int(j), 0.0, 1.0)
+            h.setBasis(basis)
+
+    def _drop_slack_cuts(self) -> int:
+        """Delete the cuts (rows past the structural ones) slack at the current LP solution; how many."""
+        h = self.master.h
+        act = np.asarray(h.getSolution().row_value)
+        low = np.asarray(h.getLp().row_lower_)
+        slack = np.flatnonzero((act - low > 1e-7) & (np.arange(len(low)) >= self.master.structural))
+        if len(slack):
+            h.deleteRows(len(slack), slack.astype(np.int32))
+        return len(slack)
+
+    def _master_loop(self, run: _Run, deadline: float | None) -> _Result:
+        """4. The master as a MIP, re-solved with the cuts of each answer until its value meets the upper bound."""
+        master, h, n, scale = self.master, self.master.h, self.graph.n, self.scale
+        h.changeColsIntegrality(n, np.arange(n, dtype=np.int32), np.array([master.hs.HighsVarType.kInteger] * n))
         solves, presolve_off = 0, False
         while True:
-            if not math.isinf(ub):
-                h.setOptionValue("objective_bound", ub / scale * (1 + 1e-9) + 1e-12)
+            if not math.isinf(run.ub):
+                h.setOptionValue("objective_bound", run.ub / scale * (1 + 1e-9) + 1e-12)
             st = master.run(deadline)
             solves += 1
-            bench["master_solves"] = solves
+            run.bench["master_solves"] = solves
             info = h.getInfo()
-            has_x = info.primal_solution_status == 2
-            if not has_x:
-                if st in ("infeasible", "optimal"):  # nothing below the upper bound: it is optimal
-                    note(f"master {solves}: nothing below the upper bound")
-                    if best_y is None:
-                        return done(Status.INFEASIBLE, None)
-                    return done(Status.OPTIMAL, ub)
-                note(f"master {solves}: {st}")
-                dual = float(info.mip_dual_bound) * scale
-                return done(Status.FEASIBLE if best_y is not None else Status.UNKNOWN,
-                            max(lb, min(dual, ub)) if math.isfinite(dual) else lb)
+            if info.primal_solution_status != 2:
+                return self._no_master_point(run, st, float(info.mip_dual_bound) * scale, solves)
             y, theta = master.x()
             y = np.round(y)
             bound = float(info.mip_dual_bound) * scale
-            offer(y)
-            cuts = rc.separate(y, theta)
-            note(f"master {solves}: {st}, value {master.value():.9g}, bound {bound:.9g}, its coloring "
-                 f"{math.fsum(rc.served(y)[1].tolist()):.9g}, upper bound {ub:.9g}, {len(cuts)} cuts")
+            run.offer(y)
+            cuts = self.rc.separate(y, theta)
+            run.note(f"master {solves}: {st}, value {master.value():.9g}, bound {bound:.9g}, its coloring "
+                     f"{math.fsum(self.rc.served(y)[1].tolist()):.9g}, upper bound {run.ub:.9g}, {len(cuts)} cuts")
             if st != "optimal":
-                return done(Status.FEASIBLE, max(lb, min(bound, ub)) if math.isfinite(bound) else lb)
-            if bound >= ub * (1 - SOLVER_GAP) - 1e-12:
-                return done(Status.OPTIMAL, min(max(lb, bound), ub))
+                return run.done(Status.FEASIBLE, max(run.lb, min(bound, run.ub)) if math.isfinite(bound) else run.lb)
+            if bound >= run.ub * (1 - SOLVER_GAP) - 1e-12:
+                return run.done(Status.OPTIMAL, min(max(run.lb, bound), run.ub))
             if not cuts:
                 # theta is exact at y, so y costs what the master says, yet more than the master's own bound: the
                 # point HiGHS returned is not its optimum (seen after presolve; pitfalls.md). Once more without.
                 if presolve_off:
-                    return done(Status.FEASIBLE, max(lb, min(bound, ub)))
+                    return run.done(Status.FEASIBLE, max(run.lb, min(bound, run.ub)))
                 presolve_off = True
                 h.setOptionValue("presolve", "off")
-                note("master's answer contradicts its bound: presolve switched off")
+                run.note("master's answer contradicts its bound: presolve switched off")
             master.add(cuts)
+
+    @staticmethod
+    def _no_master_point(run: _Run, st: str, dual: float, solves: int) -> _Result:
+        """The answer when the master returned no point: optimal (or infeasible) if HiGHS proved nothing lies
+        below the upper bound, else stopped early with the best bound known (``dual``: HiGHS's MIP bound)."""
+        if st in ("infeasible", "optimal"):  # nothing below the upper bound: it is optimal
+            run.note(f"master {solves}: nothing below the upper bound")
+            if run.best_y is None:
+                return run.done(Status.INFEASIBLE, None)
+            return run.done(Status.OPTIMAL, run.ub)
+        run.note(f"master {solves}: {st}")
+        return run.done(run.unproven(), max(run.lb, min(dual, run.ub)) if math.isfinite(dual) else run.lb)
 
 
 def solve_radius(graph: SharingGraph, budget: float, start: Chosen | None, deadline: float | None, seed: int = 0,
                  threads: int | None = None, log: bool = False,
-                 build_start: bool = False) -> tuple[Chosen | None, Status, float | None, dict[str, Any]]:
+                 build_start: bool = False) -> _Result:
     """:meth:`RadiusSolver.solve` once; with ``build_start`` and no ``start``, a one-family graph starts from
     :meth:`RadiusSolver.greedy_start`."""
     solver = RadiusSolver(graph, seed, threads)

@@ -84,7 +84,7 @@ class ColumnSet:
     def add(self, group: tuple[int, ...]) -> bool:
         """Evaluate ``group``'s options now (cached, so the time limit covers it) and put it in the master; False
         (and remembered in ``unevaluable``) for a group whose costs the cost model cannot give (a table's)."""
-        if not self.graph.model.evaluable(group):  # type: ignore[attr-defined]
+        if not self.graph.cost_model.evaluable(group):
             self.unevaluable.add(group)
             return False
         self.graph.options(group)
@@ -230,7 +230,7 @@ def _unknown_pairs(graph: SharingGraph, candidates: list[tuple[float, tuple[int,
     for _, grp in candidates:
         f = graph.families[grp[0]]
         if f not in known:
-            known[f] = graph.model.known_pairs(graph.family_members[f])  # type: ignore[attr-defined]
+            known[f] = graph.cost_model.known_pairs(graph.family_members[f])
         for k, a in enumerate(grp):
             for b in grp[k + 1:]:
                 if (a, b) not in known[f]:
@@ -243,7 +243,7 @@ def _family_bounds(graph: SharingGraph, caps: dict[str, int]) -> dict[str, Famil
     a family whose groups are allowed has none: no bound could then be stated."""
     out = {}
     for f, members in graph.family_members.items():
-        fb = graph.model.bounds(tuple(members))  # type: ignore[attr-defined]
+        fb = graph.cost_model.bounds(tuple(members))
         if fb is None and caps[f] >= 2:
             raise ValueError(f"column generation needs a lower bound on the groups of family {f!r} and its cost "
                              "model has none (colorshare.torch graphs have them for the kfac, probed and layerwise "
@@ -263,96 +263,136 @@ def generate_columns(
 ) -> ColumnSet:
     """Grow a restricted master until no group prices out, the rounds run out or ``deadline`` (a
     ``time.perf_counter()`` value) passes. See the module docstring for what the bound means."""
-    model = graph.model
+    model = graph.cost_model
     if not isinstance(model, GroupCosts) or not model.has_bounds:
         raise ValueError("column generation needs group costs with lower bounds (colorshare.torch graphs "
                          "have them); pass max_group_size=K to enumerate a smaller space instead")
     caps = {f: len(m) if max_group_size is None else min(len(m), max_group_size)
             for f, m in graph.family_members.items()}
-    cs = ColumnSet(graph, [], facts={"rounds": 0, "master_lp": "highs"}, caps=caps)
-
-    def out_of_time() -> bool:
-        return deadline is not None and time.perf_counter() > deadline
-
-    # every singleton (all its options: the master is then always feasible), and every group a scope allows (a
-    # shared input: few, so priced exactly rather than bounded)
-    first = [(i,) for i in range(graph.n)] + (graph.scope_groups() if max_group_size != 1 else [])
-    for k, grp in enumerate(first):
-        if out_of_time():
-            cs.facts["stopped"] = "time limit before every singleton and scope group was evaluated"
-            cs.facts["evaluated_groups"] = len(cs.groups)
-            return cs  # no bound: the groups left out have none (a master of singletons still gives a coloring)
-        cs.add(grp)
-    cs.facts["evaluated_groups"] = len(cs.groups)
-    unpriced = [grp for grp in first if grp in cs.unevaluable]  # scope groups a table has no costs for
-    best_bound = 0.0  # every group cost is >= 0 (truncated curvature-weighted energy): 0 bounds the optimum
-    priced_out = True
-    price = None
+    run = _Generation(graph, budget, deadline, caps, model)
+    unpriced = run.seed(max_group_size)
+    if unpriced is None:
+        return run.cs  # no bound: the groups left out have none (a master of singletons still gives a coloring)
     for rnd in range(max_rounds):
-        if out_of_time():
-            cs.facts["stopped"] = "time limit"
+        if run.out_of_time():
+            run.cs.facts["stopped"] = "time limit"
             break
+        if not run.round(rnd, per_round):
+            break
+        if progress is not None:
+            progress(f"round {rnd + 1}: LP {run.cs.lp_value:.6g}, bound {run.best_bound:.6g}, "
+                     f"{len(run.cs.groups)} groups")
+    return run.finish(unpriced)
+
+
+class _Generation:
+    """One column generation: its column set, the best Lagrangian bound so far, the last duals."""
+
+    def __init__(self, graph: SharingGraph, budget: float, deadline: float | None, caps: dict[str, int],
+                 model: GroupCosts) -> None:
+        self.graph, self.budget, self.deadline, self.caps, self.model = graph, budget, deadline, caps, model
+        self.cs = ColumnSet(graph, [], facts={"rounds": 0, "master_lp": "highs"}, caps=caps)
+        self.best_bound = 0.0  # every group cost is >= 0 (truncated curvature-weighted energy): 0 bounds the optimum
+        self.priced_out = True
+        self.pi: np.ndarray | None = None
+        self.lam = 0.0
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.perf_counter() > self.deadline
+
+    def seed(self, max_group_size: int | None) -> list[tuple[int, ...]] | None:
+        """Every singleton (all its options: the master is then always feasible), and every group a scope allows
+        (a shared input: few, so priced exactly rather than bounded); the scope groups a table has no costs for.
+        None if the time limit came first."""
+        cs, graph = self.cs, self.graph
+        first = [(i,) for i in range(graph.n)] + (graph.scope_groups() if max_group_size != 1 else [])
+        for grp in first:
+            if self.out_of_time():
+                cs.facts["stopped"] = "time limit before every singleton and scope group was evaluated"
+                cs.facts["evaluated_groups"] = len(cs.groups)
+                return None
+            cs.add(grp)
+        cs.facts["evaluated_groups"] = len(cs.groups)
+        return [grp for grp in first if grp in cs.unevaluable]
+
+    def _bound(self, form: SetPartition, price: _Pricing, single: np.ndarray) -> None:
+        """Raise the Lagrangian bound by the members' shares under the current duals."""
+        assert self.pi is not None
+        lb_member = _master_shares(form, self.pi, self.lam, price.member_bounds(single))
+        if math.isfinite(float(lb_member.sum())):
+            self.best_bound = max(self.best_bound, float(self.pi.sum() - self.lam * self.budget + lb_member.sum()))
+
+    def round(self, rnd: int, per_round: int) -> bool:
+        """One round: the master LP, pricing (with pair statistics made exact where they decide), and the new
+        columns. False when generation stops."""
+        cs, graph, caps = self.cs, self.graph, self.caps
         bounds = _family_bounds(graph, caps)
-        left = None if deadline is None else max(1e-3, deadline - time.perf_counter())
-        lp = _lp(graph, budget, cs.groups, left)
+        left = None if self.deadline is None else max(1e-3, self.deadline - time.perf_counter())
+        lp = _lp(graph, self.budget, cs.groups, left)
         if lp is None:
             cs.facts["stopped"] = "time limit in the master LP"
-            break
-        form, cs.lp_value, pi, lam = lp
+            return False
+        form, cs.lp_value, self.pi, self.lam = lp
         cs.facts["rounds"] = rnd + 1
-        price = _Pricing(graph, caps, bounds, cs.have, pi, lam)
+        price = _Pricing(graph, caps, bounds, cs.have, self.pi, self.lam)
         # singleton reduced costs (their options are all in the master), lowered by every group's share
         single = np.full(graph.n, math.inf)
         for grp, o in form.columns:
             if len(grp) == 1:
-                single[grp[0]] = min(single[grp[0]], o.cost - pi[grp[0]] + lam * o.memory)
-        lb_member = _master_shares(form, pi, lam, price.member_bounds(single))
-        if math.isfinite(float(lb_member.sum())):
-            best_bound = max(best_bound, float(pi.sum() - lam * budget + lb_member.sum()))
+                single[grp[0]] = min(single[grp[0]], o.cost - self.pi[grp[0]] + self.lam * o.memory)
+        self._bound(form, price, single)
         threshold = -1e-9 * max(1.0, abs(cs.lp_value))
         candidates, larger_min = price(threshold)
-        while candidates and not out_of_time():
+        while candidates and not self.out_of_time():
             # the candidates' pairs whose bound is not exact yet: make it exact (cheaper than evaluating their
             # options), then price again under the same duals; what still prices out is worth evaluating
             unknown = _unknown_pairs(graph, candidates)
-            done = model.refine(unknown, deadline) if unknown else 0
+            done = self.model.refine(unknown, self.deadline) if unknown else 0
             if not done:
                 break
             cs.facts["refined_pairs"] = cs.facts.get("refined_pairs", 0) + done
-            price = _Pricing(graph, caps, _family_bounds(graph, caps), cs.have, pi, lam)
-            lb_member = _master_shares(form, pi, lam, price.member_bounds(single))
-            if math.isfinite(float(lb_member.sum())):
-                best_bound = max(best_bound, float(pi.sum() - lam * budget + lb_member.sum()))
+            price = _Pricing(graph, caps, _family_bounds(graph, caps), cs.have, self.pi, self.lam)
+            self._bound(form, price, single)
             candidates, larger_min = price(threshold)
+        return self._add(candidates, larger_min, threshold, per_round)
+
+    def _add(self, candidates: list[tuple[float, tuple[int, ...]]], larger_min: float, threshold: float,
+             per_round: int) -> bool:
+        """Put the groups that price out into the master; False when none is left to add."""
+        cs = self.cs
         if not candidates:
             # complete only if no group of 3+ members can price out either
-            priced_out = larger_min < threshold
-            if priced_out:
+            self.priced_out = larger_min < threshold
+            if self.priced_out:
                 cs.facts["stopped"] = "larger groups may still price out; none left to list"
-            break
+            return False
         new = [grp for grp in dict.fromkeys(grp for _, grp in candidates) if grp not in cs.unevaluable][:per_round]
         if not new:
             # every group that may price out is one the cost model has no costs for (a table's): the LP is not
             # proven over the whole space, and nothing more can be evaluated
             cs.facts["stopped"] = f"{len(candidates)} group(s) may price out but have no costs here"
-            break
+            return False
         for grp in new:
-            if out_of_time():
+            if self.out_of_time():
                 break
             cs.add(grp)
         cs.facts["evaluated_groups"] = len(cs.groups)
-        if progress is not None:
-            progress(f"round {rnd + 1}: LP {cs.lp_value:.6g}, bound {best_bound:.6g}, {len(cs.groups)} groups")
-    if not priced_out:
-        # no group of the allowed sizes can improve the LP: its value bounds the whole space
-        best_bound = max(best_bound, cs.lp_value)
-        cs.facts["lp_optimal_over_all_groups"] = True
-        cs.lp_complete, cs.duals = True, (pi, lam)
-    cs.facts["lp_value"] = cs.lp_value
-    cs.facts["lagrangian_bound"] = best_bound
-    cs.bound = best_bound if math.isfinite(best_bound) else None
-    if unpriced:  # groups no bound covers and no cost prices: nothing is proven about colorings that use them
-        cs.facts["unpriced_scope_groups"] = len(unpriced)
-        cs.bound, cs.lp_complete, cs.duals = None, False, None
-        cs.facts.pop("lp_optimal_over_all_groups", None)
-    return cs
+        return True
+
+    def finish(self, unpriced: list[tuple[int, ...]]) -> ColumnSet:
+        """The column set with its bound, and whether its LP is optimal over every group."""
+        cs = self.cs
+        if not self.priced_out:
+            # no group of the allowed sizes can improve the LP: its value bounds the whole space
+            self.best_bound = max(self.best_bound, cs.lp_value)
+            cs.facts["lp_optimal_over_all_groups"] = True
+            assert self.pi is not None  # the LP was solved: it priced nothing out
+            cs.lp_complete, cs.duals = True, (self.pi, self.lam)
+        cs.facts["lp_value"] = cs.lp_value
+        cs.facts["lagrangian_bound"] = self.best_bound
+        cs.bound = self.best_bound if math.isfinite(self.best_bound) else None
+        if unpriced:  # groups no bound covers and no cost prices: nothing is proven about colorings that use them
+            cs.facts["unpriced_scope_groups"] = len(unpriced)
+            cs.bound, cs.lp_complete, cs.duals = None, False, None
+            cs.facts.pop("lp_optimal_over_all_groups", None)
+        return cs

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..formulations.program import IntegerProgram
+from ..validation import Integer, check
 from .backend import Backend, RawResult
 from .solution import SOLVER_GAP, Status
 
@@ -39,23 +40,12 @@ class CpSatBackend(Backend):
             return f"ortools is not importable ({exc})"
         return None
 
-    def solve_program(
-        self,
-        program: IntegerProgram,
-        time_limit: float | None,
-        seed: int,
-        hint: np.ndarray | None,
-        precision: int = 9,
-        workers: int | None = None,
-        log: bool = False,
-        **options: Any,
-    ) -> RawResult:
+    def solve_program(self, program: IntegerProgram, time_limit: float | None, seed: int,
+                      hint: np.ndarray | None, precision: int = 9, workers: int | None = None,
+                      log: bool = False, **options: Any) -> RawResult:
         from ortools.sat.python import cp_model
 
-        if options:
-            raise ValueError(f"unknown option(s) for backend 'cpsat': {', '.join(options)}")
-        if not isinstance(precision, int) or not 1 <= precision <= 15:
-            raise ValueError(f"precision must be an integer number of digits in 1..15, got {precision!r}")
+        check("precision", precision, Integer(low=1, high=15, what="an integer number of digits"))
         c = program.c
         cmax = float(np.max(np.abs(c))) if len(c) else 0.0
         scale = 10.0**precision / cmax if cmax > 0 else 1.0
@@ -72,7 +62,7 @@ class CpSatBackend(Backend):
         if A.nnz and np.any(A.data != np.round(A.data)):
             raise ValueError("CP-SAT needs integer constraint coefficients (memory in whole parameters)")
         model = cp_model.CpModel()
-        xs = [model.NewIntVar(int(lo), int(hi), program.var_names[k] if program.var_names else f"x{k}")
+        xs = [model.new_int_var(int(lo), int(hi), program.var_names[k] if program.var_names else f"x{k}")
               for k, (lo, hi) in enumerate(zip(program.col_lo, program.col_hi))]
         binary = bool(np.all(program.col_lo == 0) and np.all(program.col_hi == 1))
         for r in range(program.num_rows):
@@ -85,17 +75,17 @@ class CpSatBackend(Backend):
                 continue
             expr = sum(int(v) * xs[j] for j, v in zip(idx, val))
             if lo == hi:
-                model.Add(expr == int(lo))
+                model.add(expr == int(lo))
             else:
                 if not math.isinf(lo):
-                    model.Add(expr >= int(math.ceil(lo)))
+                    model.add(expr >= int(math.ceil(lo)))
                 if not math.isinf(hi):
-                    model.Add(expr <= int(math.floor(hi)))
+                    model.add(expr <= int(math.floor(hi)))
         nz = np.flatnonzero(ci)
-        model.Minimize(sum(int(ci[k]) * xs[k] for k in nz) if len(nz) else 0)
+        model.minimize(sum(int(ci[k]) * xs[k] for k in nz) if len(nz) else 0)
         if hint is not None:
             for k, v in enumerate(hint):
-                model.AddHint(xs[k], int(round(v)))
+                model.add_hint(xs[k], int(round(v)))
         solver = cp_model.CpSolver()
         p = solver.parameters
         p.random_seed = int(seed)
@@ -109,28 +99,28 @@ class CpSatBackend(Backend):
         p.log_search_progress = True
         p.log_to_stdout = False
         solver.log_callback = lines.append
-        code = solver.Solve(model)
+        code = solver.solve(model)
         log_text = "\n".join(lines)
-        name = solver.StatusName(code)
+        name = solver.status_name(code)
         facts: dict[str, Any] = {
             "solver_status": name,
             "scale": scale,
             "precision_digits": precision,
             "workers": p.num_workers,
             "warm_start": _hint_fate(hint, log_text),
-            "wall_time_solver": solver.WallTime(),
+            "wall_time_solver": solver.wall_time,
         }
         if log:
             facts["log"] = log_text
         if code == cp_model.INFEASIBLE:
             return RawResult(Status.INFEASIBLE, facts=facts)
         if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            x = np.array([solver.Value(v) for v in xs], dtype=np.float64)
-            bound = solver.BestObjectiveBound() / scale + program.offset
+            x = np.array([solver.value(v) for v in xs], dtype=np.float64)
+            bound = solver.best_objective_bound / scale + program.offset
             status = Status.OPTIMAL if code == cp_model.OPTIMAL else Status.FEASIBLE
             return RawResult(status, x, bound, facts)
         if code == cp_model.MODEL_INVALID:
-            raise RuntimeError(f"CP-SAT rejected the model: {model.Validate()}")
+            raise RuntimeError(f"CP-SAT rejected the model: {model.validate()}")
         return RawResult(Status.UNKNOWN, facts=facts)
 
 
@@ -138,14 +128,14 @@ def _native(model: Any, xs: list[Any], idx: np.ndarray, val: np.ndarray, lo: flo
     """Post a 0/1 row as CP-SAT's own boolean constraint when it is one (x <= y, exactly/at most one)."""
     if len(idx) == 2 and hi == 0 and math.isinf(lo) and sorted(val.tolist()) == [-1.0, 1.0]:
         p, q = (idx[0], idx[1]) if val[0] == 1 else (idx[1], idx[0])
-        model.AddImplication(xs[p], xs[q])
+        model.add_implication(xs[p], xs[q])
         return True
     if np.all(val == 1):
         if lo == hi == 1:
-            model.AddExactlyOne([xs[j] for j in idx])
+            model.add_exactly_one([xs[j] for j in idx])
             return True
         if hi == 1 and (math.isinf(lo) or lo <= 0):
-            model.AddAtMostOne([xs[j] for j in idx])
+            model.add_at_most_one([xs[j] for j in idx])
             return True
     return False
 

@@ -22,9 +22,9 @@ import numpy as np
 from ..formulations.base import Chosen
 from ..formulations.costs import Option
 from ..formulations.graph import SharingGraph
-from .knapsack import multiple_choice_knapsack
 from ..formulations.pmedian import PMedian
 from .backend import Backend
+from .knapsack import multiple_choice_knapsack
 from .solution import SOLVER_GAP, Status
 from .swap import greedy_open, medoid_classes, swap_descent
 
@@ -88,7 +88,9 @@ class _Family:
                     if not g.is_group(group):
                         continue
                     opt = g.best_option(group)
-                    c, rep = opt.cost, opt.representative  # type: ignore[union-attr]
+                    if opt is None:
+                        continue
+                    c, rep = opt.cost, opt.representative
                     delta = c - classes[a][1].cost - classes[b][1].cost
                     if best is None or delta < best[0]:
                         best = (delta, a, b, group, Option("medoid", c, self.size, representative=rep))
@@ -106,6 +108,12 @@ class _Family:
         if exact:
             self.lower[k] = self.upper[k]
             self.exact[k] = True
+
+    def _member(self, o: Option) -> int:
+        """The graph index of a subproblem class's representative (every radius class names one)."""
+        if o.representative is None:
+            raise RuntimeError("a radius class without a representative")
+        return self.members[o.representative]
 
     def solve_radius(self, k: int, start: Chosen | None, deadline: float | None, seed: int,
                      options: dict[str, Any]) -> tuple[Chosen | None, Status, float | None, dict[str, Any]]:
@@ -125,8 +133,7 @@ class _Family:
             local = self._radius.greedy_start(float(k))
         chosen, claim, bound, facts = self._radius.solve(float(k), local, deadline, bool(options.get("log", False)))
         back = None if chosen is None else [
-            (tuple(self.members[t] for t in grp), Option(o.action, o.cost, self.size,
-                                                         representative=self.members[o.representative]))  # type: ignore[index]
+            (tuple(self.members[t] for t in grp), Option(o.action, o.cost, self.size, representative=self._member(o)))
             for grp, o in chosen]
         return back, claim, bound, facts
 
@@ -228,9 +235,11 @@ def solve_by_family(
     bound = None if lb is None else lb[0]
     if ub is None:
         return None, Status.UNKNOWN, bound, facts
-    chosen: Chosen = []
+    classes: Chosen = []
     for fm, pick in zip(fams, ub[1]):
         items = [k for k in range(fm.k_min, fm.k_hi + 1) if np.isfinite(fm.upper[k])]
-        chosen.extend(fm.sol[items[pick]])  # type: ignore[arg-type]
+        sol = fm.sol[items[pick]]
+        assert sol is not None  # a finite upper bound has its coloring
+        classes.extend(sol)
     proved = bound is not None and bound >= ub[0] - SOLVER_GAP * max(1.0, abs(ub[0]))
-    return sorted(chosen, key=lambda t: t[0][0]), Status.OPTIMAL if proved else Status.FEASIBLE, bound, facts
+    return sorted(classes, key=lambda t: t[0][0]), Status.OPTIMAL if proved else Status.FEASIBLE, bound, facts

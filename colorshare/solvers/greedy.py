@@ -26,9 +26,10 @@ def greedy(graph: SharingGraph, budget: float, max_group_size: int | None = None
 
     Start from singletons with their cheapest action; while the memory (parameters) exceeds ``budget``, apply
     the move with the least added cost per parameter saved: merge two classes of one family that may share
-    (or of one input scope, :attr:`~colorshare.formulations.graph.SharingGraph.scopes`), or switch a class to a smaller action. None does not prove infeasibility. Merges never form a group of
-    more than ``max_group_size`` layers (none at all for 1). ``deadline`` (a ``time.perf_counter()`` value):
-    give up, returning None, once it passes (evaluating a group's options can be slow).
+    (or of one input scope, :attr:`~colorshare.formulations.graph.SharingGraph.scopes`), or switch a class to a
+    smaller action. None does not prove infeasibility. Merges never form a group of more than ``max_group_size``
+    layers (none at all for 1). ``deadline`` (a ``time.perf_counter()`` value): give up, returning None, once it
+    passes (evaluating a group's options can be slow).
     """
     if max_group_size is None:
         max_group_size = graph.max_group_size  # the graph's own space
@@ -74,7 +75,7 @@ def _greedy(graph: SharingGraph, budget: float, max_group_size: int | None, dead
                 merge_cache[key] = None
             else:
                 late()
-                merge_cache[key] = best_move_option(graph.model.options(group, int(graph.sizes[group[0]])),
+                merge_cache[key] = best_move_option(graph.cost_model.options(group, int(graph.sizes[group[0]])),
                                                     oa.cost + ob.cost, oa.memory + ob.memory)
         return merge_cache[key]
 
@@ -84,7 +85,7 @@ def _greedy(graph: SharingGraph, budget: float, max_group_size: int | None, dead
         if cid not in switch_cache:
             late()
             g, o = classes[cid]
-            switch_cache[cid] = best_move_option(graph.model.options(g, int(graph.sizes[g[0]])), o.cost, o.memory)
+            switch_cache[cid] = best_move_option(graph.cost_model.options(g, int(graph.sizes[g[0]])), o.cost, o.memory)
         return switch_cache[cid]
 
     while memory > budget:

@@ -8,9 +8,7 @@ called optimal.
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 import time
 import warnings
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..formulations.program import IntegerProgram
-from .backend import Backend, RawResult
+from .backend import Backend, RawResult, SolverLog
 from .solution import SOLVER_GAP, Status
 
 __all__ = ["PulpCbcBackend"]
@@ -48,20 +46,11 @@ class PulpCbcBackend(Backend):
             return "PuLP's bundled CBC binary is not available on this platform"
         return None
 
-    def solve_program(
-        self,
-        program: IntegerProgram,
-        time_limit: float | None,
-        seed: int,
-        hint: np.ndarray | None,
-        threads: int | None = None,
-        log: bool = False,
-        **options: Any,
-    ) -> RawResult:
+    def solve_program(self, program: IntegerProgram, time_limit: float | None, seed: int,
+                      hint: np.ndarray | None, threads: int | None = None, log: bool = False,
+                      **options: Any) -> RawResult:
         import pulp
 
-        if options:
-            raise ValueError(f"unknown option(s) for backend 'pulp': {', '.join(options)}")
         prob = pulp.LpProblem("colorshare", pulp.LpMinimize)
         xs = [pulp.LpVariable(f"x{k}", lowBound=int(lo), upBound=int(hi), cat=pulp.LpInteger)
               for k, (lo, hi) in enumerate(zip(program.col_lo, program.col_hi))]
@@ -81,9 +70,7 @@ class PulpCbcBackend(Backend):
         if hint is not None:
             for v, val in zip(xs, hint):
                 v.setInitialValue(int(round(val)))
-        fd, log_path = tempfile.mkstemp(prefix="colorshare-cbc-", suffix=".log")
-        os.close(fd)
-        try:
+        with SolverLog("colorshare-cbc-") as solver_log:
             cmd = _cbc(
                 msg=False,
                 timeLimit=None if time_limit is None else max(float(time_limit), 0.01),
@@ -91,7 +78,7 @@ class PulpCbcBackend(Backend):
                 gapAbs=1e-9,
                 warmStart=hint is not None,
                 threads=threads,
-                logPath=log_path,
+                logPath=solver_log.path,
                 # CBC prunes a node whose bound is within its cutoff increment (default 1e-5, absolute) of the
                 # incumbent, so "Optimal" meant "within 1e-5": 2e-5 relative on SmolLM2's scaled columns. A
                 # far smaller increment makes its proof the gap it is asked for.
@@ -101,13 +88,7 @@ class PulpCbcBackend(Backend):
             started = time.perf_counter()
             prob.solve(cmd)
             elapsed = time.perf_counter() - started
-            with open(log_path, errors="replace") as fh:
-                log_text = fh.read()
-        finally:
-            try:
-                os.unlink(log_path)
-            except OSError:
-                pass
+        log_text = solver_log.text
         facts: dict[str, Any] = {
             "solver_status": pulp.LpStatus[prob.status],
             "solution_status": pulp.LpSolution.get(prob.sol_status, str(prob.sol_status)),

@@ -6,7 +6,7 @@ import importlib
 
 from .backend import Backend
 
-__all__ = ["BACKENDS", "get_backend", "available_backends", "backend_names"]
+__all__ = ["BACKENDS", "get_backend", "available_backends", "backend_names", "backends_with"]
 
 BACKENDS: dict[str, str] = {
     "cpsat": "colorshare.solvers.cpsat:CpSatBackend",
@@ -44,4 +44,16 @@ def available_backends() -> dict[str, str | None]:
             out[name] = None
         except ValueError as exc:
             out[name] = str(exc)
+    return out
+
+
+def backends_with(capability: str) -> list[str]:
+    """The registered backends that can run here and declare ``capability`` (see ``Backend.capabilities``)."""
+    out = []
+    for name in BACKENDS:
+        try:
+            if capability in get_backend(name).capabilities:
+                out.append(name)
+        except ValueError:
+            continue
     return out

@@ -12,10 +12,11 @@
 """
 
 from .apply import BasisLinear, InputFactorLinear, apply_coloring, stored_parameters, untie
+from .build import build_graph
+from .checkpoint import load_shared, save_shared
 from .curvature import CURVATURES, Curvature, estimate
-from .graph import ModelGraph, build_graph
 from .folder import load_compressed, save_compressed
-from .io import load_shared, save_shared
+from .model_graph import ModelGraph
 from .targets import role_of, select_modules
 
 __all__ = ["build_graph", "apply_coloring", "stored_parameters", "save_shared", "load_shared", "untie",

@@ -12,7 +12,7 @@ from .actions import SharedLinear, get_action
 from .actions.base import parent_of as _parent
 from .actions.basis import BasisLinear
 from .actions.input import InputFactorLinear
-from .graph import ModelGraph
+from .model_graph import ModelGraph
 from .targets import layer_shape
 
 __all__ = ["BasisLinear", "InputFactorLinear", "apply_coloring", "stored_parameters", "untie"]

@@ -18,7 +18,8 @@ import time
 
 from ..formulations.graph import SharingClass
 from ..solvers.solution import Solution, Status, colors_of
-from .graph import ModelGraph
+from .actions.basis import basis_option
+from .model_graph import ModelGraph
 
 __all__ = ["BASELINES", "baseline", "PER_LAYER_ROLES"]
 
@@ -41,7 +42,7 @@ def _class(graph: ModelGraph, group: tuple[int, ...], keep: float) -> SharingCla
         if n > 1:
             raise ValueError(f"keep {keep} leaves group {group} no useful rank")
         return SharingClass(group, "dense", 0.0, d_out * d_in)
-    opt = graph.basis_option(group, r, trust=False)
+    opt = basis_option(graph, group, r, trust=False)
     assert opt is not None
     return SharingClass(group, "basis", opt.cost, opt.memory, None, {"rank": r})
 
@@ -61,11 +62,12 @@ def baseline(graph: ModelGraph, method: str, keep: float) -> Solution:
     for members in graph.family_members.values():
         name = graph.module_names[members[0]]
         if method == "svd-uniform" or _per_layer_role(name):
-            groups = [(i,) for i in members]
+            groups: list[tuple[int, ...]] = [(i,) for i in members]
         else:
             groups = [tuple(members[s:s + 2]) for s in range(0, len(members), 2)]
         classes += [_class(graph, g, keep) for g in groups]
     classes.sort(key=lambda c: c.members[0])
     memory = sum(c.memory for c in classes)
-    return Solution(colors_of(graph.n, classes), math.fsum(c.cost for c in classes), None, None, Status.FEASIBLE, time.perf_counter() - t0,
+    return Solution(colors_of(graph.n, classes), math.fsum(c.cost for c in classes), None, None, Status.FEASIBLE,
+                    time.perf_counter() - t0,
                     memory, method, keep * graph.dense_size, classes, {"keep": keep})

@@ -26,6 +26,7 @@ Negative curvature (possible away from a minimum, or by sampling noise) is clipp
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -36,13 +37,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .stats import forward, layer_statistics, sampled_fisher_loss
-from .targets import is_transposed, weight_matrix
+from .. import defaults
+from .batches import forward
+from .stats import layer_statistics, sampled_fisher_loss
+from .targets import is_transposed, weight_matrix, weight_of
 
-__all__ = ["Curvature", "estimate", "CURVATURES", "forward", "matrix_of", "DEFAULT_CURVATURE"]
+__all__ = ["Curvature", "estimate", "CURVATURES", "matrix_of", "DEFAULT_CURVATURE", "KRONECKER"]
 
 CURVATURES = ("probed", "kfac", "layerwise", "fisher", "hutchinson", "spectrum", "trace")
-DEFAULT_CURVATURE = "probed"
+DEFAULT_CURVATURE = defaults.CURVATURE
 
 
 def matrix_of(weight: torch.Tensor) -> torch.Tensor:
@@ -50,11 +53,19 @@ def matrix_of(weight: torch.Tensor) -> torch.Tensor:
     return weight.reshape(weight.shape[0], -1)
 
 
+KRONECKER = "kronecker"
+"""The form ``H = h (I x Sigma)`` (an output level h times the input covariance): what the ``kfac``, ``layerwise``
+and ``probed`` estimators give, and what exact spectra of shared bases and input factors need."""
+
+
 @dataclass
 class Curvature:
+    """One layer's curvature estimate. ``kind`` is its form, not the estimator that made it: ``"kronecker"``
+    (:data:`KRONECKER`), a diagonal (``"fisher"``, ``"hutchinson"``), ``"spectrum"`` or ``"trace"``."""
+
     kind: str
-    sigma_in: torch.Tensor | None = None  # layerwise: d_in x d_in E[x x^T] on the layer's device (COVARIANCE_DTYPE)
-    scale: float = 1.0  # layerwise: output factor tr(G) / d_out (kfac); 1 for plain layerwise
+    sigma_in: torch.Tensor | None = None  # kronecker: d_in x d_in E[x x^T] on the layer's device (COVARIANCE_DTYPE)
+    scale: float = 1.0  # kronecker: output factor tr(G) / d_out (kfac, probed); 1 for plain layerwise
     out_diag: torch.Tensor | None = None  # kfac: diagonal of G (d_out), kept for inspection
     diag: torch.Tensor | None = None  # fisher / hutchinson: d_out x d_in
     scalar: float | None = None  # trace: tr H / d
@@ -62,34 +73,52 @@ class Curvature:
     vals: torch.Tensor | None = None  # spectrum: k
     rest: float | None = None  # spectrum: isotropic rest
 
+    def _input(self) -> torch.Tensor:
+        if self.sigma_in is None:
+            raise ValueError(f"a {self.kind} curvature has no input covariance")
+        return self.sigma_in
+
+    def _spectrum(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+        if self.vecs is None or self.vals is None or self.rest is None:
+            raise ValueError(f"a {self.kind} curvature has no spectrum")
+        return self.vecs, self.vals, self.rest
+
+    def _scalar(self) -> float:
+        if self.scalar is None:
+            raise ValueError(f"a {self.kind} curvature has no scalar level")
+        return self.scalar
+
     def covariance(self, device: torch.device | None = None) -> torch.Tensor:
         """The input covariance ``sigma_in`` in float64 on ``device`` (default: its own; a transient copy where it
         is stored in a narrower dtype)."""
-        return self.sigma_in.to(device=device or self.sigma_in.device, dtype=torch.float64)
+        s = self._input()
+        return s.to(device=device or s.device, dtype=torch.float64)
 
     def quad(self, D: torch.Tensor) -> float:
         """``1/2 vec(D)^T H vec(D)`` for a d_out x d_in perturbation (float64)."""
         D = D.to(torch.float64)
-        if self.kind == "layerwise":
-            D = D.to(self.sigma_in.device)
+        if self.kind == KRONECKER:
+            D = D.to(self._input().device)
             return 0.5 * self.scale * float(torch.einsum("ij,jk,ik->", D, self.covariance(), D))
         if self.diag is not None:
             return 0.5 * float((self.diag * D * D).sum())
         if self.kind == "trace":
-            return 0.5 * self.scalar * float((D * D).sum())  # type: ignore[operator]
+            return 0.5 * self._scalar() * float((D * D).sum())
+        vecs, vals, rest = self._spectrum()
         d = D.reshape(-1)
-        proj = self.vecs.T @ d  # type: ignore[union-attr]
-        return 0.5 * float((self.vals * proj**2).sum() + self.rest * (d @ d - proj @ proj))  # type: ignore[operator]
+        proj = vecs.T @ d
+        return 0.5 * float((vals * proj**2).sum() + rest * (d @ d - proj @ proj))
 
     def weight_scale(self) -> torch.Tensor | float:
         """The per-element weights of a curvature-weighted mean (tie): Sigma's role is handled separately."""
         if self.diag is not None:
             return self.diag
         if self.kind == "trace":
-            return float(self.scalar)  # type: ignore[arg-type]
+            return float(self._scalar())
         if self.kind == "spectrum":
-            d = self.vecs.shape[0]  # type: ignore[union-attr]
-            return float(self.vals.sum() + self.rest * (d - len(self.vals))) / d  # type: ignore[union-attr]
+            vecs, vals, rest = self._spectrum()
+            d = vecs.shape[0]
+            return float(vals.sum() + rest * (d - len(vals))) / d
         raise ValueError(self.kind)
 
 
@@ -108,10 +137,10 @@ def _layerwise(model: nn.Module, modules: dict[str, nn.Module], batches: Iterabl
     out = {}
     for n in modules:
         if st.out_sq is None:
-            out[n] = Curvature("layerwise", sigma_in=st.sigma[n])
+            out[n] = Curvature(KRONECKER, sigma_in=st.sigma[n])
         elif n in st.out_sq:
             g = st.out_sq[n]
-            out[n] = Curvature("layerwise", sigma_in=st.sigma[n], scale=float(g.mean()), out_diag=g)
+            out[n] = Curvature(KRONECKER, sigma_in=st.sigma[n], scale=float(g.mean()), out_diag=g)
     return out
 
 
@@ -125,7 +154,7 @@ def _loss(model: nn.Module, batch: Any, loss_fn: Callable | None) -> torch.Tenso
 
 
 def _fisher(model, modules, batches, loss_fn, bar) -> dict:
-    params = [m.weight for m in modules.values()]
+    params = [weight_of(m) for m in modules.values()]
     acc = [torch.zeros_like(p, dtype=torch.float64) for p in params]
     nb = 0
     for batch in bar(batches):
@@ -146,18 +175,19 @@ def _hvp(model, batch, loss_fn, params: Sequence[torch.Tensor], vs: Sequence[tor
     with sdpa_kernel(SDPBackend.MATH):
         loss = _loss(model, batch, loss_fn)
     grads = torch.autograd.grad(loss, params, create_graph=True)
-    dot = sum((g * v).sum() for g, v in zip(grads, vs))
+    dot = functools.reduce(torch.add, [(g * v).sum() for g, v in zip(grads, vs)])
     hv = torch.autograd.grad(dot, params, allow_unused=True)
     return [torch.zeros_like(p) if h is None else h.detach() for p, h in zip(params, hv)]
 
 
 def _hutchinson_diag(model, modules, batches, loss_fn, probes, gen, bar) -> list[torch.Tensor]:
-    params = [m.weight for m in modules.values()]
+    params = [weight_of(m) for m in modules.values()]
     acc = [torch.zeros_like(p, dtype=torch.float64) for p in params]
     count = 0
     for batch in bar(batches):
         for _ in range(probes):
-            zs = [(torch.randint(0, 2, p.shape, generator=gen) * 2 - 1).to(device=p.device, dtype=p.dtype) for p in params]
+            zs = [(torch.randint(0, 2, p.shape, generator=gen) * 2 - 1).to(device=p.device, dtype=p.dtype)
+                  for p in params]
             hz = _hvp(model, batch, loss_fn, params, zs)
             for a, z, h in zip(acc, zs, hz):
                 a += (z * h).to(torch.float64)
@@ -176,9 +206,10 @@ def _spectrum(model, modules, batches, loss_fn, k, probes, gen, bar) -> dict:
         raise ValueError(f"curvature 'spectrum' does not handle transposed (Conv1D) layers: {', '.join(flipped[:4])}; "
                          "use kfac, probed or layerwise")
     diags = _hutchinson_diag(model, modules, batches, loss_fn, probes, gen, bar)
-    params = [m.weight for m in modules.values()]
+    params = [weight_of(m) for m in modules.values()]
     out = {}
-    for idx, (name, p) in enumerate(tqdm(list(zip(modules, params)), desc="lanczos", leave=False, disable=bar is _quiet)):
+    pairs = list(zip(modules, params))
+    for idx, (name, p) in enumerate(tqdm(pairs, desc="lanczos", leave=False, disable=bar is _quiet)):
         d = p.numel()
         kk = min(k, d - 1)
 

@@ -2,7 +2,7 @@
 
 Under ``torchrun --nproc_per_node N`` (``WORLD_SIZE`` > 1 in the environment) :func:`init_from_env` opens the
 default process group (gloo for a CPU model, nccl for CUDA) and every statistic of :func:`build_graph
-<colorshare.torch.graph.build_graph>` is computed data-parallel:
+<colorshare.torch.build.build_graph>` is computed data-parallel:
 
 - K-FAC (and ``layerwise``): each rank runs the calibration batches ``rank, rank + N, ...`` and the sums of
   input products, output-gradient squares and row counts are all-reduced in float64, so every rank holds the

@@ -1,7 +1,7 @@
 """A compressed transformers model as a folder that is whole by itself, and loading it without the dense model.
 
 :func:`save_compressed` writes the transformers layout: ``config.json`` (and ``generation_config.json``), the
-tokenizer's files, and ``model.safetensors`` (:func:`~colorshare.torch.io.save_shared`: each shared tensor
+tokenizer's files, and ``model.safetensors`` (:func:`~colorshare.torch.checkpoint.save_shared`: each shared tensor
 once, the sharing plan in its metadata) in the source's dtype or another. :func:`load_compressed` builds the
 architecture from ``config.json`` on the meta device (accelerate's ``init_empty_weights``: no dense weight
 is ever allocated), puts each action's modules in place, re-ties the shared tensors and assigns the file's
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .actions.base import parent_of
-from .io import read_plan, rebuild_modules, save_shared
+from .checkpoint import read_plan, rebuild_modules, save_shared
 
 __all__ = ["save_compressed", "load_compressed", "DTYPES", "source_dtype"]
 
@@ -89,7 +89,7 @@ def save_compressed(model: nn.Module, out: str | Path, tokenizer: Any = None,
     return out
 
 
-def _model_class(config: Any, path: Path) -> type:
+def _model_class(config: Any, path: Path) -> Any:
     import transformers
 
     for arch in getattr(config, "architectures", None) or []:

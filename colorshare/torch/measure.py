@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from ..solvers.solution import Solution
-from .graph import ModelGraph
 from .memory import release
+from .model_graph import ModelGraph
 from .probe import _reference, output_divergence
 from .replay import BlockReplay
 

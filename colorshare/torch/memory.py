@@ -8,6 +8,7 @@ import ctypes
 import ctypes.util
 import gc
 import sys
+from collections.abc import Callable
 from functools import cache
 
 import torch
@@ -15,8 +16,9 @@ import torch
 __all__ = ["release"]
 
 
+
 @cache
-def _malloc_trim() -> object | None:
+def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim`` (Linux), or None where the C library has none."""
     if not sys.platform.startswith("linux"):
         return None

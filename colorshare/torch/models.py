@@ -285,8 +285,10 @@ def _source_dtype(path: str) -> str:
 def input_device(model: nn.Module) -> torch.device:
     """Where a transformers model takes its inputs: its input embedding's device (the first of a model spread over
     devices by a ``device_map``)."""
-    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    return emb.weight.device if emb is not None else next(model.parameters()).device
+    get = getattr(model, "get_input_embeddings", None)
+    emb = get() if callable(get) else None
+    w = getattr(emb, "weight", None)
+    return w.device if isinstance(w, torch.Tensor) else next(model.parameters()).device
 
 
 def load_causal_lm(path: str, device: str = "cpu") -> tuple[nn.Module, Any]:
@@ -303,7 +305,8 @@ def load_causal_lm(path: str, device: str = "cpu") -> tuple[nn.Module, Any]:
     tok = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True, **kw)
     if device == "auto":
         kw["device_map"] = "auto"
-    model = transformers.AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32, **kw)
+    model: Any = transformers.AutoModelForCausalLM.from_pretrained(folder, local_files_only=True,
+                                                                   dtype=torch.float32, **kw)
     return (model if device == "auto" else model.to(device)).eval(), tok
 
 
@@ -372,6 +375,8 @@ MODEL_CASES: dict[str, Callable[..., ModelCase]] = {"digits-mlp": digits_mlp, "m
 class _Stack(nn.Module):
     """Independent chains of square linears (one chain per width), run on slices of one input."""
 
+    chains: nn.ModuleList
+
     def __init__(self, widths: list[int], layers: int) -> None:
         super().__init__()
         self.widths = widths
@@ -396,7 +401,7 @@ def planted_stack(families: int = 3, layers: int = 6, width: int = 32, seed: int
     model = _Stack(widths, layers)
     with torch.no_grad():
         for chain, w in zip(model.chains, widths):
-            lins = [m for m in chain if isinstance(m, nn.Linear)]
+            lins = [m for m in chain.children() if isinstance(m, nn.Linear)]
             r = max(1, w // 4)
             k = 0
             while k < layers:

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -36,10 +37,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed as dist
+from .actions.basis import basis_factors, basis_option
+from .batches import attention_mask, model_logits, pooled_embedding
 from .replay import BlockReplay
-from .stats import NO_DEFAULT_LOSS, _mask, model_logits, pooled_embedding
+from .stats import NO_DEFAULT_LOSS
+from .targets import weight_of
 
-__all__ = ["probe_scales", "output_divergence"]
+__all__ = ["probe_scales", "output_divergence", "position_kl", "probe_cut", "cut_rank"]
 
 
 def _reference(output: Any, batch: Any, loss_fn: Callable | None) -> Any:
@@ -54,6 +58,39 @@ def _reference(output: Any, batch: Any, loss_fn: Callable | None) -> Any:
     raise ValueError(NO_DEFAULT_LOSS)
 
 
+def position_kl(logits: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """KL(dense || changed) of the next-token distributions at every position (nats; ``reference``: the dense
+    model's log-probabilities). >= 0 at every position: a change below float32 resolution can round to a tiny
+    negative sum, clamped to 0."""
+    lp = torch.log_softmax(logits.float(), dim=-1)
+    return (reference.exp() * (reference - lp)).sum(-1).clamp(min=0)
+
+
+def cut_rank(graph: Any, i: int, fraction: float) -> int:
+    """The rank a probe cuts layer ``i`` to: ``fraction`` of its full rank, in 1 .. full - 1 (0: no cut)."""
+    d = min(graph.shapes[i][0], int(np.prod(graph.shapes[i][1:])))
+    return min(d - 1, max(1, round(fraction * d)))
+
+
+@contextmanager
+def probe_cut(graph: Any, i: int, weight: torch.Tensor, rank: int) -> Iterator[float]:
+    """Layer ``i`` (whose parameter is ``weight``) cut to its best rank-``rank`` whitened approximation for the
+    duration of the block, its weight restored exactly afterwards; yields the K-FAC prediction of the cut."""
+    option = basis_option(graph, (i,), rank, trust=False)
+    if option is None:
+        raise ValueError(f"layer {graph.module_names[i]!r} has no rank-{rank} cut to probe")
+    predicted = option.cost
+    U, C = basis_factors(graph, (i,), rank)
+    old = weight.detach().clone()
+    try:
+        with torch.no_grad():
+            weight.copy_(graph.to_layout(i, U @ C[0]))
+            yield predicted
+    finally:
+        with torch.no_grad():
+            weight.copy_(old)
+
+
 def output_divergence(output: Any, batch: Any, reference: Any, loss_fn: Callable | None = None) -> float:
     """The divergence of ``output`` from the dense model's ``reference`` for one batch (see the module
     docstring): mean KL per position (logits), mean 1 - cosine (pooled embedding), or the loss increase."""
@@ -61,15 +98,15 @@ def output_divergence(output: Any, batch: Any, reference: Any, loss_fn: Callable
         return float(loss_fn(output, batch)) - reference
     logits = model_logits(output)
     if logits is not None:
-        lp = torch.log_softmax(logits.float(), dim=-1)
-        # >= 0 at every position; a change below float32 resolution can round to a tiny negative sum
-        kl = (reference.exp() * (reference - lp)).sum(-1).reshape(-1).clamp(min=0)
-        mask = _mask(batch)
+        kl = position_kl(logits, reference).reshape(-1)
+        mask = attention_mask(batch)
         if mask is not None and mask.numel() == kl.numel():
             m = mask.reshape(-1).to(device=kl.device, dtype=kl.dtype)
             return float((kl * m).sum() / m.sum().clamp(min=1))
         return float(kl.mean())
     e = pooled_embedding(output, batch)
+    if e is None:
+        raise ValueError(NO_DEFAULT_LOSS)
     return float((1.0 - (e.float() * reference).sum(-1)).clamp(min=0).mean())
 
 
@@ -78,7 +115,7 @@ def probe_scales(graph: Any, modules: dict[str, nn.Module], model: nn.Module, ba
                  progress: bool = True) -> np.ndarray:
     """Measured / predicted divergence of each layer's probe cut (one value per layer of ``graph``, in its order).
 
-    ``graph``: a K-FAC :class:`~colorshare.torch.graph.ModelGraph` of ``model`` (its ``basis`` gives the cut
+    ``graph``: a K-FAC :class:`~colorshare.torch.model_graph.ModelGraph` of ``model`` (its ``basis`` gives the cut
     and ``basis_option`` its predicted cost); ``modules``: the graph's layers by name; ``batches``: the probe
     batches (the model's inputs). Every weight is restored exactly after its probe. A layer whose probe
     predicts or measures no change gets the median ratio of the others (with a warning)."""
@@ -89,23 +126,13 @@ def probe_scales(graph: Any, modules: dict[str, nn.Module], model: nn.Module, ba
     ratios = np.full(graph.n, np.nan)
     mine = dist.shard(list(enumerate(graph.module_names)))  # in a process group: this rank's layers
     for i, name in tqdm(mine, desc="probes", leave=False, disable=not progress):
-        d = min(graph.shapes[i][0], int(np.prod(graph.shapes[i][1:])))
-        rank = min(d - 1, max(1, round(fraction * d)))
+        rank = cut_rank(graph, i, fraction)
         if rank < 1:
             continue
-        predicted = graph.basis_option((i,), rank, trust=False).cost
-        U, C = graph.basis((i,), rank)
-        w = modules[name].weight
-        old = w.detach().clone()
-        try:
-            with torch.no_grad():
-                w.copy_(graph.to_layout(i, U @ C[0]))
-                outs = replay.outputs(replay.start([name]))
-                measured = math.fsum(output_divergence(o, b, r, loss_fn) for o, b, r in zip(outs, batches, refs)) \
-                    / len(refs)
-        finally:
-            with torch.no_grad():
-                w.copy_(old)
+        with probe_cut(graph, i, weight_of(modules[name]), rank) as predicted:
+            outs = replay.outputs(replay.start([name]))
+            measured = math.fsum(output_divergence(o, b, r, loss_fn) for o, b, r in zip(outs, batches, refs)) \
+                / len(refs)
         if predicted > 0 and measured > 0 and math.isfinite(measured):
             ratios[i] = measured / predicted
     if dist.world()[1] > 1:  # every rank's probes, exactly as one process measures them

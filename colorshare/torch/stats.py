@@ -21,15 +21,16 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from .targets import is_transposed, layer_shape
+from .batches import attention_mask, forward, model_logits, pooled_embedding
+from .targets import is_transposed, layer_shape, weight_of
 
-__all__ = ["COVARIANCE_DTYPE", "LayerStats", "layer_statistics", "sampled_fisher_loss", "forward", "layer_inputs",
-           "model_logits", "pooled_embedding"]
+__all__ = ["COVARIANCE_DTYPE", "LayerStats", "layer_statistics", "sampled_fisher_loss", "layer_inputs",
+           "NO_DEFAULT_LOSS"]
 
 
 COVARIANCE_DTYPE = torch.float32
@@ -39,55 +40,24 @@ statistics (one 5632^2 matrix per TinyLlama down projection: 254 MB in float64).
 covariance in float64 (:meth:`colorshare.torch.curvature.Curvature.covariance`)."""
 
 
-def forward(model: nn.Module, batch: Any) -> Any:
-    """Run ``model`` on one batch: a dict is passed as keyword arguments, a tuple/list by its first element
-    (the rest, e.g. targets, is for ``loss_fn``), anything else as the single argument."""
-    if isinstance(batch, dict):
-        return model(**batch)
-    if isinstance(batch, (tuple, list)):
-        return model(batch[0])
-    return model(batch)
-
-
 def layer_inputs(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """A layer's input as rows of the vectors its weight multiplies (convolutions unfolded)."""
     x = x.detach()
     if isinstance(module, nn.Linear) or is_transposed(module):
         return x.reshape(-1, x.shape[-1])
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)) and isinstance(module.padding, str):
+        raise TypeError(f"{type(module).__name__} with padding={module.padding!r} is not supported: give its padding "
+                        "in numbers")
     if isinstance(module, nn.Conv2d):
-        cols = torch.nn.functional.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)
+        pad = cast(tuple[int, ...], module.padding)
+        cols = torch.nn.functional.unfold(x, module.kernel_size, module.dilation, pad, module.stride)
         return cols.transpose(1, 2).reshape(-1, cols.shape[1])
     if isinstance(module, nn.Conv1d):
+        pad1 = cast(tuple[int, ...], module.padding)[0]
         cols = torch.nn.functional.unfold(x.unsqueeze(-1), (module.kernel_size[0], 1), (module.dilation[0], 1),
-                                          (module.padding[0], 0), (module.stride[0], 1))
+                                          (pad1, 0), (module.stride[0], 1))
         return cols.transpose(1, 2).reshape(-1, cols.shape[1])
     raise TypeError(f"unsupported module {type(module).__name__}")
-
-
-def _mask(batch: Any) -> torch.Tensor | None:
-    return batch.get("attention_mask") if isinstance(batch, dict) else None
-
-
-def model_logits(output: Any) -> torch.Tensor | None:
-    """The logits of a model's output (``output.logits``, or a 2-D tensor: a classifier), else None."""
-    logits = getattr(output, "logits", None)
-    if logits is None and isinstance(output, torch.Tensor) and output.ndim == 2:
-        logits = output
-    return logits
-
-
-def pooled_embedding(output: Any, batch: Any) -> torch.Tensor | None:
-    """An encoder's mean-pooled (over the unmasked positions), normalised embedding, one row per sequence, from
-    ``output.last_hidden_state`` or a 3-D tensor; None for any other output."""
-    hidden = getattr(output, "last_hidden_state", None)
-    if hidden is None and isinstance(output, torch.Tensor) and output.ndim == 3:
-        hidden = output
-    if hidden is None:
-        return None
-    mask = _mask(batch)
-    m = torch.ones(hidden.shape[:2], device=hidden.device) if mask is None else mask.to(hidden.device)
-    m = m.unsqueeze(-1).to(hidden.dtype)
-    return torch.nn.functional.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1), dim=-1)
 
 
 NO_DEFAULT_LOSS = ("the default loss needs logits (output.logits or a 2-D tensor) or an encoder's "
@@ -111,7 +81,7 @@ def sampled_fisher_loss(output: Any, batch: Any, generator: torch.Generator | No
         u = torch.rand(probs.shape[0], 1, generator=generator).to(probs.device)
         y = torch.searchsorted(probs.cumsum(-1), u).squeeze(1).clamp(max=probs.shape[1] - 1)
         nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y, reduction="none")
-        mask = _mask(batch)
+        mask = attention_mask(batch)
         if mask is not None and mask.numel() == nll.numel():
             nll = nll * mask.reshape(-1).to(nll.dtype)
         return nll.sum()
@@ -141,8 +111,9 @@ def _reduce(modules: dict[str, nn.Module], sums: dict[str, torch.Tensor], counts
     if sq is not None:
         for n in names:
             d_out = layer_shape(modules[n])[0]
-            local = sq[n] if sq[n] is not None else \
-                torch.zeros(d_out, dtype=torch.float64, device=modules[n].weight.device)
+            mine = sq[n]
+            local = mine if mine is not None else \
+                torch.zeros(d_out, dtype=torch.float64, device=weight_of(modules[n]).device)
             total = dist.all_reduce_sum(local)
             sq[n] = total if grad_rows[n] > 0 else None
 
@@ -177,114 +148,136 @@ def layer_statistics(
     of the batches and the sums are all-reduced: every rank gets the statistics of all of them."""
     from . import distributed as dist
 
-    indexed = dist.shard(list(enumerate(batches)))  # in a process group: this rank's batches
-    sums: dict[str, torch.Tensor] = {}
-    counts = dict.fromkeys(modules, 0)
-    leader_of: dict[str, str] = {}
-    seen_inputs: dict[tuple, tuple[weakref.ref, str]] = {}
-    outputs: dict[str, torch.Tensor] = {}
-    sq = {n: None for n in modules} if fisher_loss is not None else None
-    grad_rows = dict.fromkeys(modules, 0)
-
-    # what an accumulator other layers follow added in the current batch (float32: exactly what was added), so
-    # that a follower that stops following can continue from the leader's sums before it; kept for leaders only
-    # (a copy of every covariance would double the statistics' memory: 5632^2 per block for TinyLlama's down)
-    batch_s: dict[str, torch.Tensor] = {}
-    followed: set[str] = set()
-
-    def hook(name: str) -> Callable:
-        def fn(mod: nn.Module, args: tuple, out: Any) -> None:
-            x = args[0]
-            # the same tensor object (not merely the same address: freed memory is reused within a forward)
-            key = (x.data_ptr(), tuple(x.shape), tuple(x.stride()), x.dtype, type(mod))
-            hit = seen_inputs.get(key)
-            if hit is None or hit[0]() is not x:
-                hit = seen_inputs[key] = (weakref.ref(x), name)
-            first = hit[1]
-            with torch.no_grad():
-                X = layer_inputs(mod, x)
-                counts[name] += X.shape[0]
-                lead = leader_of.get(name, first)
-                if first != name and lead == first:
-                    leader_of[name] = first  # the same input as `first` again: share its accumulator
-                    followed.add(first)
-                else:
-                    if lead != name and name not in sums and lead in sums:
-                        # followed another layer before, not now: continue from what that layer had
-                        sums[name] = sums[lead] - batch_s.get(lead, 0)
-                    leader_of[name] = name
-                    Xf = X.float()
-                    s32 = Xf.T @ Xf
-                    if name in sums:
-                        sums[name].add_(s32)  # in place, summed in float64: no second copy of a 5632^2 sum
-                    else:
-                        sums[name] = s32.to(torch.float64)
-                    if name in followed:
-                        batch_s[name] = s32
-            if sq is not None and isinstance(out, torch.Tensor) and out.requires_grad:
-                outputs[name] = out
-        return fn
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in modules.items()]
-    flags = {n: m.weight.requires_grad for n, m in modules.items()}
+    acc = _Accumulator(modules, fisher_loss is not None)
+    handles = [m.register_forward_hook(acc.hook(n)) for n, m in modules.items()]
+    flags = {n: weight_of(m).requires_grad for n, m in modules.items()}
     try:
-        if sq is not None:
+        if fisher_loss is not None:
             for m in modules.values():
-                m.weight.requires_grad_(True)
-        for index, batch in bar(indexed):
+                weight_of(m).requires_grad_(True)
+        for index, batch in bar(dist.shard(list(enumerate(batches)))):  # in a process group: this rank's batches
             if on_batch is not None:
                 on_batch(index)
-            seen_inputs.clear()
-            batch_s.clear()
-            outputs.clear()
-            if sq is None:
+            acc.new_batch()
+            if fisher_loss is None:
                 with torch.no_grad():
                     forward(model, batch)
                 continue
             out = forward(model, batch)
-            loss = fisher_loss(out, batch)
-            names = list(outputs)
-            grads = torch.autograd.grad(loss, [outputs[n] for n in names], allow_unused=True) if names else []
-            for n, g in zip(names, grads):
-                if g is None:
-                    continue
-                g = g.detach()
-                channels_last = isinstance(modules[n], nn.Linear) or is_transposed(modules[n])  # Conv1D too
-                G = g.reshape(-1, g.shape[-1]) if channels_last else \
-                    g.transpose(1, -1).reshape(-1, g.shape[1])
-                s = (G.float() ** 2).sum(0).to(torch.float64)
-                sq[n] = s if sq[n] is None else sq[n] + s
-                grad_rows[n] += G.shape[0]
-            del out, loss, grads
-            outputs.clear()
+            acc.output_gradients(fisher_loss(out, batch))
+            del out
     finally:
         for h in handles:
             h.remove()
         for n, m in modules.items():
-            m.weight.requires_grad_(flags[n])
+            weight_of(m).requires_grad_(flags[n])
     if dist.world()[1] > 1:
-        _reduce(modules, sums, counts, leader_of, sq, grad_rows)
-    for n in modules:
-        if counts[n] == 0:
-            raise ValueError(f"layer {n!r} saw no input: the calibration batches never reach it")
-    sigma: dict[str, torch.Tensor] = {}
-    for n in modules:
-        lead = leader_of.get(n, n)
-        if lead not in sigma:
-            # the float64 sum, normalised in place, is released as soon as its stored copy is made
-            sigma[lead] = sums.pop(lead).div_(counts[lead]).to(COVARIANCE_DTYPE)
-        sigma[n] = sigma[lead]
-    unreached: list[str] = []
-    out_sq = None
-    if sq is not None:
-        out_sq = {}
-        for n in modules:
-            if sq[n] is None or not bool((sq[n] > 0).any()):
-                unreached.append(n)
+        _reduce(modules, acc.sums, acc.counts, acc.leader_of, acc.sq, acc.grad_rows)
+    return acc.result()
+
+
+class _Accumulator:
+    """The sums of one statistics pass: input second moments (layers fed the very same tensor share one
+    accumulator: their leader's) and, with a loss, squared output gradients per channel."""
+
+    def __init__(self, modules: dict[str, nn.Module], with_gradients: bool) -> None:
+        self.modules = modules
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts = dict.fromkeys(modules, 0)
+        self.leader_of: dict[str, str] = {}
+        self.seen_inputs: dict[tuple, tuple[weakref.ref, str]] = {}
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.sq: dict[str, torch.Tensor | None] | None = {n: None for n in modules} if with_gradients else None
+        self.grad_rows = dict.fromkeys(modules, 0)
+        # what an accumulator other layers follow added in the current batch (float32: exactly what was added), so
+        # that a follower that stops following can continue from the leader's sums before it; kept for leaders
+        # only (a copy of every covariance would double the statistics' memory: 5632^2 per block for TinyLlama)
+        self.batch_s: dict[str, torch.Tensor] = {}
+        self.followed: set[str] = set()
+
+    def new_batch(self) -> None:
+        self.seen_inputs.clear()
+        self.batch_s.clear()
+        self.outputs.clear()
+
+    def hook(self, name: str) -> Callable:
+        def fn(mod: nn.Module, args: tuple, out: Any) -> None:
+            self._add_input(name, mod, args[0])
+            if self.sq is not None and isinstance(out, torch.Tensor) and out.requires_grad:
+                self.outputs[name] = out
+        return fn
+
+    def _add_input(self, name: str, mod: nn.Module, x: torch.Tensor) -> None:
+        # the same tensor object (not merely the same address: freed memory is reused within a forward)
+        key = (x.data_ptr(), tuple(x.shape), tuple(x.stride()), x.dtype, type(mod))
+        hit = self.seen_inputs.get(key)
+        if hit is None or hit[0]() is not x:
+            hit = self.seen_inputs[key] = (weakref.ref(x), name)
+        first, sums = hit[1], self.sums
+        with torch.no_grad():
+            X = layer_inputs(mod, x)
+            self.counts[name] += X.shape[0]
+            lead = self.leader_of.get(name, first)
+            if first != name and lead == first:
+                self.leader_of[name] = first  # the same input as `first` again: share its accumulator
+                self.followed.add(first)
+                return
+            if lead != name and name not in sums and lead in sums:
+                # followed another layer before, not now: continue from what that layer had
+                sums[name] = sums[lead] - self.batch_s.get(lead, 0)
+            self.leader_of[name] = name
+            Xf = X.float()
+            s32 = Xf.T @ Xf
+            if name in sums:
+                sums[name].add_(s32)  # in place, summed in float64: no second copy of a 5632^2 sum
             else:
-                out_sq[n] = sq[n] / grad_rows[n]
-        if unreached:
-            warnings.warn(f"{len(unreached)} targeted layer(s) never reached by the loss, left out of the graph: "
-                          + ", ".join(unreached[:8]) + (" ..." if len(unreached) > 8 else ""), RuntimeWarning,
-                          stacklevel=3)
-    return LayerStats(sigma, out_sq, counts, unreached)
+                sums[name] = s32.to(torch.float64)
+            if name in self.followed:
+                self.batch_s[name] = s32
+
+    def output_gradients(self, loss: torch.Tensor) -> None:
+        """Back-propagate ``loss`` to the layers' outputs only and add the squared gradients per channel."""
+        assert self.sq is not None
+        names = list(self.outputs)
+        grads = torch.autograd.grad(loss, [self.outputs[n] for n in names], allow_unused=True) if names else []
+        for n, g in zip(names, grads):
+            if g is None:
+                continue
+            g = g.detach()
+            channels_last = isinstance(self.modules[n], nn.Linear) or is_transposed(self.modules[n])  # Conv1D too
+            G = g.reshape(-1, g.shape[-1]) if channels_last else g.transpose(1, -1).reshape(-1, g.shape[1])
+            s = (G.float() ** 2).sum(0).to(torch.float64)
+            prev = self.sq[n]
+            self.sq[n] = s if prev is None else prev + s
+            self.grad_rows[n] += G.shape[0]
+        del loss, grads
+        self.outputs.clear()
+
+    def result(self) -> LayerStats:
+        """The normalised statistics; ValueError naming a layer no batch reached."""
+        modules = self.modules
+        for n in modules:
+            if self.counts[n] == 0:
+                raise ValueError(f"layer {n!r} saw no input: the calibration batches never reach it")
+        sigma: dict[str, torch.Tensor] = {}
+        for n in modules:
+            lead = self.leader_of.get(n, n)
+            if lead not in sigma:
+                # the float64 sum, normalised in place, is released as soon as its stored copy is made
+                sigma[lead] = self.sums.pop(lead).div_(self.counts[lead]).to(COVARIANCE_DTYPE)
+            sigma[n] = sigma[lead]
+        unreached: list[str] = []
+        out_sq = None
+        if self.sq is not None:
+            out_sq = {}
+            for n in modules:
+                s = self.sq[n]
+                if s is None or not bool((s > 0).any()):
+                    unreached.append(n)
+                else:
+                    out_sq[n] = s / self.grad_rows[n]
+            if unreached:
+                warnings.warn(f"{len(unreached)} targeted layer(s) never reached by the loss, left out of the graph: "
+                              + ", ".join(unreached[:8]) + (" ..." if len(unreached) > 8 else ""), RuntimeWarning,
+                              stacklevel=4)
+        return LayerStats(sigma, out_sq, self.counts, unreached)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 __all__ = ["select_modules", "role_of", "SHAREABLE", "ALL_LINEAR", "is_shareable", "is_linear", "is_transposed",
-           "layer_shape", "weight_matrix", "to_layout", "left_out"]
+           "layer_shape", "weight_matrix", "to_layout", "left_out", "find_blocks", "weight_of", "bias_of"]
 
 SHAREABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 """The torch module types that may share (transformers' Conv1D too, recognised by :func:`is_transposed`)."""
@@ -39,21 +39,35 @@ def is_linear(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear) or is_transposed(module)
 
 
+def weight_of(module: nn.Module) -> torch.Tensor:
+    """The module's ``weight`` tensor (a Parameter); TypeError naming the module type if it has none."""
+    w = getattr(module, "weight", None)
+    if not isinstance(w, torch.Tensor):
+        raise TypeError(f"{type(module).__name__} has no weight tensor")
+    return w
+
+
+def bias_of(module: nn.Module) -> nn.Parameter | None:
+    """The module's ``bias`` Parameter, or None."""
+    b = getattr(module, "bias", None)
+    return b if isinstance(b, nn.Parameter) else None
+
+
 def layer_shape(module: nn.Module) -> tuple[int, ...]:
     """The weight's shape as colorshare sees it: (d_out, d_in) for a linear layer, the kernel's for a conv."""
-    w = module.weight
+    w = weight_of(module)
     return tuple(w.shape[::-1]) if is_transposed(module) else tuple(w.shape)
 
 
 def weight_matrix(module: nn.Module, weight: torch.Tensor | None = None) -> torch.Tensor:
     """``weight`` (default the module's) as a d_out x d_in matrix (kernels flattened; Conv1D transposed)."""
-    w = module.weight if weight is None else weight
+    w = weight_of(module) if weight is None else weight
     return w.T if is_transposed(module) else w.reshape(w.shape[0], -1)
 
 
 def to_layout(module: nn.Module, W: torch.Tensor) -> torch.Tensor:
     """A d_out x d_in matrix in the layout of ``module``'s weight (the inverse of :func:`weight_matrix`)."""
-    return W.T if is_transposed(module) else W.reshape(module.weight.shape)
+    return W.T if is_transposed(module) else W.reshape(weight_of(module).shape)
 
 
 def role_of(name: str) -> str:
@@ -65,10 +79,18 @@ def _matches(pattern: str, name: str) -> bool:
     return re.fullmatch(pattern, name) is not None or name == pattern or name.endswith("." + pattern)
 
 
-def _in_blocks(model: nn.Module) -> set[str]:
-    """The shareable modules inside the model's repeated blocks (:func:`~colorshare.torch.replay.find_blocks`)."""
-    from .replay import find_blocks
+def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
+    """The model's repeated blocks: the longest ``nn.ModuleList`` (2+ entries) whose entries share one class."""
+    best = None
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.ModuleList) and len(mod) >= 2 and len({type(m) for m in mod}) == 1:
+            if best is None or len(mod) > len(best[1]):
+                best = (name, mod)
+    return best
 
+
+def _in_blocks(model: nn.Module) -> set[str]:
+    """The shareable modules inside the model's repeated blocks (:func:`find_blocks`)."""
     found = find_blocks(model)
     if found is None:
         return set()
@@ -130,10 +152,10 @@ def select_modules(
                 raise ValueError(f"target pattern {pat!r} matches no Linear/Conv module (modules: {sample}, ...)")
             chosen.update(hit)
     for pat in exclude or ():
-        hit = [n for n in chosen if _matches(pat, n)]
-        if not hit:
+        dropped = [n for n in chosen if _matches(pat, n)]
+        if not dropped:
             raise ValueError(f"exclude pattern {pat!r} matches no selected module")
-        for n in hit:
+        for n in dropped:
             del chosen[n]
     if not chosen:
         raise ValueError("no shareable module selected (no Linear/Conv module has a same-shaped peer)")

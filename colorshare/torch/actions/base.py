@@ -1,25 +1,21 @@
 """What a sharing action is: one object per action, behind one interface, registered once.
 
-A :class:`~colorshare.torch.graph.ModelGraph` asks its actions for the options of a group (cost, memory,
+A :class:`~colorshare.torch.model_graph.ModelGraph` asks its actions for the options of a group (cost, memory,
 parameters), for an option named by (members, memory) (:meth:`Action.class_option`), for the weights a class
 makes its members compute, and for lower bounds on every option of a family's groups; ``apply_coloring``
 asks them to build the class in a model, and ``save_shared`` / ``load_shared`` to write and rebuild the
 modules they build. Adding an action is one module in this package (peft's one file per tuner).
 
-An action reads the graph through its statistics interface only: ``weight(i, device)``, ``root(i)``,
-``sigma_root(i)``, ``whitened(i)``, ``gram(i)``, ``gram_trace(i)``, ``energy(i)``, ``home(group)``,
-``device_of(i)``, ``spans_devices(group)``, ``fits(errors)``, ``input_aware(i)``, ``menu(i)``,
-``cached(key, make)``, ``spectra``, ``pairs(kind)``, ``measured``, and the graph's plain attributes (shapes,
-sizes, curvatures: an input covariance read through ``Curvature.covariance(device)``, in float64; is_linear,
-families, actions, trust_region).
+An action reads the graph through :class:`GraphStatistics` only (the model graph implements it; a test checks
+that it does), never through the graph's class.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -30,9 +26,9 @@ from ...formulations.costs import Option
 
 if TYPE_CHECKING:
     from ...formulations.graph import SharingClass
-    from ..graph import ModelGraph
+    from ..curvature import Curvature
 
-__all__ = ["Action", "SharedLinear", "Spectrum", "SpectrumCache", "tails", "parent_of", "SAFE"]
+__all__ = ["Action", "GraphStatistics", "SharedLinear", "Spectrum", "SpectrumCache", "tails", "parent_of", "SAFE"]
 
 SAFE = 1 - 1e-9
 """Pair excesses in bounds are shrunk by this factor: eigenvalues and tie centres carry float64 rounding."""
@@ -64,6 +60,104 @@ class SpectrumCache:
         self.data[key] = spec
         while len(self.data) > self.max_items:
             self.data.popitem(last=False)
+
+
+@runtime_checkable
+class GraphStatistics(Protocol):
+    """What an action may read of a model's sharing graph: the layers' shapes, weights and curvature, the
+    whitened quantities derived from them (float64, on each layer's device), the graph's caches and its exact
+    pair data. Group indices are layer indices, sorted."""
+
+    n: int
+    names: tuple[str, ...]
+    sizes: np.ndarray
+    families: tuple[str, ...]
+    trust_region: float | None
+
+    @property
+    def module_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Each layer's weight shape, (d_out, d_in) for a linear layer."""
+        ...
+
+    @property
+    def curvatures(self) -> list[Curvature]: ...
+
+    @property
+    def is_linear(self) -> list[bool]: ...
+
+    @property
+    def actions(self) -> tuple[str, ...]: ...
+
+    @property
+    def spectra(self) -> SpectrumCache: ...
+
+    def rank_rule(self, shape: tuple[int, ...]) -> list[int]:
+        """The rank menu of a d_out x d_in matrix (ranks in 1 .. min(d_out, d_in) - 1)."""
+        ...
+
+    def weight(self, i: int, device: torch.device | None = None) -> torch.Tensor:
+        """Layer i's weight as a float64 d_out x d_in matrix on ``device`` (default: the layer's own)."""
+        ...
+
+    def to_layout(self, i: int, W: torch.Tensor) -> torch.Tensor:
+        """A d_out x d_in matrix in layer i's own weight layout, device and dtype."""
+        ...
+
+    def device_of(self, i: int) -> torch.device: ...
+
+    def home(self, group: Sequence[int]) -> torch.device:
+        """Where a class's shared quantities are computed and kept: its first member's device."""
+        ...
+
+    def spans_devices(self, group: Sequence[int]) -> bool: ...
+
+    def input_aware(self, i: int) -> bool:
+        """Whether layer i's curvature is ``h_i (I x Sigma_i)`` (kfac, layerwise, probed)."""
+        ...
+
+    def sigma_root(self, i: int) -> torch.Tensor:
+        """``R`` with ``Sigma_i = R R^T`` (the input covariance's root)."""
+        ...
+
+    def whitened(self, i: int) -> torch.Tensor:
+        """``W_i L_i`` with ``h_i Sigma_i = L_i L_i^T`` (d_out x d_in)."""
+        ...
+
+    def gram(self, i: int) -> torch.Tensor:
+        """``h_i W_i Sigma_i W_i^T`` (d_out x d_out) for input-aware curvature, else ``W_i W_i^T``."""
+        ...
+
+    def gram_trace(self, i: int) -> float: ...
+
+    def energy(self, i: int) -> float:
+        """The surrogate of removing layer i entirely (the trust region's denominator)."""
+        ...
+
+    def fits(self, errors: Iterable[float]) -> bool:
+        """Whether every member's relative error is inside the trust region."""
+        ...
+
+    def menu(self, i: int) -> list[int]:
+        """The rank menu of layer i's shape."""
+        ...
+
+    def in_scope(self, group: Iterable[int]) -> bool: ...
+
+    def cached(self, key: Any, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """A tensor from the graph's byte-bounded cache, made by ``make()`` when absent."""
+        ...
+
+    def pairs(self, kind: str) -> dict[tuple[int, int], Any]:
+        """The exact pair data of one kind known so far: (a, b), a < b -> data."""
+        ...
+
+    @property
+    def measured(self) -> dict[tuple[tuple[int, ...], str, int], float]:
+        """Options priced by measurement: (members, action, memory) -> cost."""
+        ...
 
 
 def tails(vals: np.ndarray, ranks: Sequence[int]) -> np.ndarray:
@@ -104,13 +198,24 @@ class SharedLinear(nn.Module):
     out_features: int
     bias: nn.Parameter | None
 
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two factors (d_out x r, r x d_in) whose product is the weight."""
+        raise NotImplementedError
+
+    def _set_bias(self, bias: nn.Parameter | None) -> None:
+        """Register ``bias`` (after the factors) and the layer's sizes, read from the factors."""
+        self.bias = bias
+        left, right = self.factors()
+        self.in_features, self.out_features = right.shape[1], left.shape[0]
+
     @property
     def rank(self) -> int:
-        raise NotImplementedError
+        return self.factors()[1].shape[0]
 
     @property
     def weight(self) -> torch.Tensor:
-        raise NotImplementedError
+        left, right = self.factors()
+        return left @ right
 
     def to_linear(self) -> nn.Linear:
         """An ``nn.Linear`` with this layer's weight (a copy) and its bias (the same parameter)."""
@@ -138,21 +243,21 @@ class Action:
     """The key of the exact pair data its bounds read (``graph.pairs(pair_kind)``), if any."""
     needs_rank: ClassVar[bool] = False
 
-    def scopes(self, g: ModelGraph) -> list[tuple[int, ...]]:
+    def scopes(self, g: GraphStatistics) -> list[tuple[int, ...]]:
         """The member sets this action may form classes in, for an action whose scope is not ``"shape"``."""
         return []
 
     # ---- costs and memory ---------------------------------------------------------------------------------
-    def options(self, g: ModelGraph, group: tuple[int, ...]) -> list[Option]:
+    def options(self, g: GraphStatistics, group: tuple[int, ...]) -> list[Option]:
         """The options of ``group`` (sorted members within this action's scope), inside the trust region."""
         return []
 
-    def class_option(self, g: ModelGraph, group: tuple[int, ...], memory: int, trust: bool) -> Option | None:
+    def class_option(self, g: GraphStatistics, group: tuple[int, ...], memory: int, trust: bool) -> Option | None:
         """The exact option of the class (members, this action, ``memory`` parameters stored), None if there is
         none; with ``trust=False`` also outside the trust region."""
         return None
 
-    def weights(self, g: ModelGraph, members: tuple[int, ...], rank: int | None,
+    def weights(self, g: GraphStatistics, members: tuple[int, ...], rank: int | None,
                 representative: int | None) -> list[torch.Tensor]:
         """Each member's weight under the class (float64, d_out x d_in, on the members' device)."""
         raise NotImplementedError
@@ -163,33 +268,34 @@ class Action:
         return int(rank)
 
     # ---- bounds for generated columns ---------------------------------------------------------------------
-    def reads_pairs(self, g: ModelGraph, family: tuple[int, ...]) -> bool:
+    def reads_pairs(self, g: GraphStatistics, family: tuple[int, ...]) -> bool:
         """Whether this action's bounds for ``family`` read exact pair data (``graph.pairs(pair_kind)``)."""
         return False
 
-    def pair_data(self, g: ModelGraph, a: int, b: int) -> Any:
+    def pair_data(self, g: GraphStatistics, a: int, b: int) -> Any:
         """The exact pair data of (a, b), a < b, by the cheapest exact path; None where there is none (the pair's
         options record it when they are evaluated)."""
         return None
 
-    def bounds(self, g: ModelGraph, family: tuple[int, ...], pos: dict[int, int]) -> list[KindBound] | None:
+    def bounds(self, g: GraphStatistics, family: tuple[int, ...], pos: dict[int, int]) -> list[KindBound] | None:
         """Lower bounds on this action's options of every group (2+ members) of ``family`` (``pos``: member ->
         position); None when no bound is known (the family's columns are then not generated)."""
         return []
 
     @staticmethod
-    def measured_pairs(g: ModelGraph, actions: Sequence[str], pos: dict[int, int]) -> list[tuple[int, int, int, float]]:
+    def measured_pairs(g: GraphStatistics, actions: Sequence[str],
+                       pos: dict[int, int]) -> list[tuple[int, int, int, float]]:
         """The measured pairs of the family among ``actions``: (position a, position b, memory, cost)."""
         return [(pos[grp[0]], pos[grp[1]], mem, cost) for (grp, action, mem), cost in g.measured.items()
                 if len(grp) == 2 and action in actions and grp[0] in pos and grp[1] in pos]
 
     # ---- in a model ---------------------------------------------------------------------------------------
-    def check_placement(self, g: ModelGraph, cl: SharingClass, mods: dict[str, nn.Module]) -> None:
+    def check_placement(self, g: GraphStatistics, cl: SharingClass, mods: dict[str, nn.Module]) -> None:
         """ValueError naming the class if it cannot be built where its members sit (``mods``: the model's
         modules by name; a model spread over devices). Default: any placement works (shared factors are kept on
         the first member's device and follow the input)."""
 
-    def apply(self, g: ModelGraph, cl: SharingClass, target: nn.Module, mods: dict[str, nn.Module]) -> None:
+    def apply(self, g: GraphStatistics, cl: SharingClass, target: nn.Module, mods: dict[str, nn.Module]) -> None:
         """Make ``target`` (whose modules by name are ``mods``) compute the class ``cl``."""
         raise NotImplementedError
 
@@ -201,14 +307,14 @@ class Action:
     def rebuild(self, spec: dict[str, Any], old: nn.Module, name: str, source: str) -> SharedLinear:
         """An empty module of this action's layer in place of ``old`` (module ``name``), from its plan entry,
         with ``old``'s dtype, device and bias; ValueError if ``old`` has another shape."""
-        from ..targets import layer_shape
+        from ..targets import bias_of, layer_shape
 
         w = getattr(old, "weight", None)
-        shape = None if w is None else layer_shape(old)
-        if shape != (spec["out"], spec["in"]):
+        shape = None if not isinstance(w, torch.Tensor) else layer_shape(old)
+        if w is None or shape != (spec["out"], spec["in"]):
             raise ValueError(f"layer {name!r} is {spec['out']} x {spec['in']} in {source} but "
                              f"{shape} in this model: is it the same architecture?")
-        return self.empty_layer(spec, w.dtype, w.device, getattr(old, "bias", None))
+        return self.empty_layer(spec, w.dtype, w.device, bias_of(old))
 
     def empty_layer(self, spec: dict[str, Any], dtype: torch.dtype, device: Any,
                     bias: nn.Parameter | None) -> SharedLinear:

@@ -12,7 +12,7 @@ the Gram matrix of the whitened stack ``[W_1 L_1, ..., W_k L_k]`` (``k d_in`` sq
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,11 +21,21 @@ from torch import nn
 
 from ...formulations.bounds import KindBound
 from ...formulations.costs import Option
-from .base import SAFE, Action, SharedLinear, Spectrum, host_spectrum, parent_of, relative_errors, tails
+from ..targets import bias_of, weight_of
+from .base import (
+    SAFE,
+    Action,
+    GraphStatistics,
+    SharedLinear,
+    Spectrum,
+    host_spectrum,
+    parent_of,
+    relative_errors,
+    tails,
+)
 
 if TYPE_CHECKING:
     from ...formulations.graph import SharingClass
-    from ..graph import ModelGraph
 
 
 class BasisLinear(SharedLinear):
@@ -33,19 +43,11 @@ class BasisLinear(SharedLinear):
 
     def __init__(self, basis: nn.Parameter, coeff: nn.Parameter, bias: nn.Parameter | None) -> None:
         super().__init__()
-        self.basis = basis
-        self.coeff = coeff
-        self.bias = bias
-        self.in_features = coeff.shape[1]
-        self.out_features = basis.shape[0]
+        self.basis, self.coeff = basis, coeff
+        self._set_bias(bias)
 
-    @property
-    def rank(self) -> int:
-        return self.coeff.shape[0]
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.basis @ self.coeff
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.basis, self.coeff
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # a basis shared across devices (accelerate's device_map) is stored once, on its first member's
@@ -57,22 +59,23 @@ class BasisLinear(SharedLinear):
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
 
 
-def _dims(g: ModelGraph, group: Sequence[int]) -> tuple[int, int]:
+def _dims(g: GraphStatistics, group: Sequence[int]) -> tuple[int, int]:
     s = g.shapes[group[0]]
     return s[0], int(np.prod(s[1:]))
 
 
-def _side(g: ModelGraph, group: tuple[int, ...]) -> str:
+def _side(g: GraphStatistics, group: tuple[int, ...]) -> str:
     d_out, d_in = _dims(g, group)
     return "in" if g.input_aware(group[0]) and len(group) * d_in < d_out else "out"
 
 
-def _whitened(g: ModelGraph, i: int) -> torch.Tensor:
+def _whitened(g: GraphStatistics, i: int) -> torch.Tensor:
     """``W_i L_i`` (d_out x d_in, cached)."""
     return g.whitened(i)
 
 
-def decompose(g: ModelGraph, group: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor] | None]:
+def decompose(g: GraphStatistics,
+              group: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor] | None]:
     """Eigenvalues (descending) of the group's whitened Gram ``sum_i h_i W_i Sigma_i W_i^T`` and its left
     eigenvectors U (d_out x m, orthonormal), on the smaller side. On the ``k d_in`` side only the positive
     spectrum has vectors, and the members' whitened blocks ``W_i L_i`` come back too (None on the other)."""
@@ -88,7 +91,7 @@ def decompose(g: ModelGraph, group: tuple[int, ...]) -> tuple[torch.Tensor, torc
     return vals.flip(0).clamp(min=0), U.flip(1), None
 
 
-def spectrum(g: ModelGraph, group: tuple[int, ...]) -> Spectrum:
+def spectrum(g: GraphStatistics, group: tuple[int, ...]) -> Spectrum:
     """Eigenvalues and per-member relative errors of ``group``'s shared basis at every rank (cached)."""
     hit = g.spectra.get(group)
     if hit is not None:
@@ -110,7 +113,7 @@ def spectrum(g: ModelGraph, group: tuple[int, ...]) -> Spectrum:
     return spec
 
 
-def basis_vectors(g: ModelGraph, group: tuple[int, ...], rank: int) -> torch.Tensor:
+def basis_vectors(g: GraphStatistics, group: tuple[int, ...], rank: int) -> torch.Tensor:
     """The shared basis U (d_out x rank, orthonormal) of ``group``."""
     U = g.cached(("U", group), lambda: decompose(g, group)[1])
     if U.shape[1] >= rank:
@@ -119,13 +122,13 @@ def basis_vectors(g: ModelGraph, group: tuple[int, ...], rank: int) -> torch.Ten
     return torch.linalg.qr(U, mode="complete")[0][:, :rank]
 
 
-def basis_factors(g: ModelGraph, group: Sequence[int], rank: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def basis_factors(g: GraphStatistics, group: Sequence[int], rank: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Shared basis U (d_out x rank, orthonormal) and per-layer coefficients C_i = U^T W_i (rank x d_in)."""
     U = basis_vectors(g, tuple(group), rank)
     return U, [U.T @ g.weight(i, U.device) for i in group]
 
 
-def _generic(g: ModelGraph, group: tuple[int, ...], ranks: Sequence[int], trust: bool = True) -> list[Option]:
+def _generic(g: GraphStatistics, group: tuple[int, ...], ranks: Sequence[int], trust: bool = True) -> list[Option]:
     """Basis costs for the diagonal / spectral / scalar estimators: the left singular basis of the stack,
     costs by each member's own quadratic form, grown rank by rank."""
     d_out, d_in = _dims(g, group)
@@ -145,7 +148,7 @@ def _generic(g: ModelGraph, group: tuple[int, ...], ranks: Sequence[int], trust:
     return out
 
 
-def basis_option(g: ModelGraph, group: Sequence[int], rank: int, trust: bool = True) -> Option | None:
+def basis_option(g: GraphStatistics, group: Sequence[int], rank: int, trust: bool = True) -> Option | None:
     """The exact cost and memory of a shared basis of any ``rank`` for ``group`` (None if out of the trust
     region, unless ``trust=False``)."""
     group = tuple(sorted(group))
@@ -160,13 +163,17 @@ def basis_option(g: ModelGraph, group: Sequence[int], rank: int, trust: bool = T
     return next(iter(_generic(g, group, [rank], trust)), None)
 
 
-def pair_tails(g: ModelGraph, a: int, b: int) -> np.ndarray:
+def _gram_of(z: torch.Tensor) -> Callable[[], torch.Tensor]:
+    return lambda: z.T @ z
+
+
+def pair_tails(g: GraphStatistics, a: int, b: int) -> np.ndarray:
     """Half the tail of the pair's whitened spectrum at every rank of its menu, from its eigenvalues only."""
     group = (a, b)
     if _side(g, group) == "in":
         home = g.device_of(a)
         za, zb = _whitened(g, a), _whitened(g, b)
-        gaa, gbb = (g.cached(("zz", i), lambda z=z: z.T @ z).to(home) for i, z in zip(group, (za, zb)))
+        gaa, gbb = (g.cached(("zz", i), _gram_of(z)).to(home) for i, z in zip(group, (za, zb)))
         cross = za.T @ zb.to(home)
         big = torch.cat([torch.cat([gaa, cross], 1), torch.cat([cross.T, gbb], 1)], 0)
     else:
@@ -181,7 +188,7 @@ class Basis(Action):
     pair_kind = "basis"
     needs_rank = True
 
-    def options(self, g: ModelGraph, group: tuple[int, ...]) -> list[Option]:
+    def options(self, g: GraphStatistics, group: tuple[int, ...]) -> list[Option]:
         if not g.is_linear[group[0]]:
             return []
         d_out, d_in = _dims(g, group)
@@ -196,29 +203,29 @@ class Basis(Action):
                 out.append(Option("basis", float(cost), d_out * r + len(group) * r * d_in, params={"rank": int(r)}))
         return out
 
-    def class_option(self, g: ModelGraph, group: tuple[int, ...], memory: int, trust: bool) -> Option | None:
+    def class_option(self, g: GraphStatistics, group: tuple[int, ...], memory: int, trust: bool) -> Option | None:
         if not g.is_linear[group[0]]:
             return None
         d_out, d_in = _dims(g, group)
         rank, rest = divmod(int(memory), d_out + len(group) * d_in)
         return basis_option(g, group, rank, trust) if rank > 0 and not rest else None
 
-    def weights(self, g: ModelGraph, members: tuple[int, ...], rank: int | None,
+    def weights(self, g: GraphStatistics, members: tuple[int, ...], rank: int | None,
                 representative: int | None) -> list[torch.Tensor]:
         U, Cs = basis_factors(g, members, self.rank_of(rank))
         return [(U @ C).to(g.device_of(i)) for i, C in zip(members, Cs)]
 
     # ---- bounds: half the tail of a sum of PSD matrices is concave and homogeneous (Ky Fan) ---------------
-    def reads_pairs(self, g: ModelGraph, family: tuple[int, ...]) -> bool:
+    def reads_pairs(self, g: GraphStatistics, family: tuple[int, ...]) -> bool:
         return g.is_linear[family[0]] and g.input_aware(family[0])
 
-    def pair_data(self, g: ModelGraph, a: int, b: int) -> np.ndarray | None:
+    def pair_data(self, g: GraphStatistics, a: int, b: int) -> np.ndarray | None:
         if not self.reads_pairs(g, (a, b)):
             return None
         spectrum(g, (a,)), spectrum(g, (b,))
         return pair_tails(g, a, b)
 
-    def bounds(self, g: ModelGraph, family: tuple[int, ...], pos: dict[int, int]) -> list[KindBound] | None:
+    def bounds(self, g: GraphStatistics, family: tuple[int, ...], pos: dict[int, int]) -> list[KindBound] | None:
         """A shared basis of rank r costs at least its members' own rank-r costs plus ``1/(k-1)`` of every
         evaluated pair's excess over them; a member that leaves the trust region alone at rank r leaves it in
         any group (its own basis is its best rank-r subspace)."""
@@ -248,16 +255,16 @@ class Basis(Action):
                 for k, r in enumerate(menu)]
 
     # ---- in a model -------------------------------------------------------------------------------------
-    def apply(self, g: ModelGraph, cl: SharingClass, target: nn.Module, mods: dict[str, nn.Module]) -> None:
-        first = mods[g.module_names[cl.members[0]]].weight
+    def apply(self, g: GraphStatistics, cl: SharingClass, target: nn.Module, mods: dict[str, nn.Module]) -> None:
+        first = weight_of(mods[g.module_names[cl.members[0]]])
         U, Cs = basis_factors(g, cl.members, self.rank_of((cl.params or {}).get("rank")))
         basis = nn.Parameter(U.to(dtype=first.dtype, device=first.device))
         for i, C in zip(cl.members, Cs):
             name = g.module_names[i]
             parent, attr = parent_of(target, name)
-            own = mods[name].weight  # each member's coefficients on its own device; the basis on the first's
+            own = weight_of(mods[name])  # each member's coefficients on its own device; the basis on the first's
             coeff = nn.Parameter(C.to(dtype=first.dtype, device=own.device))
-            setattr(parent, attr, BasisLinear(basis, coeff, mods[name].bias))
+            setattr(parent, attr, BasisLinear(basis, coeff, bias_of(mods[name])))
 
     def empty_layer(self, spec: dict[str, Any], dtype: torch.dtype, device: Any,
                     bias: nn.Parameter | None) -> SharedLinear:

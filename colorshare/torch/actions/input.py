@@ -17,11 +17,12 @@ import torch
 from torch import nn
 
 from ...formulations.costs import Option
-from .base import Action, SharedLinear, Spectrum, host_spectrum, parent_of, relative_errors, tails
+from ..curvature import KRONECKER
+from ..targets import bias_of, weight_of
+from .base import Action, GraphStatistics, SharedLinear, Spectrum, host_spectrum, parent_of, relative_errors, tails
 
 if TYPE_CHECKING:
     from ...formulations.graph import SharingClass
-    from ..graph import ModelGraph
 
 
 def _version(t: torch.Tensor) -> int:
@@ -48,7 +49,7 @@ class _FactorCache:
         return {}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__()  # type: ignore[misc]
+        self.key, self.ref, self.value, self.computed = None, None, None, 0
 
     def get(self, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
         key = (x.data_ptr(), tuple(x.shape), _version(x), _version(factor), torch.is_grad_enabled())
@@ -65,7 +66,7 @@ def factor_cache(factor: nn.Parameter) -> _FactorCache:
     cache = getattr(factor, "_colorshare_cache", None)
     if cache is None:
         cache = _FactorCache()
-        factor._colorshare_cache = cache  # type: ignore[attr-defined]
+        setattr(factor, "_colorshare_cache", cache)  # noqa: B010 - an attribute torch does not declare
     return cache
 
 
@@ -75,19 +76,11 @@ class InputFactorLinear(SharedLinear):
 
     def __init__(self, factor: nn.Parameter, coeff: nn.Parameter, bias: nn.Parameter | None) -> None:
         super().__init__()
-        self.factor = factor
-        self.coeff = coeff
-        self.bias = bias
-        self.in_features = factor.shape[1]
-        self.out_features = coeff.shape[0]
+        self.factor, self.coeff = factor, coeff
+        self._set_bias(bias)
 
-    @property
-    def rank(self) -> int:
-        return self.factor.shape[0]
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.coeff @ self.factor
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.coeff, self.factor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = factor_cache(self.factor).get(x, self.factor) @ self.coeff.T
@@ -97,23 +90,23 @@ class InputFactorLinear(SharedLinear):
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank} (shared input)"
 
 
-def _d_in(g: ModelGraph, group: Sequence[int]) -> int:
+def _d_in(g: GraphStatistics, group: Sequence[int]) -> int:
     return int(np.prod(g.shapes[group[0]][1:]))
 
 
-def input_menu(g: ModelGraph, group: Sequence[int]) -> list[int]:
+def input_menu(g: GraphStatistics, group: Sequence[int]) -> list[int]:
     """The rank menu of a shared input factor of ``group``: the menu rule at (sum of d_out, d_in)."""
     d_in = _d_in(g, group)
     shape = (sum(g.shapes[i][0] for i in group), d_in)
     return [r for r in g.rank_rule(shape) if 0 < r < d_in]
 
 
-def _whitened_members(g: ModelGraph, group: tuple[int, ...]) -> list[torch.Tensor]:
+def _whitened_members(g: GraphStatistics, group: tuple[int, ...]) -> list[torch.Tensor]:
     home = g.home(group)
     return [g.whitened(i).to(home) for i in group]
 
 
-def _decomposition(g: ModelGraph, group: tuple[int, ...]) -> torch.Tensor:
+def _decomposition(g: GraphStatistics, group: tuple[int, ...]) -> torch.Tensor:
     """Row 0: the eigenvalues (descending) of ``sum_j Z_j^T Z_j``; below it their eigenvectors V (d_in x d_in,
     whitened input directions). Kept in the byte-bounded cache, recomputed if evicted."""
     def decompose() -> torch.Tensor:
@@ -123,7 +116,7 @@ def _decomposition(g: ModelGraph, group: tuple[int, ...]) -> torch.Tensor:
     return g.cached(("in", group), decompose)
 
 
-def input_spectrum(g: ModelGraph, group: tuple[int, ...]) -> Spectrum:
+def input_spectrum(g: GraphStatistics, group: tuple[int, ...]) -> Spectrum:
     """Eigenvalues (descending) of ``sum_j Z_j^T Z_j`` (``Z_j = W_j L_j``, one input covariance) and each
     member's relative error per rank (cached: a hit reads no statistics)."""
     spec = g.spectra.get(("in", group))
@@ -138,7 +131,7 @@ def input_spectrum(g: ModelGraph, group: tuple[int, ...]) -> Spectrum:
     return spec
 
 
-def input_factors(g: ModelGraph, group: Sequence[int], rank: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def input_factors(g: GraphStatistics, group: Sequence[int], rank: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The shared input factor B (rank x d_in) and each member's A_j (d_out_j x rank), float64, with
     ``A_j B = W_j L V V^T L^+`` (L the input covariance's root, V the top ``rank`` directions)."""
     group = tuple(sorted(group))
@@ -161,16 +154,16 @@ class InputFactor(Action):
     layer = InputFactorLinear
     needs_rank = True
 
-    def scopes(self, g: ModelGraph) -> list[tuple[int, ...]]:
+    def scopes(self, g: GraphStatistics) -> list[tuple[int, ...]]:
         """Layers fed the very same tensor (the statistics pass shares their covariance object: q/k/v, gate/up),
         of more than one family (a fused projection is one layer already)."""
         by_input: dict[int, list[int]] = {}
         for i, c in enumerate(g.curvatures):
-            if c.kind == "layerwise" and g.is_linear[i] and c.sigma_in is not None:
+            if c.kind == KRONECKER and g.is_linear[i] and c.sigma_in is not None:
                 by_input.setdefault(id(c.sigma_in), []).append(i)
         return [tuple(m) for m in by_input.values() if len(m) > 1 and len({g.families[i] for i in m}) > 1]
 
-    def options(self, g: ModelGraph, group: tuple[int, ...]) -> list[Option]:
+    def options(self, g: GraphStatistics, group: tuple[int, ...]) -> list[Option]:
         if len(group) < 2 or not all(g.is_linear[i] and g.input_aware(i) for i in group):
             return []
         spec = input_spectrum(g, group)
@@ -184,7 +177,7 @@ class InputFactor(Action):
                 out.append(Option("input", float(cost), r * (d_in + outs), params={"rank": int(r)}))
         return out
 
-    def class_option(self, g: ModelGraph, group: tuple[int, ...], memory: int, trust: bool) -> Option | None:
+    def class_option(self, g: GraphStatistics, group: tuple[int, ...], memory: int, trust: bool) -> Option | None:
         if len(group) < 2 or not g.in_scope(group):
             return None
         rank, rest = divmod(int(memory), _d_in(g, group) + sum(g.shapes[i][0] for i in group))
@@ -196,21 +189,22 @@ class InputFactor(Action):
             return None
         return Option("input", 0.5 * float(spec.vals[rr:].sum()), int(memory), params={"rank": rank})
 
-    def weights(self, g: ModelGraph, members: tuple[int, ...], rank: int | None,
+    def weights(self, g: GraphStatistics, members: tuple[int, ...], rank: int | None,
                 representative: int | None) -> list[torch.Tensor]:
         B, As = input_factors(g, members, self.rank_of(rank))
         return [(A @ B).to(g.device_of(i)) for i, A in zip(members, As)]
 
-    def apply(self, g: ModelGraph, cl: SharingClass, target: nn.Module, mods: dict[str, nn.Module]) -> None:
-        first = mods[g.module_names[cl.members[0]]].weight
+    def apply(self, g: GraphStatistics, cl: SharingClass, target: nn.Module, mods: dict[str, nn.Module]) -> None:
+        first = weight_of(mods[g.module_names[cl.members[0]]])
         B, As = input_factors(g, cl.members, self.rank_of((cl.params or {}).get("rank")))
         factor = nn.Parameter(B.to(dtype=first.dtype, device=first.device))
         for i, A in zip(cl.members, As):
             name = g.module_names[i]
             old = mods[name]
             parent, attr = parent_of(target, name)
-            coeff = nn.Parameter(A.to(dtype=old.weight.dtype, device=old.weight.device))
-            setattr(parent, attr, InputFactorLinear(factor, coeff, old.bias))
+            own = weight_of(old)
+            coeff = nn.Parameter(A.to(dtype=own.dtype, device=own.device))
+            setattr(parent, attr, InputFactorLinear(factor, coeff, bias_of(old)))
 
     def empty_layer(self, spec: dict[str, Any], dtype: torch.dtype, device: Any,
                     bias: nn.Parameter | None) -> SharedLinear:

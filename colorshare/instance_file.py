@@ -22,7 +22,8 @@ conflict-free same-family group): the groups it does not list exist, priced by t
 (:func:`save_instance` of a :class:`~colorshare.torch.ModelGraph` after a solve: every evaluated column).
 
 ``"max_group_size"``: the largest class of the instance's space within a family (default: a whole family);
-``"scopes"``: member sets across families whose subsets may form classes too (layers fed one input). Optional ``"budgets"``
+``"scopes"``: member sets across families whose subsets may form classes too (layers fed one input). Optional
+``"budgets"``
 (parameters) and ``"about"`` (free text) are kept for the reader; ``solve`` ignores them.
 """
 
@@ -38,6 +39,7 @@ import numpy as np
 
 from .formulations.bounds import FamilyBound, KindBound
 from .formulations.graph import SharingGraph
+from .validation import check_max_group_size
 
 __all__ = ["load_instance", "read_instance", "save_instance", "graph_from_dict", "graph_to_dict"]
 
@@ -96,9 +98,7 @@ def graph_from_dict(data: dict[str, Any]) -> SharingGraph:
         g.set_scopes(data["scopes"])
     mgs = data.get("max_group_size")
     if mgs is not None:
-        if isinstance(mgs, bool) or not isinstance(mgs, int) or mgs < 1:
-            raise ValueError(f"'max_group_size' must be a positive integer, got {mgs!r}")
-        g.max_group_size = mgs
+        g.max_group_size = check_max_group_size(mgs, "'max_group_size'")
     if bounds is not None:
         missing = [f for f in g.family_members if f not in raw_bounds and len(g.family_members[f]) > 1]
         if missing:
@@ -157,19 +157,19 @@ def graph_to_dict(graph: SharingGraph) -> dict[str, Any]:
     elif graph.kind == "pairwise":
         out["pairwise"] = graph.cost_matrix.tolist()
     else:
-        model = graph.model
+        model = graph.cost_model
         for i in range(graph.n):  # every layer's own options, so that the file always has a coloring
             graph.options((i,))
-        table = model.evaluated()  # type: ignore[attr-defined]
+        table = model.evaluated()
         if graph.max_group_size is not None:
             out["max_group_size"] = int(graph.max_group_size)
         if graph.scopes:
             out["scopes"] = [list(sc) for sc in graph.scopes]
         out["groups"] = [{"members": list(g), "options": _option_list(opts)} for g, opts in sorted(table.items())]
-        if model.has_bounds:  # type: ignore[attr-defined]
+        if model.has_bounds:
             out["bounds"] = {}
             for f, members in graph.family_members.items():
-                fb = model.bounds(tuple(members))  # type: ignore[attr-defined]
+                fb = model.bounds(tuple(members))
                 if fb is None:
                     if len(members) > 1:
                         raise ValueError(f"family {f!r} has no bound: the graph's space cannot be written")

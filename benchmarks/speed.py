@@ -103,19 +103,17 @@ def decode_speed(model: Any, vocab: int, batch: int, new: int, prompt: int = 32,
 
 
 _LOAD = """
-import resource, sys, torch
+import sys, torch
 kind, folder, length, dtype = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 import transformers
 from accelerate import init_empty_weights
+from colorshare.timing import GIB, peak_rss_gib
 from colorshare.torch import load_compressed
 dtype = None if dtype == "native" else getattr(torch, dtype)
 
 
-def hwm():  # this process's own high-water mark (ru_maxrss would carry the forking parent's over exec)
-    try:
-        return next(int(ln.split()[1]) * 1024 for ln in open("/proc/self/status") if ln.startswith("VmHWM"))
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def hwm():  # this process's own high-water mark, in bytes (VmHWM: ru_maxrss would carry the parent's over exec)
+    return int(peak_rss_gib() * GIB)
 
 
 with init_empty_weights():  # the architecture's code imported and built, no weights: the baseline
@@ -142,7 +140,7 @@ def load_memory(folder: str | Path, compressed: bool, length: int = 256, dtype: 
     the differences to ``base``: what the weights add, and the weights with one forward's activations."""
     import os
 
-    root = str(Path(__file__).resolve().parents[2])  # colorshare importable in the child, installed or not
+    root = str(Path(__file__).resolve().parents[1])  # colorshare importable in the child, installed or not
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     out = subprocess.run([sys.executable, "-c", _LOAD, "compressed" if compressed else "dense", str(folder),
                           str(length), dtype], capture_output=True, text=True, check=False, env=env)

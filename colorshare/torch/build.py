@@ -1,0 +1,196 @@
+"""``build_graph``: a model and calibration batches in, its :class:`~colorshare.torch.model_graph.ModelGraph`
+out, in steps whose seconds the graph keeps (``graph.preparation``): statistics (curvature), probes (the probed
+surrogate) and pair statistics (cross-layer classes)."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..validation import NONE, POSITIVE_INT, Real, check, check_max_group_size
+from .actions import REGISTRY
+from .curvature import DEFAULT_CURVATURE, Curvature, estimate
+from .model_graph import (
+    DEFAULT_ACTIONS,
+    DEFAULT_MAX_GROUP_SIZE,
+    DEFAULT_TRUST_REGION,
+    ModelGraph,
+    ModelState,
+    check_trust_region,
+    rank_menu,
+)
+from .targets import is_linear, is_transposed, layer_shape, role_of, select_modules, weight_of
+
+__all__ = ["build_graph"]
+
+
+def build_graph(
+    model: nn.Module,
+    batches: Iterable[Any],
+    targets: str | Iterable[str] | None = None,
+    curvature: str = DEFAULT_CURVATURE,
+    loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
+    *,
+    exclude: str | Iterable[str] | None = None,
+    actions: Sequence[str] = DEFAULT_ACTIONS,
+    ranks: Sequence[int] | Callable[[tuple[int, ...]], Sequence[int]] | None = None,
+    trust_region: float | None = DEFAULT_TRUST_REGION,
+    mix_roles: bool = False,
+    probes: int = 4,
+    k: int = 4,
+    seed: int = 0,
+    probe_batches: int = 2,
+    probe_fraction: float = 0.5,
+    probe_tokens: int | None = None,
+    max_group_size: int | None | str = "auto",
+    cross_layer: bool = True,
+    progress: bool = True,
+) -> ModelGraph:
+    """Build the sharing graph of ``model``'s shareable layers from calibration ``batches``.
+
+    Parameters
+    ----------
+    model : any ``nn.Module``, on any device, or spread over several by accelerate's ``device_map`` (statistics
+        stay on each layer's device; a class's shared quantities are computed on its first member's device, and
+        ties and medoids, one weight tensor for all members, are offered only to layers on one device); it is not
+        modified.
+    batches : iterable of model inputs (tensor; tuple whose first element is the input; dict of keyword
+        arguments, so a transformers model works as it is), on the model's device. Iterated once.
+    targets, exclude : module name patterns (regex full match or name suffix); default every Linear/Conv
+        with a same-shaped peer. A pattern matching nothing is a ValueError naming it.
+    curvature : ``probed`` (default: ``kfac``, each layer's level fitted to one measured probe cut, see
+        :mod:`colorshare.torch.probe`), ``kfac`` (input covariance x output-gradient Fisher of the
+        self-distillation loss), ``layerwise`` (input covariance only, no loss), ``fisher``, ``hutchinson``,
+        ``spectrum``, ``trace``.
+    loss_fn : ``loss_fn(output, batch) -> scalar``; default: the sampled self-distillation Fisher
+        (KL of the next-token distribution for a causal LM, the pooled embedding for an encoder).
+    actions : subset of ``tie``, ``medoid``, ``basis``, ``input``, ``dense`` (:mod:`colorshare.torch.actions`;
+        dense is always available to singletons).
+    ranks : rank menu for ``basis`` (default :func:`rank_menu`: multiples of 8 or 16), or a function of the shape.
+    trust_region : the largest relative whitened error ``||(W' - W) L||^2 / ||W L||^2`` any layer may take
+        (0..1; None: no limit). Options that break it are left out of the program, so no layer is driven to
+        nothing where the second-order model is not valid.
+    mix_roles : let same-shaped layers of different roles share (default: a family = one role and shape).
+    probe_batches, probe_fraction, probe_tokens : ``probed`` only: the probes run on the first ``probe_batches``
+        batches (one forward pass over them per layer, from the layer's block on), each cutting its layer to
+        ``probe_fraction`` of its full rank; of transformers batches only the first whole sequences that hold
+        ``probe_tokens`` tokens (:func:`~colorshare.torch.batches.first_sequences`; None: the whole batches).
+        The graph keeps them as ``probe_set`` (what :func:`~colorshare.torch.measure.solve_measured` measures
+        classes on, in the probes' units).
+    max_group_size : the largest sharing class of the graph's space; ``"auto"`` (default): 2, Basis Sharing's
+        group size, when ``basis`` is an action, else None (ALBERT-style ties need whole families to go below
+        half the size); None: up to a whole family. Within it ``solve`` proves its answers on real models: a
+        pair's exact cost bounds it exactly, while a class of k > 2 layers is bounded by its pairs only to
+        ``1/(k-1)`` of their excess (measured on SmolLM2: about 60 % of a triple's true excess, far less for large
+        classes), which leaves 30-layer families without a useful bound.
+    cross_layer : let layers of one family (same role and shape, different blocks) share; False: conflict edges
+        join every such pair, so the only classes of 2+ layers are the input-side factors of layers fed one input
+        (q/k/v, gate/up of a block). Their space is solved and proven in time linear in the layers, with no pair
+        statistics (which grow with the square of a family's depth).
+
+    Returns
+    -------
+    :class:`ModelGraph`: layer sizes are weight parameters; costs are group costs (solve with setpart;
+    ``solve`` generates columns for families too large to enumerate).
+
+    Raises
+    ------
+    ValueError naming the layer whose weight holds NaN or inf, an unknown action or curvature, a pattern
+    that matches nothing, or a layer the calibration batches never reach.
+
+    Example
+    -------
+    >>> g = build_graph(model, batches)                      # doctest: +SKIP
+    >>> sol = solve(g, 0.6 * g.dense_size, backend="highs")  # doctest: +SKIP
+    """
+    mgs = _check_arguments(actions, trust_region, max_group_size, curvature, probe_batches, probe_fraction,
+                           probe_tokens)
+    if curvature == "probed":
+        batches = list(batches)  # iterated twice: statistics, then the probes
+    modules = _modules(model, targets, exclude)
+    t = time.perf_counter()
+    curv = estimate(model, modules, batches, curvature, loss_fn, probes=probes, k=k, seed=seed, progress=progress)
+    g = _graph(modules, curv, actions, ranks, trust_region, mix_roles, mgs, cross_layer)
+    g.preparation["statistics"] = time.perf_counter() - t
+    if curvature == "probed":
+        t = time.perf_counter()
+        _probe(g, modules, model, list(batches)[:probe_batches], loss_fn, probe_fraction, probe_tokens, progress)
+        g.preparation["probes"] = time.perf_counter() - t
+    return g
+
+
+def _check_arguments(actions: Sequence[str], trust_region: Any, max_group_size: Any, curvature: str,
+                     probe_batches: Any, probe_fraction: Any, probe_tokens: Any) -> int | None:
+    """ValueError naming a bad argument of :func:`build_graph`; the resolved largest class."""
+    bad = set(actions) - set(REGISTRY)
+    if bad:
+        raise ValueError(f"unknown action(s) {sorted(bad)}; valid: {', '.join(REGISTRY)}")
+    check_trust_region(trust_region)
+    if max_group_size == "auto":
+        max_group_size = DEFAULT_MAX_GROUP_SIZE if "basis" in actions else None
+    mgs = check_max_group_size(max_group_size)
+    if curvature == "probed":
+        check("probe_batches", probe_batches, POSITIVE_INT)
+        check("probe_fraction", probe_fraction, Real(low=0, high=1, low_open=True, high_open=True))
+        check("probe_tokens", probe_tokens, NONE, POSITIVE_INT)
+    return mgs
+
+
+def _modules(model: nn.Module, targets: Any, exclude: Any) -> dict[str, nn.Module]:
+    """The targeted modules; ValueError naming one whose weight is on the meta device or not finite."""
+    modules = select_modules(model, targets, exclude)
+    for n, m in modules.items():
+        w = weight_of(m).detach()
+        if w.is_meta:
+            raise ValueError(f"layer {n!r} has its weight on the meta device (offloaded by accelerate's device_map to "
+                             "'cpu' or 'disk' next to a GPU, or not loaded): colorshare needs every target layer's "
+                             "weight on a device; give the model devices for all its blocks (GPUs, or the CPU alone)")
+        if not bool(torch.isfinite(w).all()):
+            bad_count = int((~torch.isfinite(w)).sum())
+            raise ValueError(f"layer {n!r} has {bad_count} NaN or infinite weight value(s); "
+                             "colorshare cannot estimate what sharing it costs")
+    return modules
+
+
+def _graph(modules: dict[str, nn.Module], curv: dict[str, Curvature], actions: Sequence[str], ranks: Any,
+           trust_region: float | None, mix_roles: bool, max_group_size: int | None, cross_layer: bool) -> ModelGraph:
+    """The graph of the layers the statistics reached: families by role and shape, one :class:`ModelState`."""
+    names = [n for n in modules if n in curv]
+    shapes = [layer_shape(modules[n]) for n in names]
+    fams = [f"{shape}" if mix_roles else f"{role_of(n)} {shape}" for n, shape in zip(names, shapes)]
+
+    def rank_rule(s: tuple[int, ...]) -> list[int]:
+        d = min(s[0], int(np.prod(s[1:])))
+        menu = ranks(s) if callable(ranks) else (ranks if ranks is not None else rank_menu(s))
+        return sorted({int(r) for r in menu if 0 < int(r) < d})
+
+    state = ModelState(tuple(names), tuple(shapes), [weight_of(modules[n]) for n in names],
+                       [is_transposed(modules[n]) for n in names], [curv[n] for n in names],
+                       [is_linear(modules[n]) for n in names], tuple(actions), {s: rank_rule(s) for s in set(shapes)},
+                       rank_rule)
+    conflicts: list[tuple[int, int]] = []
+    if not cross_layer:  # no two layers of one family share: only the input scopes' classes are left
+        members: dict[str, list[int]] = defaultdict(list)
+        for i, f in enumerate(fams):
+            members[f].append(i)
+        conflicts = [(a, b) for m in members.values() for k, a in enumerate(m) for b in m[k + 1:]]
+    return ModelGraph(state, [int(np.prod(s)) for s in shapes], names, fams, conflicts, trust_region, max_group_size)
+
+
+def _probe(g: ModelGraph, modules: dict[str, nn.Module], model: nn.Module, batches: list[Any], loss_fn: Any,
+           fraction: float, tokens: int | None, progress: bool) -> None:
+    """Fit each layer's curvature level to one measured probe cut (:mod:`colorshare.torch.probe`)."""
+    from .batches import first_sequences
+    from .probe import probe_scales
+
+    g.state.probe_set = first_sequences(batches, tokens)
+    ratios = probe_scales(g, {n: modules[n] for n in g.module_names}, model, g.state.probe_set, loss_fn, fraction,
+                          progress)
+    g._rescale(ratios)  # what the probes computed for one layer scales with its ratio: kept, not recomputed
+    g.state.probe_ratios = ratios
