@@ -45,8 +45,7 @@ def main() -> None:
     t0 = time.perf_counter()
     case = smollm2_135m()
     vocab = case.model.config.vocab_size
-    graph = build_graph(case.model, case.batches, case.targets, "kfac")
-    graph.pair_statistics()  # what proves the solves over classes of two layers, as in compress
+    graph = build_graph(case.model, case.batches, case.targets, "kfac")  # the graph compress builds
     stats_s = time.perf_counter() - t0
     notes: list[str] = []
     extra: dict[str, dict] = {"dense": {"perplexity float32": case.metrics(case.model)["perplexity"]}}

@@ -76,7 +76,7 @@ def test_a_tie_across_devices_is_refused_before_the_model_changes():
     them moved to the meta device after the solve) is a ValueError naming the class and the devices."""
     model = _lm()
     g = build_graph(model, _batches(), targets=[r".*_proj"], curvature="kfac", actions=("tie",), progress=False,
-                    trust_region=None)
+                    trust_region=None, cross_layer=True)
     sol = solve(g, 0.5 * g.dense_size, backend="highs", time_limit=60)
     tie = next(c for c in sol.classes if c.action == "tie")
     name = g.module_names[tie.members[1]]

@@ -10,7 +10,10 @@ Labels are parsed in one place only, :func:`split_label`, when a finished run is
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+if TYPE_CHECKING:  # typing.NotRequired is Python 3.11+; the annotations below stay strings at run time
+    from typing import NotRequired
 
 __all__ = ["SolverRow", "CompressionRow", "FidelityRow", "Note", "BenchResult", "split_label", "compression_row",
            "fidelity_row", "coloring_label"]
@@ -26,6 +29,7 @@ class SolverRow(TypedDict):
     gap: float | None
     status: str
     wall_time: float
+    solver_time: NotRequired[float]  # the solver's own seconds (wall time less the graph's lazy work)
 
 
 class CompressionRow(TypedDict):

@@ -14,6 +14,7 @@ This module is numpy-only.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +71,9 @@ class CostModel:
     defaults (no table, no bounds, every group evaluable) that group costs override."""
 
     kind: str = "abstract"
+    seconds: float = 0.0
+    """Seconds spent computing costs and bounds on demand (an oracle's evaluations, pair statistics): the
+    graph's own work, which ``solve`` reports apart from the solver's (``facts["graph_seconds"]``)."""
     table: dict[tuple[int, ...], list[Option]] | None = None
     """The listed groups' options, for a model given as a table (None: computed on demand)."""
 
@@ -208,6 +212,8 @@ class GroupCosts(CostModel):
         pairs (cheaper than their options; returns how many were done) and ``known_pairs(family)``: the pairs
         whose bound is exact, for cost models whose bounds tighten with pair statistics."""
         self._cache: dict[tuple[int, ...], list[Option]] = {}
+        self._depth = 0
+        self.seconds = 0.0
         self._bounds = bounds
         self._refine = refine
         self._known_pairs = known_pairs
@@ -230,18 +236,30 @@ class GroupCosts(CostModel):
         """Whether :meth:`bounds` is known (it makes column generation possible, with a global bound)."""
         return self._bounds is not None
 
+    def _timed(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``, its seconds added to :attr:`seconds` (once: calls made inside it are not counted twice)."""
+        if self._depth:
+            return fn(*args)
+        self._depth += 1
+        t = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self._depth -= 1
+            self.seconds += time.perf_counter() - t
+
     def bounds(self, family: tuple[int, ...]) -> FamilyBound | None:
         """The :class:`~colorshare.formulations.bounds.FamilyBound` of a family (sorted member indices) on every
         option of its groups of 2+ members; None when none is known. Asked again as groups are evaluated (a
         bound may tighten with every pair priced)."""
         if self._bounds is None:
             return None
-        fb = self._bounds(family)
+        fb = self._timed(self._bounds, family)
         return fb if fb is None or isinstance(fb, FamilyBound) else FamilyBound(list(fb))
 
     def refine(self, pairs: Sequence[tuple[int, int]], deadline: float | None = None) -> int:
         """Make the family bounds exact on ``pairs`` where the cost model can (see ``__init__``); how many."""
-        return 0 if self._refine is None else int(self._refine(pairs, deadline))
+        return 0 if self._refine is None else int(self._timed(self._refine, pairs, deadline))
 
     def known_pairs(self, family: tuple[int, ...]) -> set[tuple[int, int]]:
         """Pairs of ``family`` whose bound is exact (evaluated pairs count too)."""
@@ -271,7 +289,7 @@ class GroupCosts(CostModel):
         if hit is None:
             if self._oracle is None:
                 raise RuntimeError("group costs without a table or an oracle")
-            raw = self._oracle(group)
+            raw = self._timed(self._oracle, group)
             hit = [_as_option(o, group) for o in (raw or ())]
             if len(self._cache) < 1_000_000:
                 self._cache[group] = hit

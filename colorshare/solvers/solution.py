@@ -81,7 +81,10 @@ class Solution:
     backend : the backend's registry name.
     budget : the budget solved for (parameters).
     classes : one :class:`SharingClass` per color, with action, exact cost, memory and representative.
-    facts : raw solver facts (its own status words, stop reason, warm start, formulation size, ...).
+    facts : raw solver facts (its own status words, stop reason, warm start, formulation size, ...), the strategy
+        that solved it (``"strategy"``), and the split of ``wall_time`` between the graph's work done lazily in
+        this solve (``"graph_seconds"``: costs and bounds evaluated on demand, which a fresh model graph pays
+        once) and the rest (``"solver_seconds"``).
     """
 
     colors: list[int] | None

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import defaults
 from ..validation import NONE, POSITIVE_INT, Real, check, check_max_group_size
 from .actions import REGISTRY
 from .curvature import DEFAULT_CURVATURE, Curvature, estimate
@@ -25,7 +26,7 @@ from .model_graph import (
     check_trust_region,
     rank_menu,
 )
-from .targets import is_linear, is_transposed, layer_shape, role_of, select_modules, weight_of
+from .targets import blocks_of, is_linear, is_transposed, layer_shape, role_of, select_modules, weight_of
 
 __all__ = ["build_graph"]
 
@@ -47,19 +48,18 @@ def build_graph(
     seed: int = 0,
     probe_batches: int = 2,
     probe_fraction: float = 0.5,
-    probe_tokens: int | None = None,
+    probe_tokens: int | None = defaults.PROBE_TOKENS,
     max_group_size: int | None | str = "auto",
-    cross_layer: bool = True,
+    cross_layer: bool = defaults.CROSS_LAYER,
+    pair_statistics: bool | None = None,
     progress: bool = True,
 ) -> ModelGraph:
     """Build the sharing graph of ``model``'s shareable layers from calibration ``batches``.
 
     Parameters
     ----------
-    model : any ``nn.Module``, on any device, or spread over several by accelerate's ``device_map`` (statistics
-        stay on each layer's device; a class's shared quantities are computed on its first member's device, and
-        ties and medoids, one weight tensor for all members, are offered only to layers on one device); it is not
-        modified.
+    model : any ``nn.Module``, on any device or spread over several by accelerate's ``device_map`` (statistics
+        stay on each layer's device; ties and medoids are offered only to layers on one device); not modified.
     batches : iterable of model inputs (tensor; tuple whose first element is the input; dict of keyword
         arguments, so a transformers model works as it is), on the model's device. Iterated once.
     targets, exclude : module name patterns (regex full match or name suffix); default every Linear/Conv
@@ -74,8 +74,7 @@ def build_graph(
         dense is always available to singletons).
     ranks : rank menu for ``basis`` (default :func:`rank_menu`: multiples of 8 or 16), or a function of the shape.
     trust_region : the largest relative whitened error ``||(W' - W) L||^2 / ||W L||^2`` any layer may take
-        (0..1; None: no limit). Options that break it are left out of the program, so no layer is driven to
-        nothing where the second-order model is not valid.
+        (0..1; None: no limit): options that break it are left out, where the second-order model is not valid.
     mix_roles : let same-shaped layers of different roles share (default: a family = one role and shape).
     probe_batches, probe_fraction, probe_tokens : ``probed`` only: the probes run on the first ``probe_batches``
         batches (one forward pass over them per layer, from the layer's block on), each cutting its layer to
@@ -83,21 +82,25 @@ def build_graph(
         ``probe_tokens`` tokens (:func:`~colorshare.torch.batches.first_sequences`; None: the whole batches).
         The graph keeps them as ``probe_set`` (what :func:`~colorshare.torch.measure.solve_measured` measures
         classes on, in the probes' units).
-    max_group_size : the largest sharing class of the graph's space; ``"auto"`` (default): 2, Basis Sharing's
-        group size, when ``basis`` is an action, else None (ALBERT-style ties need whole families to go below
-        half the size); None: up to a whole family. Within it ``solve`` proves its answers on real models: a
-        pair's exact cost bounds it exactly, while a class of k > 2 layers is bounded by its pairs only to
-        ``1/(k-1)`` of their excess (measured on SmolLM2: about 60 % of a triple's true excess, far less for large
-        classes), which leaves 30-layer families without a useful bound.
-    cross_layer : let layers of one family (same role and shape, different blocks) share; False: conflict edges
-        join every such pair, so the only classes of 2+ layers are the input-side factors of layers fed one input
-        (q/k/v, gate/up of a block). Their space is solved and proven in time linear in the layers, with no pair
-        statistics (which grow with the square of a family's depth).
+    max_group_size : the largest sharing class; ``"auto"`` (default): 2 (Basis Sharing's group size) when ``basis``
+        is an action, else None (a whole family). A pair's exact cost bounds it exactly; a class of k > 2 layers
+        is bounded by its pairs only to ``1/(k-1)`` of their excess, too weak to prove deep families.
+    cross_layer : let layers of one family (same role and shape) in different repeated blocks share (a
+        transformer's decoder layers: :func:`~colorshare.torch.targets.find_blocks`). False (the default, as in
+        ``colorshare compress``): classes stay within a block, so a transformer's only classes of 2+ layers are
+        the input-side factors of layers fed one input (q/k/v, gate/up); their space is solved and proven in
+        time linear in the layers, with no pair statistics (which grow with the square of a family's depth). A
+        model without repeated blocks (a plain MLP) is one block: its same-shaped layers may share either way.
+    pair_statistics : compute every shareable same-family pair's bound data now, as a step of its own with a
+        progress bar (``graph.preparation["pair statistics"]``: seconds), so that the first solve pays nothing
+        for it; None (default): when the graph has such pairs and its bounds read them (cross-layer classes).
+        False leaves them to the solves, which compute the pairs pricing asks about inside their time limits.
 
     Returns
     -------
     :class:`ModelGraph`: layer sizes are weight parameters; costs are group costs (solve with setpart;
-    ``solve`` generates columns for families too large to enumerate).
+    ``solve`` generates columns for families too large to enumerate); ``graph.preparation`` gives the seconds of
+    each step (statistics, probes, pair statistics).
 
     Raises
     ------
@@ -116,12 +119,17 @@ def build_graph(
     modules = _modules(model, targets, exclude)
     t = time.perf_counter()
     curv = estimate(model, modules, batches, curvature, loss_fn, probes=probes, k=k, seed=seed, progress=progress)
-    g = _graph(modules, curv, actions, ranks, trust_region, mix_roles, mgs, cross_layer)
+    blocks = None if cross_layer else blocks_of(model, [n for n in modules if n in curv])
+    g = _graph(modules, curv, actions, ranks, trust_region, mix_roles, mgs, blocks)
     g.preparation["statistics"] = time.perf_counter() - t
     if curvature == "probed":
         t = time.perf_counter()
         _probe(g, modules, model, list(batches)[:probe_batches], loss_fn, probe_fraction, probe_tokens, progress)
         g.preparation["probes"] = time.perf_counter() - t
+    if pair_statistics or (pair_statistics is None and g.reads_pairs()):
+        t = time.perf_counter()
+        g.pair_statistics(progress)
+        g.preparation["pair statistics"] = time.perf_counter() - t
     return g
 
 
@@ -159,8 +167,10 @@ def _modules(model: nn.Module, targets: Any, exclude: Any) -> dict[str, nn.Modul
 
 
 def _graph(modules: dict[str, nn.Module], curv: dict[str, Curvature], actions: Sequence[str], ranks: Any,
-           trust_region: float | None, mix_roles: bool, max_group_size: int | None, cross_layer: bool) -> ModelGraph:
-    """The graph of the layers the statistics reached: families by role and shape, one :class:`ModelState`."""
+           trust_region: float | None, mix_roles: bool, max_group_size: int | None,
+           blocks: list[int | None] | None) -> ModelGraph:
+    """The graph of the layers the statistics reached: families by role and shape, one :class:`ModelState`;
+    ``blocks``: each layer's repeated block, where classes stay within one (None: no such limit)."""
     names = [n for n in modules if n in curv]
     shapes = [layer_shape(modules[n]) for n in names]
     fams = [f"{shape}" if mix_roles else f"{role_of(n)} {shape}" for n, shape in zip(names, shapes)]
@@ -175,11 +185,12 @@ def _graph(modules: dict[str, nn.Module], curv: dict[str, Curvature], actions: S
                        [is_linear(modules[n]) for n in names], tuple(actions), {s: rank_rule(s) for s in set(shapes)},
                        rank_rule)
     conflicts: list[tuple[int, int]] = []
-    if not cross_layer:  # no two layers of one family share: only the input scopes' classes are left
+    if blocks is not None:  # two layers of one family in different blocks never share
         members: dict[str, list[int]] = defaultdict(list)
         for i, f in enumerate(fams):
             members[f].append(i)
-        conflicts = [(a, b) for m in members.values() for k, a in enumerate(m) for b in m[k + 1:]]
+        conflicts = [(a, b) for m in members.values() for k, a in enumerate(m) for b in m[k + 1:]
+                     if blocks[a] != blocks[b]]
     return ModelGraph(state, [int(np.prod(s)) for s in shapes], names, fams, conflicts, trust_region, max_group_size)
 
 

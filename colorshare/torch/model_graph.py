@@ -393,13 +393,22 @@ class ModelGraph(SharingGraph):
             done += computed
         return done
 
+    def shareable_pairs(self) -> list[tuple[int, int]]:
+        """Every pair of one family that may share (no conflict edge between them)."""
+        return [(a, b) for m in self.family_members.values() if len(m) > 1 for k, a in enumerate(m) for b in m[k + 1:]
+                if self.can_share(a, b)]
+
+    def reads_pairs(self) -> bool:
+        """Whether the graph has shareable same-family pairs whose bound data its actions read (what proves
+        cross-layer classes)."""
+        return any(self._pair_readers((a, b)) for a, b in self.shareable_pairs())
+
     def pair_statistics(self, progress: bool = True) -> int:
-        """Compute the bound data of every pair of every family (:meth:`refine`), with a progress bar, so that
-        solves at any budget prove their answers without spending their time limit on it (``solve`` does it
-        lazily otherwise, for the pairs that pricing asks about). Returns how many pairs were done. Measured on
-        SmolLM2 (3,045 pairs), 2-core CPU: about 3.5 minutes, two thirds of it the MLP projections."""
-        pairs = [(a, b) for m in self.family_members.values() if len(m) > 1 for k, a in enumerate(m) for b in m[k + 1:]
-                 if self.can_share(a, b)]
+        """Compute the bound data of every shareable pair of every family (:meth:`refine`), with a progress bar,
+        so that solves at any budget prove their answers without spending their time limit on it (``build_graph``
+        does it as a step of its own where the graph has cross-layer classes). Returns how many pairs were done.
+        Measured on SmolLM2 (3,045 pairs), 2-core CPU: about 3.5 minutes, two thirds of it the MLP projections."""
+        pairs = self.shareable_pairs()
         done = 0
         with tqdm(total=len(pairs), desc="pair statistics", leave=False, disable=not progress) as bar:
             for k in range(0, len(pairs), 64):

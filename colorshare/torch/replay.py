@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .batches import forward
-from .targets import find_blocks
+from .targets import block_index, find_blocks
 
 __all__ = ["BlockReplay"]
 
@@ -77,13 +77,7 @@ class BlockReplay:
 
     def block_of(self, module_name: str) -> int | None:
         """The index of the block that holds ``module_name`` (a name in ``model``), None if none does."""
-        if self.blocks is None:
-            return None
-        head = f"{self.prefix}." if self.prefix else ""
-        if not module_name.startswith(head):
-            return None
-        first = module_name[len(head):].split(".", 1)[0]
-        return int(first) if first.isdigit() and int(first) < len(self.blocks) else None
+        return None if self.blocks is None else block_index(module_name, self.prefix, len(self.blocks))
 
     def start(self, module_names: Sequence[str]) -> int:
         """The first block a change of these modules reaches (0: the whole model runs)."""

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 __all__ = ["select_modules", "role_of", "SHAREABLE", "ALL_LINEAR", "is_shareable", "is_linear", "is_transposed",
-           "layer_shape", "weight_matrix", "to_layout", "left_out", "find_blocks", "weight_of", "bias_of"]
+           "layer_shape", "weight_matrix", "to_layout", "left_out", "find_blocks", "weight_of", "bias_of",
+           "block_index", "blocks_of"]
 
 SHAREABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 """The torch module types that may share (transformers' Conv1D too, recognised by :func:`is_transposed`)."""
@@ -87,6 +88,24 @@ def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
             if best is None or len(mod) > len(best[1]):
                 best = (name, mod)
     return best
+
+
+def block_index(module_name: str, prefix: str, count: int) -> int | None:
+    """The index of the repeated block (``prefix``: the blocks' ``ModuleList``, ``count`` of them) that holds
+    ``module_name``, None if none does."""
+    head = f"{prefix}." if prefix else ""
+    if not module_name.startswith(head):
+        return None
+    first = module_name[len(head):].split(".", 1)[0]
+    return int(first) if first.isdigit() and int(first) < count else None
+
+
+def blocks_of(model: nn.Module, module_names: Iterable[str]) -> list[int | None]:
+    """Each module's repeated block (:func:`block_index`); all None for a model without repeated blocks."""
+    found = find_blocks(model)
+    if found is None:
+        return [None for _ in module_names]
+    return [block_index(n, found[0], len(found[1])) for n in module_names]
 
 
 def _in_blocks(model: nn.Module) -> set[str]:
