@@ -69,3 +69,12 @@ def test_within_blocks_a_transformer_shares_only_inside_a_block_and_a_plain_mlp_
                               torch.nn.Linear(8, 3))
     plain = build_graph(mlp, [torch.randn(64, 8)], curvature="kfac", progress=False)
     assert plain.shareable_pairs() == [(0, 1)]
+
+
+def test_the_planted_stack_is_the_same_whatever_the_global_random_state():
+    torch.manual_seed(1)
+    a, xa = planted_stack(families=2, layers=3, width=16)
+    torch.manual_seed(2)
+    b, xb = planted_stack(families=2, layers=3, width=16)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(xa, xb))

@@ -35,7 +35,8 @@ def test_a_class_measured_alone_is_what_apply_coloring_makes_the_model_do(case):
         with torch.no_grad():
             refs = [_reference(forward(model, b), b, None) for b in batches[:2]]
             direct = sum(output_divergence(forward(shared, b), b, r) for b, r in zip(batches[:2], refs)) / 2
-        assert measured == pytest.approx(direct, rel=1e-4, abs=1e-9)
+        # float32 forwards: a factorized layer (x C^T) U^T and its product U C round apart by ~1e-4 of a KL of 2e-5
+        assert measured == pytest.approx(direct, rel=1e-3, abs=1e-9)
         assert measured > 0
 
 

@@ -394,7 +394,8 @@ def planted_stack(families: int = 3, layers: int = 6, width: int = 32, seed: int
     ``families`` chains of ``layers`` square linears (widths ``width``, ``width + 8``, ...: one family each);
     within a chain, runs of 1..3 consecutive layers share a rank-``w/4`` basis (plus 10 % noise), so the
     best groups are neither all pairs nor all layers. Returns the model and calibration batches (Gaussian),
-    both on ``device``; the values are drawn by a seeded CPU generator, so they are the same on every device.
+    both on ``device``; every value (weights, biases, data) is drawn by a seeded CPU generator, so the same on
+    every device and in every process.
     """
     g = torch.Generator().manual_seed(seed)
     widths = [width + 8 * k for k in range(families)]
@@ -411,5 +412,9 @@ def planted_stack(families: int = 3, layers: int = 6, width: int = 32, seed: int
                     C = torch.randn(r, w, generator=g) / w ** 0.5
                     lin.weight.copy_(2.0 * U @ C + 0.1 * torch.randn(w, w, generator=g) / w ** 0.5)
                 k += run
+        biases = torch.Generator().manual_seed(seed + 1)  # its own stream: the weights and data are unchanged
+        for chain, w in zip(model.chains, widths):
+            for lin in (m for m in chain.children() if isinstance(m, nn.Linear)):
+                lin.bias.uniform_(-(w ** -0.5), w ** -0.5, generator=biases)  # nn.Linear's own range, seeded
     x = torch.randn(samples, max(widths), generator=g).to(device)
     return model.to(device).eval(), [x[i:i + 128] for i in range(0, samples, 128)]
