@@ -67,7 +67,7 @@ def _solve(args: argparse.Namespace) -> int:
     from .instance_file import load_instance
 
     g = load_instance(args.instance)
-    budget = parse_budget(args.budget, g.dense_size)
+    budget = parse_budget(args.budget).for_graph(g)
     if args.write_mps:
         from .formulations.setpart import SetPartition
         from .solvers.highs import write_mps
@@ -91,7 +91,9 @@ def _compress_arguments(c: argparse.ArgumentParser) -> None:
     """``colorshare compress``'s arguments; their defaults are :class:`~colorshare.compress.CompressOptions`'s."""
     d = CompressOptions()
     c.add_argument("model", help="smollm2-135m, minilm-l6, digits-mlp, or a path")
-    c.add_argument("--budget", required=True, help="stored parameters of the targeted layers: 50%% or a number")
+    c.add_argument("--budget", required=True,
+                   help="the targeted layers' memory: 50%% or a number (parameters), 4.5bpw (bits per weight, "
+                        "scales included) or 60MB / 60MiB (bytes); a budget in bytes lets layers be quantized")
     c.add_argument("--out", required=True, help="output folder: a model folder that loads by itself "
                    "(colorshare.torch.load_compressed), report.json, report.md")
     c.add_argument("--curvature", default=d.curvature,
@@ -119,6 +121,9 @@ def _compress_arguments(c: argparse.ArgumentParser) -> None:
                    help="plain text to calibrate on (causal LMs; default: even pydoc topics, 32 x 256 tokens)")
     c.add_argument("--evaluation", metavar="FILE", default=d.evaluation,
                    help="plain text to measure perplexity on (causal LMs; default: odd pydoc topics, 24 x 256 tokens)")
+    c.add_argument("--bits", type=int, nargs="+", default=d.bits,
+                   help="bit-widths a layer's weight may be stored in (default: 16 8 4 3 2 with a budget in bytes "
+                        "or bits per weight, else 16)")
     c.add_argument("--measure-rounds", type=int, default=d.measure_rounds,
                    help="probed surrogate: solves that price the answer's shared classes by measurement (default "
                         "%(default)s; 1: the surrogate only)")

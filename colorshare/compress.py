@@ -60,7 +60,9 @@ class CompressOptions:
     ``max_group_size``: the largest sharing class (``build_graph``'s; "auto": 2 with shared bases).
     ``cross_layer``: let layers of one family (same role, different blocks) share (``build_graph``'s; default
     :data:`colorshare.defaults.CROSS_LAYER`). ``probe_tokens``: tokens each probe and measured class runs on
-    (None: the first 2 batches whole). ``measure_rounds``: with the probed surrogate, solve at most this many
+    (None: the first 2 batches whole). ``bits``: the bit-widths a layer's weight may be stored in (None: every one
+    of :data:`colorshare.torch.quant.BITS` when the budget is in bits per weight or bytes, else 16 only).
+    ``measure_rounds``: with the probed surrogate, solve at most this many
     times, pricing the shared classes of each answer by measurement; 0 or 1: the surrogate only.
     ``calibration`` / ``evaluation``: plain-text files (causal LMs). ``dtype``: of the written parameters
     (``auto``: the source's; a GGUF's quantized weights give bfloat16). ``verify``: reload the written model
@@ -79,6 +81,7 @@ class CompressOptions:
     dtype: str = "auto"
     cross_layer: bool = defaults.CROSS_LAYER
     probe_tokens: int | None = defaults.PROBE_TOKENS
+    bits: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -123,8 +126,15 @@ def validate(model: str, budget: str, out: str | Path, opts: CompressOptions) ->
     Returns ``opts`` with the curvature resolved."""
     from .solvers.registry import get_backend
 
-    if not parse_budget(budget, 1) > 0:  # a number or a percentage, > 0
-        raise ValueError(f"budget {budget!r} must be > 0")
+    parsed = parse_budget(budget)  # a percentage, parameters, bits per weight or bytes; > 0
+    if opts.bits is not None:
+        from .torch.quant import BITS
+
+        for b in opts.bits:
+            check("--bits", b, OneOf(BITS))
+        if parsed.unit == "parameters" and any(b < 16 for b in opts.bits):
+            raise ValueError(f"--bits below 16 need a budget in bytes or bits per weight (like 4.5bpw), "
+                             f"not {budget!r}")
     check("--time-limit", opts.time_limit, Real(low=0, low_open=True, allow_inf=True, what="a number of seconds"))
     check_seed(opts.seed, "--seed")
     check("--dtype", opts.dtype, OneOf(DTYPE_CHOICES))
@@ -195,7 +205,16 @@ def resolve_model(model: str, device: str = "cpu", calibration: str | Path | Non
                           calibration_text=calibration, evaluation_text=evaluation)
 
 
-def _build(case: Any, opts: CompressOptions, steps: Steps, main: bool) -> Any:
+def _bits(budget: str, opts: CompressOptions) -> tuple[int, ...] | None:
+    """The bit-widths the graph offers: the options', else every one when the budget counts bytes."""
+    from .torch.quant import BITS
+
+    if opts.bits is not None:
+        return tuple(opts.bits)
+    return BITS if parse_budget(budget).unit == "bytes" else None
+
+
+def _build(case: Any, opts: CompressOptions, steps: Steps, main: bool, bits: tuple[int, ...] | None) -> Any:
     """The case's graph (``build_graph`` with the options); its preparation steps' seconds go to ``steps``."""
     from .torch import build_graph
     from .torch import distributed as dist
@@ -205,14 +224,14 @@ def _build(case: Any, opts: CompressOptions, steps: Steps, main: bool) -> Any:
         try:
             graph = build_graph(case.model, case.batches, case.targets, opts.curvature, seed=opts.seed,
                                 max_group_size=opts.max_group_size, cross_layer=opts.cross_layer,
-                                probe_tokens=opts.probe_tokens, progress=main)
+                                probe_tokens=opts.probe_tokens, bits=bits, progress=main)
         finally:
             dist.close()  # the statistics were the collective part; rank 0 solves and writes alone
         release()  # what the statistics pass and the probes built and dropped (activations, batch covariances)
-    pairs = graph.preparation.get("pair statistics")
-    if pairs is not None:  # reported as a step of its own
-        steps.seconds["statistics"] -= pairs
-        steps.seconds["pair statistics"] = pairs
+    for step in ("pair statistics", "quantization"):  # reported as steps of their own
+        if step in graph.preparation:
+            steps.seconds["statistics"] -= graph.preparation[step]
+            steps.seconds[step] = graph.preparation[step]
     return graph
 
 
@@ -245,14 +264,14 @@ def plan(case: Any, budget: str, opts: CompressOptions, steps: Steps, echo: Any 
     for k in ("calibration", "evaluation"):
         if k in case.info:
             echo(f"{k}: {case.info[k]}")
-    graph = _build(case, opts, steps, main)
+    graph = _build(case, opts, steps, main, _bits(budget, opts))
     if not main:
         return None
     if processes > 1:
         echo(f"statistics: data-parallel over {processes} processes ({steps.seconds['statistics']:.0f} s)")
-    b = parse_budget(budget, graph.dense_size)
+    b = parse_budget(budget).for_graph(graph)
     skipped = left_out(case.model, graph.module_names)
-    echo(f"layers: {graph.n} in the graph ({graph.dense_size:,} parameters); left out: "
+    echo(f"layers: {graph.n} in the graph ({graph.dense_size:,} {graph.unit}); left out: "
          + ("; ".join(f"{n} ({why})" for n, why in list(skipped.items())[:6]) if skipped else "none")
          + (f"; and {len(skipped) - 6} more" if len(skipped) > 6 else ""))
     with steps("solve"):
@@ -260,9 +279,9 @@ def plan(case: Any, budget: str, opts: CompressOptions, steps: Steps, echo: Any 
     _echo_solution(graph, sol, opts, steps.seconds["solve"], echo)
     if sol.colors is None:
         floor = sum(min(o.memory for o in graph.options((i,))) for i in range(graph.n))
-        raise ValueError(f"no coloring fits the budget {b:,.0f} parameters ({b / graph.dense_size:.1%}); status "
-                         f"{sol.status.value}. Per-layer low rank at the trust region's limit needs {floor:,} "
-                         f"({floor / graph.dense_size:.1%}); sharing may go a little lower")
+        raise ValueError(f"no coloring fits the budget {b:,.0f} {graph.unit} ({b / graph.dense_size:.1%}); status "
+                         f"{sol.status.value}. Each layer at its smallest option inside the trust region needs "
+                         f"{floor:,} ({floor / graph.dense_size:.1%}); sharing may go a little lower")
     return Plan(case, graph, sol, b, before, skipped, processes)
 
 
@@ -305,24 +324,24 @@ def _echo_solution(graph: Any, sol: Any, opts: CompressOptions, seconds: float, 
 def write(p: Plan, out: Path, opts: CompressOptions, steps: Steps, echo: Any = print) -> Written:
     """Apply the plan (a transformers model in place: it is reloaded from its folder, not from the dense model),
     measure the compressed model and write it into ``out``."""
-    from .torch import apply_coloring, save_compressed, save_shared, stored_parameters
+    from .torch import apply_coloring, save_compressed, save_shared, stored_memory
     from .torch.folder import DTYPES
     from .torch.memory import release
 
     case, graph, sol = p.case, p.graph, p.solution
     folder = hasattr(getattr(case.model, "config", None), "save_pretrained")  # a transformers model
-    stored_before = stored_parameters(case.model)
+    stored_before = stored_memory(case.model, graph.unit)
     with steps("apply"):
         # no second copy of the model in memory; the graph keeps the dense weights its classes are computed from
         shared = apply_coloring(case.model, graph, sol, inplace=folder)
         release()
-    stored_after = stored_parameters(shared)
+    stored_after = stored_memory(shared, graph.unit)
     if stored_after != stored_before - graph.dense_size + sol.memory:
-        raise RuntimeError(f"the compressed model stores {stored_after:,} parameters, the plan "
+        raise RuntimeError(f"the compressed model stores {stored_after:,} {graph.unit}, the plan "
                            f"{stored_before - graph.dense_size + sol.memory:,}: please report this as a bug")
     with steps("evaluate compressed"):
         after = case.metrics(shared)
-    echo(f"{case.name}: compressed to {sol.memory / graph.dense_size:.1%} of {graph.dense_size:,} parameters: "
+    echo(f"{case.name}: compressed to {sol.memory / graph.dense_size:.1%} of {graph.dense_size:,} {graph.unit}: "
          + ", ".join(f"{k} {p.before[k]:.4f} -> {v:.4f}" for k, v in after.items()))
     out.mkdir(parents=True, exist_ok=True)
     dtype = case.source_dtype if opts.dtype == "auto" else opts.dtype
@@ -352,17 +371,31 @@ def verify(p: Plan, w: Written, out: Path, opts: CompressOptions, steps: Steps, 
     echo(f"reloaded ({w.dtype}): " + ", ".join(f"{k} {v:.4f}" for k, v in w.reloaded.items()))
 
 
+def _unit_fields(graph: Any, budget: float, stored: int, w: Written) -> dict[str, Any]:
+    """The report's figures named by their unit: parameters (the compression ratio's), or bytes and bits per
+    weight."""
+    if graph.unit == "parameters":
+        return {"budget_parameters": int(math.floor(budget)) if math.isfinite(budget) else None,
+                "stored_parameters": stored, "model_parameters_before": w.stored_before,
+                "model_parameters_after": w.stored_after}
+    return {"stored_bytes": stored, "bits_per_weight": 8.0 * stored / graph.dense_parameters,
+            "model_bytes_before": w.stored_before, "model_bytes_after": w.stored_after}
+
+
 def report(model: str, p: Plan, w: Written, out: Path, opts: CompressOptions, steps: Steps,
-           echo: Any = print) -> dict[str, Any]:
+           echo: Any = print, budget_text: str = "") -> dict[str, Any]:
     """The run's report (returned, and written as ``report.json`` and ``report.md`` into ``out``)."""
     graph, sol = p.graph, p.solution
     rep = {
         "model": p.case.name, "source": model, "curvature": opts.curvature,
         "trust_region": graph.trust_region,
-        "layers": graph.n, "dense_parameters": graph.dense_size, "budget_parameters": int(math.floor(p.budget)),
-        "budget_fraction": p.budget / graph.dense_size, "stored_parameters": int(sol.memory),
+        "layers": graph.n, "unit": graph.unit, "budget": budget_text, "dense_memory": graph.dense_size,
+        "dense_parameters": graph.dense_parameters,
+        "budget_memory": int(math.floor(p.budget)) if math.isfinite(p.budget) else None,
+        "budget_fraction": p.budget / graph.dense_size, "stored_memory": int(sol.memory),
         "stored_fraction": sol.memory / graph.dense_size,
-        "model_parameters_before": w.stored_before, "model_parameters_after": w.stored_after,
+        "model_memory_before": w.stored_before, "model_memory_after": w.stored_after,
+        **_unit_fields(graph, p.budget, int(sol.memory), w),
         "metric_before": p.before, "metric_after": w.after, "metric_after_reload": w.reloaded,
         "solution": {"backend": sol.backend, "status": sol.status.value, "objective": sol.objective,
                      "bound": sol.bound, "gap": sol.gap, "wall_time": sol.wall_time,
@@ -370,6 +403,7 @@ def report(model: str, p: Plan, w: Written, out: Path, opts: CompressOptions, st
                      "columns": sol.facts.get("columns"), "measured": sol.facts.get("measured"),
                      "colors": sol.colors},
         "probe_tokens": _tokens(getattr(graph, "probe_set", None)), "cross_layer": opts.cross_layer,
+        "bits": list(graph.bits_menu),
         "families": family_table(graph, sol), "left_out": p.left_out, "seconds": dict(steps.seconds),
         "processes": p.processes, "peak_memory_gib": peak_rss_gib(),
         "file": str(out / "model.safetensors"), "dtype": w.dtype, "files_bytes": w.files,
@@ -410,7 +444,7 @@ def compress(model: str, budget: str, out: str | Path, echo: Any = print, **opti
     w = write(p, out, opts, steps, echo)
     if opts.verify:
         verify(p, w, out, opts, steps, echo)
-    return report(model, p, w, out, opts, steps, echo)
+    return report(model, p, w, out, opts, steps, echo, budget)
 
 
 def main_from_args(args: Any) -> int:
@@ -422,7 +456,8 @@ def main_from_args(args: Any) -> int:
                  max_group_size="auto" if mgs is None else (None if mgs == 0 else mgs),
                  measure_rounds=args.measure_rounds, calibration=args.calibration, evaluation=args.evaluation,
                  dtype=args.dtype, cross_layer=args.cross_layer,
-                 probe_tokens=None if args.probe_tokens == 0 else args.probe_tokens)
+                 probe_tokens=None if args.probe_tokens == 0 else args.probe_tokens,
+                 bits=None if args.bits is None else tuple(args.bits))
     except (ValueError, OSError) as exc:
         print(f"colorshare: error: {exc}", file=sys.stderr)
         return 2

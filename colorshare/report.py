@@ -13,9 +13,16 @@ def _layer_index(name: str) -> str:
     return nums[0] if nums else name
 
 
+def _class_entry(graph: Any, c: Any, label: Any) -> dict[str, Any]:
+    params = c.params or {}
+    return {"layers": [label(graph.module_names[i]) for i in c.members], "action": c.action,
+            "rank": params.get("rank"), "bits": params.get("bits", 16), "memory": c.memory}
+
+
 def family_table(graph: Any, solution: Any) -> list[dict[str, Any]]:
-    """Per family: its classes as (layer indices, action, rank), and stored / dense parameters of those
-    classes; classes across families (a shared input-side factor) in a last row of their own."""
+    """Per family: its classes as (layer indices, action, rank, bits), and stored / dense memory of those
+    classes in the graph's unit; classes across families (a shared input-side factor) in a last row of their
+    own."""
     rows = []
     across = [c for c in solution.classes if len({graph.families[i] for i in c.members}) > 1]
     for fam, members in graph.family_members.items():
@@ -26,8 +33,7 @@ def family_table(graph: Any, solution: Any) -> list[dict[str, Any]]:
             "layers": sum(len(c.members) for c in classes),  # its layers not in a shared-input class
             "dense": int(sum(int(graph.sizes[i]) for c in classes for i in c.members)),
             "stored": int(sum(c.memory for c in classes)),
-            "classes": [{"layers": [_layer_index(graph.module_names[i]) for i in c.members], "action": c.action,
-                         "rank": (c.params or {}).get("rank"), "parameters": c.memory} for c in classes],
+            "classes": [_class_entry(graph, c, _layer_index) for c in classes],
         })
     if across:  # classes of layers fed one input (q/k/v, gate/up): a shared input-side factor
         rows.append({
@@ -35,19 +41,22 @@ def family_table(graph: Any, solution: Any) -> list[dict[str, Any]]:
             "layers": sum(len(c.members) for c in across),
             "dense": int(sum(int(graph.sizes[i]) for c in across for i in c.members)),
             "stored": int(sum(c.memory for c in across)),
-            "classes": [{"layers": [graph.module_names[i] for i in c.members], "action": c.action,
-                         "rank": (c.params or {}).get("rank"), "parameters": c.memory} for c in across],
+            "classes": [_class_entry(graph, c, str) for c in across],
         })
     return rows
 
 
 def markdown(report: dict[str, Any]) -> str:
     s = report["solution"]
+    unit = report.get("unit", "parameters")
+    budget = report["budget_memory"]
     out = [f"# colorshare compress: {report['model']}", "",
-           f"- budget: {report['budget_parameters']:,} parameters ({report['budget_fraction']:.1%} of "
-           f"{report['dense_parameters']:,} in {report['layers']} layers)",
-           f"- stored after sharing: {report['stored_parameters']:,} ({report['stored_fraction']:.1%}); "
-           f"whole model {report['model_parameters_before']:,} -> {report['model_parameters_after']:,}",
+           f"- budget: {report['budget']} = " + ("no limit" if budget is None else f"{budget:,} {unit}")
+           + f" ({report['budget_fraction']:.1%} of {report['dense_memory']:,} {unit} in {report['layers']} "
+           f"layers, {report['dense_parameters']:,} weights)",
+           f"- stored: {report['stored_memory']:,} {unit} ({report['stored_fraction']:.1%}"
+           + (f"; {report['bits_per_weight']:.3f} bits per weight, scales included" if unit == "bytes" else "")
+           + f"); whole model {report['model_memory_before']:,} -> {report['model_memory_after']:,} {unit}",
            f"- solver: {s['backend']}, status {s['status']}, objective {s['objective']:.6g}, bound "
            f"{'-' if s['bound'] is None else format(s['bound'], '.6g')}, gap "
            f"{'-' if s['gap'] is None else format(s['gap'], '.3g')} over {s.get('space', 'every class')}; "
@@ -68,7 +77,7 @@ def markdown(report: dict[str, Any]) -> str:
     out += ["", "| family | layers | stored / dense | classes (layers: action rank) |", "|---|---|---|---|"]
     for row in report["families"]:
         cls = "; ".join(f"{'+'.join(c['layers'])}: {c['action']}{'' if c['rank'] is None else ' ' + str(c['rank'])}"
-                        for c in row["classes"])
+                        + ("" if c.get("bits", 16) == 16 else f" {c['bits']}b") for c in row["classes"])
         frac = row['stored'] / row['dense'] if row['dense'] else 0.0
         out.append(f"| {row['family']} | {row['layers']} | {frac:.1%} | {cls} |")
     files = report.get("files_bytes") or {}

@@ -33,7 +33,7 @@ def test_compress_digits_mlp_writes_model_and_report_that_reload(tmp_path, capsy
 @pytest.mark.parametrize("args, message", [
     (["no-such-model"], "unknown model 'no-such-model'"),
     (["digits-mlp", "--budget", "1%", "--time-limit", "20"], "no coloring fits the budget"),
-    (["digits-mlp", "--budget", "half"], "neither a number of parameters nor a percentage"),
+    (["digits-mlp", "--budget", "half"], "budget 'half' is none of a percentage like 50%"),
 ])
 def test_compress_bad_input_is_a_clear_error(tmp_path, capsys, args, message):
     pytest.importorskip("sklearn")

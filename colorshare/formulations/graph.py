@@ -97,6 +97,14 @@ class SharingGraph:
     :meth:`from_groups` or :meth:`from_networkx`.
     """
 
+    _unit: str = "parameters"
+
+    @property
+    def unit(self) -> str:
+        """What :attr:`sizes`, every option's memory and a budget count: ``"parameters"``, or ``"bytes"`` (a model
+        graph built with bit-widths: codes, scales and zero points included)."""
+        return self._unit
+
     max_group_size: int | None = None
     """The largest class within one family of the graph's space (None: a whole family). ``solve`` searches that
     space unless its ``max_group_size`` or ``groups`` option says otherwise; a model's graph sets 2 (see
@@ -321,8 +329,13 @@ class SharingGraph:
     # ---- queries --------------------------------------------------------------------------------------------
     @property
     def dense_size(self) -> int:
-        """Parameters stored by the graph's layers before any sharing."""
+        """Memory of the graph's layers before any sharing, in :attr:`unit` (parameters, or 16-bit bytes)."""
         return int(self.sizes.sum())
+
+    @property
+    def dense_parameters(self) -> int:
+        """Weights of the graph's layers (equal to :attr:`dense_size` when it counts parameters)."""
+        return self.dense_size
 
     @property
     def kind(self) -> str:

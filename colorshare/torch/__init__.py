@@ -9,9 +9,12 @@
     save_shared(shared, "model.safetensors")
     save_compressed(shared, "out", tokenizer)           # a transformers model: a folder that loads by itself
     model = load_compressed("out")                      # without the dense weights
+
+    g = build_graph(model, batches, bits=(8, 4, 3))     # bit-widths: the graph counts bytes
+    sol = solve(g, 4.5 / 8 * g.dense_parameters, backend="highs")   # 4.5 bits per weight
 """
 
-from .apply import BasisLinear, InputFactorLinear, apply_coloring, stored_parameters, untie
+from .apply import BasisLinear, InputFactorLinear, QuantLinear, apply_coloring, stored_memory, stored_parameters, untie
 from .build import build_graph
 from .checkpoint import load_shared, save_shared
 from .curvature import CURVATURES, Curvature, estimate
@@ -21,4 +24,4 @@ from .targets import role_of, select_modules
 
 __all__ = ["build_graph", "apply_coloring", "stored_parameters", "save_shared", "load_shared", "untie",
            "select_modules", "role_of", "estimate", "Curvature", "CURVATURES", "ModelGraph", "BasisLinear",
-           "InputFactorLinear", "save_compressed", "load_compressed"]
+           "InputFactorLinear", "QuantLinear", "stored_memory", "save_compressed", "load_compressed"]

@@ -13,9 +13,11 @@ from .actions.base import parent_of as _parent
 from .actions.basis import BasisLinear
 from .actions.input import InputFactorLinear
 from .model_graph import ModelGraph
+from .quant import QuantLinear
 from .targets import layer_shape
 
-__all__ = ["BasisLinear", "InputFactorLinear", "apply_coloring", "stored_parameters", "untie"]
+__all__ = ["BasisLinear", "InputFactorLinear", "QuantLinear", "apply_coloring", "stored_parameters", "stored_memory",
+           "untie"]
 
 
 def stored_parameters(model: nn.Module) -> int:
@@ -25,6 +27,18 @@ def stored_parameters(model: nn.Module) -> int:
         st = p.untyped_storage()
         seen[st.data_ptr()] = st.nbytes() // p.element_size()
     return sum(seen.values())
+
+
+def stored_memory(model: nn.Module, unit: str = "parameters") -> int:
+    """What the model stores in ``unit``: ``"parameters"`` (:func:`stored_parameters`), or ``"bytes"``, each
+    unique parameter storage at 2 bytes a value (16 bits) plus every quantized layer's codes, scales and zero
+    points as stored (:class:`~colorshare.torch.quant.QuantLinear`)."""
+    if unit == "parameters":
+        return stored_parameters(model)
+    if unit != "bytes":
+        raise ValueError(f"unit must be 'parameters' or 'bytes', got {unit!r}")
+    packed = sum(m.stored_bytes() for m in model.modules() if isinstance(m, QuantLinear))
+    return 2 * stored_parameters(model) + packed
 
 
 def apply_coloring(model: nn.Module, graph: ModelGraph, solution: Solution, inplace: bool = False) -> nn.Module:
@@ -37,7 +51,9 @@ def apply_coloring(model: nn.Module, graph: ModelGraph, solution: Solution, inpl
     becomes an :class:`InputFactorLinear` holding the shared input factor; dense: unchanged. Biases stay per
     layer. With ``inplace=False`` (default) the model is deep-copied first.
 
-    Afterwards ``stored_parameters(new) == stored_parameters(model) - graph.dense_size + solution.memory``.
+    Afterwards ``stored_memory(new, graph.unit) == stored_memory(model, graph.unit) - graph.dense_size +
+    solution.memory`` (in parameters: ``stored_parameters``). A layer alone stored in fewer bits (a graph that
+    counts bytes) becomes a :class:`~colorshare.torch.quant.QuantLinear`.
 
     Raises ValueError if the solution has no coloring or belongs to another graph, if a layer of the graph
     is missing from the model or has another shape (naming the layer), or if a tie or medoid class spans

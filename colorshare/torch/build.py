@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .. import defaults
-from ..validation import NONE, POSITIVE_INT, Real, check, check_max_group_size
+from ..validation import NONE, POSITIVE_INT, OneOf, Real, check, check_max_group_size
 from .actions import REGISTRY
 from .curvature import DEFAULT_CURVATURE, Curvature, estimate
 from .model_graph import (
@@ -26,6 +27,7 @@ from .model_graph import (
     check_trust_region,
     rank_menu,
 )
+from .quant import BITS
 from .targets import blocks_of, is_linear, is_transposed, layer_shape, role_of, select_modules, weight_of
 
 __all__ = ["build_graph"]
@@ -52,6 +54,7 @@ def build_graph(
     max_group_size: int | None | str = "auto",
     cross_layer: bool = defaults.CROSS_LAYER,
     pair_statistics: bool | None = None,
+    bits: Sequence[int] | None = None,
     progress: bool = True,
 ) -> ModelGraph:
     """Build the sharing graph of ``model``'s shareable layers from calibration ``batches``.
@@ -76,31 +79,24 @@ def build_graph(
     trust_region : the largest relative whitened error ``||(W' - W) L||^2 / ||W L||^2`` any layer may take
         (0..1; None: no limit): options that break it are left out, where the second-order model is not valid.
     mix_roles : let same-shaped layers of different roles share (default: a family = one role and shape).
-    probe_batches, probe_fraction, probe_tokens : ``probed`` only: the probes run on the first ``probe_batches``
-        batches (one forward pass over them per layer, from the layer's block on), each cutting its layer to
-        ``probe_fraction`` of its full rank; of transformers batches only the first whole sequences that hold
-        ``probe_tokens`` tokens (:func:`~colorshare.torch.batches.first_sequences`; None: the whole batches).
-        The graph keeps them as ``probe_set`` (what :func:`~colorshare.torch.measure.solve_measured` measures
-        classes on, in the probes' units).
+    probe_batches, probe_fraction, probe_tokens : ``probed`` only: each probe cuts its layer to ``probe_fraction``
+        of its full rank on the first ``probe_batches`` batches, of transformers batches the first whole
+        sequences that hold ``probe_tokens`` tokens (None: whole batches); kept as ``graph.probe_set``.
     max_group_size : the largest sharing class; ``"auto"`` (default): 2 (Basis Sharing's group size) when ``basis``
         is an action, else None (a whole family). A pair's exact cost bounds it exactly; a class of k > 2 layers
         is bounded by its pairs only to ``1/(k-1)`` of their excess, too weak to prove deep families.
-    cross_layer : let layers of one family (same role and shape) in different repeated blocks share (a
-        transformer's decoder layers: :func:`~colorshare.torch.targets.find_blocks`). False (the default, as in
-        ``colorshare compress``): classes stay within a block, so a transformer's only classes of 2+ layers are
-        the input-side factors of layers fed one input (q/k/v, gate/up); their space is solved and proven in
-        time linear in the layers, with no pair statistics (which grow with the square of a family's depth). A
-        model without repeated blocks (a plain MLP) is one block: its same-shaped layers may share either way.
-    pair_statistics : compute every shareable same-family pair's bound data now, as a step of its own with a
-        progress bar (``graph.preparation["pair statistics"]``: seconds), so that the first solve pays nothing
-        for it; None (default): when the graph has such pairs and its bounds read them (cross-layer classes).
-        False leaves them to the solves, which compute the pairs pricing asks about inside their time limits.
+    cross_layer : let layers of one family in different repeated blocks (a transformer's decoder layers) share.
+        False (the default, as in ``colorshare compress``): classes stay within a block, proven in time linear
+        in the layers; a model without repeated blocks (a plain MLP) is one block.
+    pair_statistics : compute every shareable same-family pair's bound data now, a step of its own; None
+        (default): where cross-layer classes need them; False: the solves compute them on demand.
+    bits : bit-widths a weight may be stored in (:data:`~colorshare.torch.quant.BITS`; 16 always). None: 16
+        only, the graph counts parameters; below 16: it counts bytes and a linear layer may be quantized (GPTQ,
+        priced by the surrogate of its rounding error: the step ``"quantization"``).
 
     Returns
     -------
-    :class:`ModelGraph`: layer sizes are weight parameters; costs are group costs (solve with setpart;
-    ``solve`` generates columns for families too large to enumerate); ``graph.preparation`` gives the seconds of
-    each step (statistics, probes, pair statistics).
+    :class:`ModelGraph` of group costs; ``graph.preparation``: each step's seconds.
 
     Raises
     ------
@@ -114,18 +110,23 @@ def build_graph(
     """
     mgs = _check_arguments(actions, trust_region, max_group_size, curvature, probe_batches, probe_fraction,
                            probe_tokens)
+    menu = _check_bits(bits)
     if curvature == "probed":
         batches = list(batches)  # iterated twice: statistics, then the probes
     modules = _modules(model, targets, exclude)
     t = time.perf_counter()
     curv = estimate(model, modules, batches, curvature, loss_fn, probes=probes, k=k, seed=seed, progress=progress)
     blocks = None if cross_layer else blocks_of(model, [n for n in modules if n in curv])
-    g = _graph(modules, curv, actions, ranks, trust_region, mix_roles, mgs, blocks)
+    g = _graph(modules, curv, actions, ranks, trust_region, mix_roles, mgs, blocks, menu)
     g.preparation["statistics"] = time.perf_counter() - t
     if curvature == "probed":
         t = time.perf_counter()
         _probe(g, modules, model, list(batches)[:probe_batches], loss_fn, probe_fraction, probe_tokens, progress)
         g.preparation["probes"] = time.perf_counter() - t
+    if any(b < 16 for b in menu):
+        t = time.perf_counter()
+        _quantization(g, progress)
+        g.preparation["quantization"] = time.perf_counter() - t
     if pair_statistics or (pair_statistics is None and g.reads_pairs()):
         t = time.perf_counter()
         g.pair_statistics(progress)
@@ -168,7 +169,7 @@ def _modules(model: nn.Module, targets: Any, exclude: Any) -> dict[str, nn.Modul
 
 def _graph(modules: dict[str, nn.Module], curv: dict[str, Curvature], actions: Sequence[str], ranks: Any,
            trust_region: float | None, mix_roles: bool, max_group_size: int | None,
-           blocks: list[int | None] | None) -> ModelGraph:
+           blocks: list[int | None] | None, bits: tuple[int, ...] = (16,)) -> ModelGraph:
     """The graph of the layers the statistics reached: families by role and shape, one :class:`ModelState`;
     ``blocks``: each layer's repeated block, where classes stay within one (None: no such limit)."""
     names = [n for n in modules if n in curv]
@@ -183,7 +184,7 @@ def _graph(modules: dict[str, nn.Module], curv: dict[str, Curvature], actions: S
     state = ModelState(tuple(names), tuple(shapes), [weight_of(modules[n]) for n in names],
                        [is_transposed(modules[n]) for n in names], [curv[n] for n in names],
                        [is_linear(modules[n]) for n in names], tuple(actions), {s: rank_rule(s) for s in set(shapes)},
-                       rank_rule)
+                       rank_rule, bits=bits)
     conflicts: list[tuple[int, int]] = []
     if blocks is not None:  # two layers of one family in different blocks never share
         members: dict[str, list[int]] = defaultdict(list)
@@ -191,7 +192,28 @@ def _graph(modules: dict[str, nn.Module], curv: dict[str, Curvature], actions: S
             members[f].append(i)
         conflicts = [(a, b) for m in members.values() for k, a in enumerate(m) for b in m[k + 1:]
                      if blocks[a] != blocks[b]]
-    return ModelGraph(state, [int(np.prod(s)) for s in shapes], names, fams, conflicts, trust_region, max_group_size)
+    per_value = 2 if any(b < 16 for b in bits) else 1  # bytes of a 16-bit weight, or one parameter
+    return ModelGraph(state, [per_value * int(np.prod(s)) for s in shapes], names, fams, conflicts, trust_region,
+                      max_group_size)
+
+
+def _check_bits(bits: Sequence[int] | None) -> tuple[int, ...]:
+    """The bit-width menu, 16 included, widest first; ValueError naming a width colorshare cannot store."""
+    if bits is None:
+        return (16,)
+    if isinstance(bits, (str, bytes)) or not hasattr(bits, "__iter__"):
+        raise ValueError(f"bits must be a sequence of bit-widths from {BITS}, got {bits!r}")
+    menu = {16}
+    for b in bits:
+        menu.add(int(check("bits", b, OneOf(BITS))))
+    return tuple(sorted(menu, reverse=True))
+
+
+def _quantization(g: ModelGraph, progress: bool) -> None:
+    """Price every linear layer at every bit-width below 16 (GPTQ: the quantization step, with a progress bar)."""
+    todo = [(i, b) for i in range(g.n) if g.is_linear[i] and len(g.shapes[i]) == 2 for b in g.bits_menu if b < 16]
+    for i, b in tqdm(todo, desc="quantization", leave=False, disable=not progress):
+        g.quant_cost(i, b)
 
 
 def _probe(g: ModelGraph, modules: dict[str, nn.Module], model: nn.Module, batches: list[Any], loss_fn: Any,

@@ -31,8 +31,9 @@ def save_shared(model: nn.Module, path: str | Path, dtype: torch.dtype | None = 
             canonical[key] = name
             t = p.detach()
             tensors[name] = (t.to(dtype) if dtype is not None and t.is_floating_point() else t).contiguous()
+    state = model.state_dict()  # buffers as their modules give them (a quantized layer: its codes as stored)
     for name, b in model.named_buffers():
-        tensors.setdefault(name, b.detach().contiguous())
+        tensors.setdefault(name, state.get(name, b).detach().contiguous())  # non-persistent ones: as they are
     plan: dict = {"format": "colorshare-shared-v1", "aliases": aliases}
     for action in layer_actions():  # each module an action built: its own entry, under the action's name
         plan[action.name] = {n: action.plan_entry(m) for n, m in model.named_modules() if type(m) is action.layer}

@@ -145,5 +145,9 @@ def load_compressed(path: str | Path, device: str | torch.device | None = None,
         setattr(owner, attr, made[canon])  # one Parameter for every name the plan ties to it
     for name, buf in list(model.named_buffers()):
         owner, attr = parent_of(model, name)
-        owner._buffers[attr] = tensors.get(name, buf).to(device or "cpu")  # as saved (rotary tables: float32)
+        t = tensors.get(name, buf)
+        if name in tensors and tuple(t.shape) != tuple(buf.shape):
+            raise ValueError(f"tensor {name!r} has shape {tuple(t.shape)} in {weights} but {tuple(buf.shape)} in "
+                             f"{cls.__name__} as its plan rebuilds it")
+        owner._buffers[attr] = t.to(device or "cpu")  # as saved (rotary tables: float32; quantized codes)
     return model.eval()

@@ -41,7 +41,9 @@ def measure_classes(graph: ModelGraph, model: nn.Module, batches: Sequence[Any],
     refs = [_reference(o, b, loss_fn) for o, b in zip(replay.dense, batches)]
     out = []
     for cl in classes:
-        new = graph.class_weights(cl.members, cl.action, (cl.params or {}).get("rank"), cl.representative)
+        params = cl.params or {}
+        new = graph.class_weights(cl.members, cl.action, params.get("rank"), cl.representative,
+                                  int(params.get("bits", 16)))
         ws = [mods[graph.module_names[i]].weight for i in cl.members]
         old = [w.detach().clone() for w in ws]
         try:

@@ -32,6 +32,7 @@ from ..validation import NONE, Real, check
 from .actions import ACTIONS, REGISTRY, Action, get_action
 from .actions.base import Spectrum, SpectrumCache
 from .curvature import KRONECKER, Curvature, matrix_of
+from .quant import Quantized, gptq, rtn, stored_bytes
 
 __all__ = ["ModelGraph", "ModelState", "check_trust_region", "ACTIONS", "DEFAULT_ACTIONS", "DEFAULT_TRUST_REGION",
            "DEFAULT_MAX_GROUP_SIZE",
@@ -104,9 +105,13 @@ class ModelState:
     spectra: SpectrumCache = field(default_factory=lambda: SpectrumCache(4096))
     energies: dict[int, float] = field(default_factory=dict)
     pair_data: defaultdict[str, dict[tuple[int, int], Any]] = field(default_factory=lambda: defaultdict(dict))
+    bits: tuple[int, ...] = (16,)
+    """The bit-widths a stored tensor may take (16: as it is); more than 16 alone: the graph counts bytes."""
     probe_ratios: Any = None
     probe_set: list[Any] | None = None
     preparation: dict[str, float] = field(default_factory=dict)
+    quant_costs: dict[tuple[int, int], float] = field(default_factory=dict)
+    """(layer, bits) -> the surrogate cost of storing the layer's weight in that many bits (GPTQ)."""
 
     def reset(self) -> None:
         """Forget every cached quantity (after the curvatures' scales changed)."""
@@ -181,6 +186,54 @@ class ModelGraph(SharingGraph):
     def rank_rule(self, shape: tuple[int, ...]) -> list[int]:
         """The rank menu of a d_out x d_in matrix (ranks in 1 .. min(d_out, d_in) - 1)."""
         return self.state.rank_rule(shape)
+
+    # ---- memory units and bit-widths --------------------------------------------------------------------
+    @property
+    def bits_menu(self) -> tuple[int, ...]:
+        """The bit-widths a stored tensor may take (16 always: as it is)."""
+        return self.state.bits
+
+    @property
+    def unit(self) -> str:
+        """``"bytes"`` when the graph may quantize (a bit-width below 16), else ``"parameters"``."""
+        return "bytes" if any(b < 16 for b in self.state.bits) else "parameters"
+
+    @property
+    def per_value(self) -> int:
+        """Memory units of one 16-bit value: 1 parameter, or 2 bytes."""
+        return 2 if self.unit == "bytes" else 1
+
+    @property
+    def dense_parameters(self) -> int:
+        """Weights of the graph's layers."""
+        return self.dense_size // self.per_value
+
+    def memory(self, rows: int, cols: int, bits: int = 16) -> int:
+        """What a rows x cols tensor stored in ``bits`` takes, in the graph's unit."""
+        if self.unit == "parameters":
+            if bits < 16:
+                raise ValueError("a graph that counts parameters stores every tensor in 16 bits")
+            return rows * cols
+        return stored_bytes(rows, cols, bits)
+
+    def quant_cost(self, i: int, bits: int) -> float:
+        """The surrogate cost of storing layer i's weight in ``bits`` (GPTQ under its input covariance for
+        input-aware curvature, else round-to-nearest; cached): ``quad_i(W_q - W)``."""
+        key = (i, bits)
+        if key not in self.state.quant_costs:
+            self.state.quant_costs[key] = self.curvatures[i].quad(self.quantized(i, bits) - self.weight(i))
+        return self.state.quant_costs[key]
+
+    def quantized(self, i: int, bits: int) -> torch.Tensor:
+        """Layer i's weight as its ``bits``-bit codes stand for it (d_out x d_in, float64, on its device)."""
+        return self.quantize(i, bits).dequantize(torch.float64)
+
+    def quantize(self, i: int, bits: int) -> Quantized:
+        """Layer i's weight quantized to ``bits`` (GPTQ with its input covariance where the curvature has one)."""
+        W, c = self.weight(i), self.curvatures[i]
+        if c.sigma_in is not None:
+            return gptq(W, c.covariance(W.device), bits)
+        return rtn(W, bits)
 
     # ---- weights, on their own device ---------------------------------------------------------------------
     def device_of(self, i: int) -> torch.device:
@@ -322,10 +375,10 @@ class ModelGraph(SharingGraph):
 
     # ---- a class's weights and measured prices ---------------------------------------------------------------
     def class_weights(self, members: Sequence[int], action: str, rank: int | None = None,
-                      representative: int | None = None) -> list[torch.Tensor]:
+                      representative: int | None = None, bits: int = 16) -> list[torch.Tensor]:
         """Each member's weight under one sharing class (float64, d_out x d_in, on the members' device): what
         :func:`~colorshare.torch.apply_coloring` makes the model compute, without changing the model."""
-        return get_action(action).weights(self, tuple(members), rank, representative)
+        return get_action(action).weights(self, tuple(members), rank, representative, bits)
 
     def set_measured(self, members: Sequence[int], action: str, memory: int, cost: float) -> None:
         """Replace the surrogate cost of one option (the class's members, action and parameters stored) by a

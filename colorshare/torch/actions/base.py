@@ -27,6 +27,7 @@ from ...formulations.costs import Option
 if TYPE_CHECKING:
     from ...formulations.graph import SharingClass
     from ..curvature import Curvature
+    from ..quant import Quantized
 
 __all__ = ["Action", "GraphStatistics", "SharedLinear", "Spectrum", "SpectrumCache", "tails", "parent_of", "SAFE"]
 
@@ -159,6 +160,28 @@ class GraphStatistics(Protocol):
         """Options priced by measurement: (members, action, memory) -> cost."""
         ...
 
+    @property
+    def bits_menu(self) -> tuple[int, ...]:
+        """The bit-widths a stored tensor may take (16: as it is)."""
+        ...
+
+    @property
+    def per_value(self) -> int:
+        """Memory units of one 16-bit value: 1 (the graph counts parameters) or 2 (bytes)."""
+        ...
+
+    def memory(self, rows: int, cols: int, bits: int = 16) -> int:
+        """What a rows x cols tensor stored in ``bits`` takes, in the graph's unit."""
+        ...
+
+    def quant_cost(self, i: int, bits: int) -> float:
+        """The surrogate cost of storing layer i's weight in ``bits``."""
+        ...
+
+    def quantize(self, i: int, bits: int) -> Quantized:
+        """Layer i's weight quantized to ``bits``."""
+        ...
+
 
 def tails(vals: np.ndarray, ranks: Sequence[int]) -> np.ndarray:
     """Half the sum of the eigenvalues beyond each rank (``vals`` descending): a rank-r factorization's cost."""
@@ -237,7 +260,7 @@ class Action:
     scope: ClassVar[str] = "shape"
     """Who may form its classes: ``"shape"`` (layers of one family: same shape and role) or ``"input"`` (layers
     of one input scope: fed the very same tensor)."""
-    layer: ClassVar[type[SharedLinear] | None] = None
+    layer: ClassVar[type[nn.Module] | None] = None
     """The module it puts in place of each member (None: members keep their modules, parameters re-tied)."""
     pair_kind: ClassVar[str | None] = None
     """The key of the exact pair data its bounds read (``graph.pairs(pair_kind)``), if any."""
@@ -258,8 +281,9 @@ class Action:
         return None
 
     def weights(self, g: GraphStatistics, members: tuple[int, ...], rank: int | None,
-                representative: int | None) -> list[torch.Tensor]:
-        """Each member's weight under the class (float64, d_out x d_in, on the members' device)."""
+                representative: int | None, bits: int = 16) -> list[torch.Tensor]:
+        """Each member's weight under the class (float64, d_out x d_in, on the members' device); ``bits``: the
+        bit-width its stored tensors take."""
         raise NotImplementedError
 
     def rank_of(self, rank: int | None) -> int:
@@ -299,12 +323,13 @@ class Action:
         """Make ``target`` (whose modules by name are ``mods``) compute the class ``cl``."""
         raise NotImplementedError
 
-    def plan_entry(self, module: SharedLinear) -> dict[str, Any]:
+    def plan_entry(self, module: nn.Module) -> dict[str, Any]:
         """What :meth:`rebuild` needs to put an empty copy of ``module`` in place (JSON-able)."""
+        assert isinstance(module, SharedLinear)
         return {"in": module.in_features, "out": module.out_features, "rank": module.rank,
                 "bias": module.bias is not None}
 
-    def rebuild(self, spec: dict[str, Any], old: nn.Module, name: str, source: str) -> SharedLinear:
+    def rebuild(self, spec: dict[str, Any], old: nn.Module, name: str, source: str) -> nn.Module:
         """An empty module of this action's layer in place of ``old`` (module ``name``), from its plan entry,
         with ``old``'s dtype, device and bias; ValueError if ``old`` has another shape."""
         from ..targets import bias_of, layer_shape

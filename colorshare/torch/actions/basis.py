@@ -64,6 +64,12 @@ def _dims(g: GraphStatistics, group: Sequence[int]) -> tuple[int, int]:
     return s[0], int(np.prod(s[1:]))
 
 
+def _memory(g: GraphStatistics, group: Sequence[int], rank: int) -> int:
+    """What a shared basis of ``rank`` for ``group`` stores, in the graph's unit: U and every member's C."""
+    d_out, d_in = _dims(g, group)
+    return g.per_value * (d_out * rank + len(group) * rank * d_in)
+
+
 def _side(g: GraphStatistics, group: tuple[int, ...]) -> str:
     d_out, d_in = _dims(g, group)
     return "in" if g.input_aware(group[0]) and len(group) * d_in < d_out else "out"
@@ -144,7 +150,7 @@ def _generic(g: GraphStatistics, group: tuple[int, ...], ranks: Sequence[int], t
         done = r
         errs = [g.curvatures[i].quad(a - W) for a, W, i in zip(approx, Ws, group)]
         if not trust or g.fits(e / max(g.energy(i), 1e-300) for e, i in zip(errs, group)):
-            out.append(Option("basis", math.fsum(errs), d_out * r + len(group) * r * d_in, params={"rank": int(r)}))
+            out.append(Option("basis", math.fsum(errs), _memory(g, group, r), params={"rank": int(r)}))
     return out
 
 
@@ -153,7 +159,7 @@ def basis_option(g: GraphStatistics, group: Sequence[int], rank: int, trust: boo
     region, unless ``trust=False``)."""
     group = tuple(sorted(group))
     d_out, d_in = _dims(g, group)
-    mem = d_out * rank + len(group) * rank * d_in
+    mem = _memory(g, group, rank)
     if g.input_aware(group[0]):
         spec = spectrum(g, group)
         r = min(rank, len(spec.vals))
@@ -193,25 +199,25 @@ class Basis(Action):
             return []
         d_out, d_in = _dims(g, group)
         m = int(g.sizes[group[0]])
-        ranks = [r for r in g.menu(group[0]) if d_out * r + len(group) * r * d_in < len(group) * m]
+        ranks = [r for r in g.menu(group[0]) if _memory(g, group, r) < len(group) * m]
         if not g.input_aware(group[0]):
             return _generic(g, group, ranks)
         spec = spectrum(g, group)
         out = []
         for r, cost in zip(ranks, tails(spec.vals, ranks)):
             if g.fits(spec.rel_err[:, min(r, len(spec.vals))]):
-                out.append(Option("basis", float(cost), d_out * r + len(group) * r * d_in, params={"rank": int(r)}))
+                out.append(Option("basis", float(cost), _memory(g, group, r), params={"rank": int(r)}))
         return out
 
     def class_option(self, g: GraphStatistics, group: tuple[int, ...], memory: int, trust: bool) -> Option | None:
         if not g.is_linear[group[0]]:
             return None
         d_out, d_in = _dims(g, group)
-        rank, rest = divmod(int(memory), d_out + len(group) * d_in)
+        rank, rest = divmod(int(memory), g.per_value * (d_out + len(group) * d_in))
         return basis_option(g, group, rank, trust) if rank > 0 and not rest else None
 
     def weights(self, g: GraphStatistics, members: tuple[int, ...], rank: int | None,
-                representative: int | None) -> list[torch.Tensor]:
+                representative: int | None, bits: int = 16) -> list[torch.Tensor]:
         U, Cs = basis_factors(g, members, self.rank_of(rank))
         return [(U @ C).to(g.device_of(i)) for i, C in zip(members, Cs)]
 
@@ -246,12 +252,13 @@ class Basis(Action):
             if i in pos and j in pos:
                 a, b = pos[i], pos[j]
                 E[:, a, b] = E[:, b, a] = np.maximum(0.0, tl - own[a] - own[b]) * SAFE
-        col = {d_out * r + 2 * r * d_in: k for k, r in enumerate(menu)}  # a pair's basis memory -> rank
+        col = {_memory(g, family[:2], r): k for k, r in enumerate(menu)}  # a pair's basis memory -> rank
         for a, b, mem, cost in self.measured_pairs(g, ("basis",), pos):
             if mem in col:
                 k = col[mem]
                 E[k, a, b] = E[k, b, a] = min(E[k, a, b], cost - own[a, k] - own[b, k])  # may be < 0
-        return [KindBound(f"basis r={r}", d_out * r, r * d_in, np.where(fits[:, k], own[:, k], np.inf), E[k])
+        pv = g.per_value
+        return [KindBound(f"basis r={r}", pv * d_out * r, pv * r * d_in, np.where(fits[:, k], own[:, k], np.inf), E[k])
                 for k, r in enumerate(menu)]
 
     # ---- in a model -------------------------------------------------------------------------------------

@@ -170,17 +170,17 @@ class InputFactor(Action):
         d_in = _d_in(g, group)
         outs = sum(g.shapes[i][0] for i in group)
         dense = sum(int(g.sizes[i]) for i in group)
-        ranks = [r for r in input_menu(g, group) if r * (d_in + outs) < dense]
+        ranks = [r for r in input_menu(g, group) if g.per_value * r * (d_in + outs) < dense]
         out = []
         for r, cost in zip(ranks, tails(spec.vals, ranks)):
             if g.fits(spec.rel_err[:, min(r, len(spec.vals))]):
-                out.append(Option("input", float(cost), r * (d_in + outs), params={"rank": int(r)}))
+                out.append(Option("input", float(cost), g.per_value * r * (d_in + outs), params={"rank": int(r)}))
         return out
 
     def class_option(self, g: GraphStatistics, group: tuple[int, ...], memory: int, trust: bool) -> Option | None:
         if len(group) < 2 or not g.in_scope(group):
             return None
-        rank, rest = divmod(int(memory), _d_in(g, group) + sum(g.shapes[i][0] for i in group))
+        rank, rest = divmod(int(memory), g.per_value * (_d_in(g, group) + sum(g.shapes[i][0] for i in group)))
         if rank <= 0 or rest:
             return None
         spec = input_spectrum(g, group)
@@ -190,7 +190,7 @@ class InputFactor(Action):
         return Option("input", 0.5 * float(spec.vals[rr:].sum()), int(memory), params={"rank": rank})
 
     def weights(self, g: GraphStatistics, members: tuple[int, ...], rank: int | None,
-                representative: int | None) -> list[torch.Tensor]:
+                representative: int | None, bits: int = 16) -> list[torch.Tensor]:
         B, As = input_factors(g, members, self.rank_of(rank))
         return [(A @ B).to(g.device_of(i)) for i, A in zip(members, As)]
 

@@ -28,7 +28,7 @@ class Medoid(Tie):
         return costs[k], group[k]
 
     def weights(self, g: GraphStatistics, members: tuple[int, ...], rank: int | None,
-                representative: int | None) -> list[torch.Tensor]:
+                representative: int | None, bits: int = 16) -> list[torch.Tensor]:
         if representative is None:
             raise ValueError("a medoid class needs its representative")
         return [g.weight(representative, g.device_of(i)) for i in members]

@@ -119,7 +119,7 @@ class Tie(Action):
         return self.shared_tensor(g, group, trust)
 
     def weights(self, g: GraphStatistics, members: tuple[int, ...], rank: int | None,
-                representative: int | None) -> list[torch.Tensor]:
+                representative: int | None, bits: int = 16) -> list[torch.Tensor]:
         W = tie_center(g, members)
         return [W.to(g.device_of(i)) for i in members]
 
