@@ -228,7 +228,7 @@ def _build(case: Any, opts: CompressOptions, steps: Steps, main: bool, bits: tup
         finally:
             dist.close()  # the statistics were the collective part; rank 0 solves and writes alone
         release()  # what the statistics pass and the probes built and dropped (activations, batch covariances)
-    for step in ("pair statistics", "quantization"):  # reported as steps of their own
+    for step in ("quantization", "options", "pair statistics"):  # reported as steps of their own
         if step in graph.preparation:
             steps.seconds["statistics"] -= graph.preparation[step]
             steps.seconds[step] = graph.preparation[step]

@@ -49,12 +49,18 @@ def test_a_fresh_cross_layer_graph_has_its_pair_statistics_and_its_first_solve_i
 def test_without_the_step_the_first_solve_pays_for_the_graph_and_says_so():
     model = tiny_llama(layers=4, tie=False)
     g = build_graph(model, _lm_batches(), targets="all-linear", curvature="kfac", cross_layer=True,
-                    pair_statistics=False, progress=False)
-    assert "pair statistics" not in g.preparation
+                    prepare=False, progress=False)
+    assert "pair statistics" not in g.preparation and "options" not in g.preparation
     first = solve(g, 0.5 * g.dense_size, backend="highs", time_limit=120)
     second = solve(g, 0.5 * g.dense_size, backend="highs", time_limit=120)
     assert first.facts["graph_seconds"] > second.facts["graph_seconds"]
     assert first.objective == pytest.approx(second.objective, rel=1e-9)
+    prepared = build_graph(model, _lm_batches(), targets="all-linear", curvature="kfac", cross_layer=True,
+                           progress=False)
+    assert {"options", "pair statistics"} <= set(prepared.preparation)
+    ready = solve(prepared, 0.5 * prepared.dense_size, backend="highs", time_limit=120)
+    assert ready.facts["graph_seconds"] < first.facts["graph_seconds"]
+    assert ready.objective == pytest.approx(first.objective, rel=1e-9)
 
 
 def test_within_blocks_a_transformer_shares_only_inside_a_block_and_a_plain_mlp_is_one_block():

@@ -53,7 +53,7 @@ def build_graph(
     probe_tokens: int | None = defaults.PROBE_TOKENS,
     max_group_size: int | None | str = "auto",
     cross_layer: bool = defaults.CROSS_LAYER,
-    pair_statistics: bool | None = None,
+    prepare: bool = True,
     bits: Sequence[int] | None = None,
     progress: bool = True,
 ) -> ModelGraph:
@@ -88,8 +88,9 @@ def build_graph(
     cross_layer : let layers of one family in different repeated blocks (a transformer's decoder layers) share.
         False (the default, as in ``colorshare compress``): classes stay within a block, proven in time linear
         in the layers; a model without repeated blocks (a plain MLP) is one block.
-    pair_statistics : compute every shareable same-family pair's bound data now, a step of its own; None
-        (default): where cross-layer classes need them; False: the solves compute them on demand.
+    prepare : do now, as steps of their own with progress bars, what the first solve would otherwise do inside
+        its time limit: quantize every layer (with bits), price every layer's and input scope's options, and
+        compute the pair statistics of cross-layer classes. False leaves it to the solves.
     bits : bit-widths a weight may be stored in (:data:`~colorshare.torch.quant.BITS`; 16 always). None: 16
         only, the graph counts parameters; below 16: it counts bytes and a linear layer may be quantized (GPTQ,
         priced by the surrogate of its rounding error: the step ``"quantization"``).
@@ -123,14 +124,8 @@ def build_graph(
         t = time.perf_counter()
         _probe(g, modules, model, list(batches)[:probe_batches], loss_fn, probe_fraction, probe_tokens, progress)
         g.preparation["probes"] = time.perf_counter() - t
-    if any(b < 16 for b in menu):
-        t = time.perf_counter()
-        _quantization(g, progress)
-        g.preparation["quantization"] = time.perf_counter() - t
-    if pair_statistics or (pair_statistics is None and g.reads_pairs()):
-        t = time.perf_counter()
-        g.pair_statistics(progress)
-        g.preparation["pair statistics"] = time.perf_counter() - t
+    if prepare:
+        _prepare(g, progress)
     return g
 
 
@@ -209,11 +204,25 @@ def _check_bits(bits: Sequence[int] | None) -> tuple[int, ...]:
     return tuple(sorted(menu, reverse=True))
 
 
-def _quantization(g: ModelGraph, progress: bool) -> None:
-    """Price every linear layer at every bit-width below 16 (GPTQ: the quantization step, with a progress bar)."""
+def _prepare(g: ModelGraph, progress: bool) -> None:
+    """The graph's one-time work, each a step with its seconds in ``g.preparation``: every linear layer quantized
+    at every bit-width below 16 (GPTQ), the options of every layer and input-scope group, and the pair
+    statistics of cross-layer classes."""
     todo = [(i, b) for i in range(g.n) if g.is_linear[i] and len(g.shapes[i]) == 2 for b in g.bits_menu if b < 16]
-    for i, b in tqdm(todo, desc="quantization", leave=False, disable=not progress):
-        g.quant_cost(i, b)
+    if todo:
+        t = time.perf_counter()
+        for i, b in tqdm(todo, desc="quantization", leave=False, disable=not progress):
+            g.quant_cost(i, b)
+        g.preparation["quantization"] = time.perf_counter() - t
+    t = time.perf_counter()
+    for grp in tqdm([(i,) for i in range(g.n)] + g.scope_groups(), desc="options", leave=False,
+                    disable=not progress):
+        g.options(grp)
+    g.preparation["options"] = time.perf_counter() - t
+    if g.reads_pairs():
+        t = time.perf_counter()
+        g.pair_statistics(progress)
+        g.preparation["pair statistics"] = time.perf_counter() - t
 
 
 def _probe(g: ModelGraph, modules: dict[str, nn.Module], model: nn.Module, batches: list[Any], loss_fn: Any,
