@@ -8,8 +8,9 @@ A stored matrix ``W`` (rows x cols; a linear layer's d_out x d_in, or a factor) 
 - 4, 3, 2 bits: asymmetric, a float16 scale and a float16 zero point per group, codes in 0 .. 2^bits - 1,
   ``w = (q - z) * s``; the group size divides ``cols`` (:func:`group_size`).
 
-Bytes (:func:`stored_bytes`): the packed codes (``ceil(rows * cols * bits / 8)``) plus 2 bytes per scale and per
-zero point: 4 bits in groups of 64 are 4.5 bits per weight. 16 bits is the unquantized tensor (2 bytes each).
+Bytes (:func:`stored_bytes`): the packed codes (:func:`packed_bytes`: ``rows * cols * bits / 8`` rounded up) plus
+2 bytes per scale and per zero point: 4 bits in groups of 64 are 4.5 bits per weight. 16 bits is the unquantized
+tensor (2 bytes each).
 
 GPTQ (:func:`gptq`) quantizes column by column and feeds each column's error forward through the inverse of the
 input covariance (``H = E[x x^T]``, the layer's own K-FAC input factor), which minimises ``tr(E H E^T)`` for the
@@ -64,6 +65,15 @@ def group_size(cols: int, bits: int, preferred: int = DEFAULT_GROUP) -> int:
     return cols
 
 
+def packed_bytes(values: int, bits: int) -> int:
+    """Bytes ``values`` codes take packed (:func:`pack`): whole groups of 8 / bits values, 8 values in 3 bytes at 3
+    bits."""
+    if bits >= 8:
+        return values * bits // 8
+    per = 8 if bits == 3 else 8 // bits
+    return math.ceil(values / per) * per * bits // 8
+
+
 def stored_bytes(rows: int, cols: int, bits: int, group: int | None = None) -> int:
     """Bytes a rows x cols tensor takes at ``bits``: packed codes plus float16 scales (and zero points below 8
     bits); 16 bits: 2 bytes a value."""
@@ -71,7 +81,7 @@ def stored_bytes(rows: int, cols: int, bits: int, group: int | None = None) -> i
         return 2 * rows * cols
     g = group or group_size(cols, bits)
     groups = rows * math.ceil(cols / g)
-    return math.ceil(rows * cols * bits / 8) + groups * (2 if bits == 8 else 4)
+    return packed_bytes(rows * cols, bits) + groups * (2 if bits == 8 else 4)
 
 
 def bits_per_weight(nbytes: float, weights: int) -> float:
@@ -272,7 +282,7 @@ class QuantLinear(nn.Module):
             raise ValueError(f"a quantized layer stores 8, 4, 3 or 2 bits, got {bits!r}")
         self.in_features, self.out_features, self.bits, self.group = in_features, out_features, bits, group
         n = out_features * in_features
-        shape: tuple[int, ...] = (out_features, in_features) if bits == 8 else (math.ceil(n * bits / 8),)
+        shape: tuple[int, ...] = (out_features, in_features) if bits == 8 else (packed_bytes(n, bits),)
         self.register_buffer("codes", torch.zeros(shape, dtype=torch.int8 if bits == 8 else torch.uint8,
                                                   device=device))
         groups = in_features // group
