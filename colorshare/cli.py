@@ -106,6 +106,8 @@ def _compress_arguments(c: argparse.ArgumentParser) -> None:
                         "over every GPU; each layer's statistics on its own device)")
     c.add_argument("--seed", type=int, default=d.seed)
     c.add_argument("--no-verify", action="store_true", help="skip reloading the saved model and re-measuring")
+    c.add_argument("--overwrite", action="store_true", default=d.overwrite,
+                   help="replace an existing non-empty --out folder (whole: it is never written into)")
     c.add_argument("--dtype", default=d.dtype, choices=list(DTYPE_CHOICES),
                    help="dtype of the written parameters (default auto: the source's; GGUF quantized: bfloat16)")
     c.add_argument("--max-group-size", type=int, default=None,

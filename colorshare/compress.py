@@ -25,7 +25,7 @@ import dataclasses
 import inspect
 import json
 import math
-import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,7 @@ from typing import Any
 from . import defaults
 from .formulations.budget import parse_budget
 from .report import family_table, markdown
+from .staging import check_target, publish, staging_folder
 from .timing import Steps, peak_rss_gib
 from .validation import (
     NON_NEGATIVE_INT,
@@ -62,6 +63,7 @@ class CompressOptions:
     :data:`colorshare.defaults.CROSS_LAYER`). ``probe_tokens``: tokens each probe and measured class runs on
     (None: the first 2 batches whole). ``bits``: the bit-widths a layer's weight may be stored in (None: every one
     of :data:`colorshare.torch.quant.BITS` when the budget is in bits per weight or bytes, else 16 only).
+    ``overwrite``: replace an existing non-empty output folder (whole; it is never written into).
     ``measure_rounds``: with the probed surrogate, solve at most this many
     times, pricing the shared classes of each answer by measurement; 0 or 1: the surrogate only.
     ``calibration`` / ``evaluation``: plain-text files (causal LMs). ``dtype``: of the written parameters
@@ -82,6 +84,7 @@ class CompressOptions:
     cross_layer: bool = defaults.CROSS_LAYER
     probe_tokens: int | None = defaults.PROBE_TOKENS
     bits: tuple[int, ...] | None = None
+    overwrite: bool = False
 
 
 @dataclass
@@ -151,24 +154,14 @@ def validate(model: str, budget: str, out: str | Path, opts: CompressOptions) ->
     for label, f in (("--calibration", opts.calibration), ("--evaluation", opts.evaluation)):
         if f is not None and not Path(f).is_file():
             raise ValueError(f"{label} file {str(f)!r} does not exist")
-    _check_out(Path(out))
+    check_flag(opts.overwrite, "overwrite")
+    check_target(Path(out), Path(model) if Path(model).exists() else None, opts.overwrite)
     from .torch import distributed as dist
 
     if opts.device == "auto" and dist.launched_size() > 1:
         raise ValueError("--device auto (one model spread over devices) and torchrun (one model per process) do "
                          "not combine: give each process its device (--device cuda) or run one process")
     return opts
-
-
-def _check_out(out: Path) -> None:
-    """The output folder can be made and written: not a file, its nearest existing ancestor writable."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file, not a folder")
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {str(out)!r} cannot be written ({str(probe)!r} is not a writable folder)")
 
 
 def resolve_model(model: str, device: str = "cpu", calibration: str | Path | None = None,
@@ -277,6 +270,9 @@ def plan(case: Any, budget: str, opts: CompressOptions, steps: Steps, echo: Any 
     with steps("solve"):
         sol = _solve(case, graph, b, opts, echo)
     _echo_solution(graph, sol, opts, steps.seconds["solve"], echo)
+    if sol.colors is None and sol.status.value == "unknown":
+        raise ValueError(f"the solve found no coloring within --time-limit {opts.time_limit:g} s (status unknown, "
+                         "nothing proven): give it more time")
     if sol.colors is None:
         floor = sum(min(o.memory for o in graph.options((i,))) for i in range(graph.n))
         raise ValueError(f"no coloring fits the budget {b:,.0f} {graph.unit} ({b / graph.dense_size:.1%}); status "
@@ -351,7 +347,7 @@ def write(p: Plan, out: Path, opts: CompressOptions, steps: Steps, echo: Any = p
         else:
             save_shared(shared, out / "model.safetensors", dtype=DTYPES[dtype])
     files = {f.name: f.stat().st_size for f in sorted(out.iterdir()) if f.is_file() and not f.name.startswith("report")}
-    echo(f"wrote {out}: " + ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in files.items()) + f" ({dtype})")
+    echo("written: " + ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in files.items()) + f" ({dtype})")
     return Written(shared, after, stored_before, stored_after, dtype, files, folder)
 
 
@@ -383,8 +379,9 @@ def _unit_fields(graph: Any, budget: float, stored: int, w: Written) -> dict[str
 
 
 def report(model: str, p: Plan, w: Written, out: Path, opts: CompressOptions, steps: Steps,
-           echo: Any = print, budget_text: str = "") -> dict[str, Any]:
-    """The run's report (returned, and written as ``report.json`` and ``report.md`` into ``out``)."""
+           echo: Any = print, budget_text: str = "", final: Path | None = None) -> dict[str, Any]:
+    """The run's report (returned, and written as ``report.json`` and ``report.md`` into ``out``; ``final``: where
+    the folder ends up, if ``out`` is its staging place)."""
     graph, sol = p.graph, p.solution
     rep = {
         "model": p.case.name, "source": model, "curvature": opts.curvature,
@@ -392,7 +389,8 @@ def report(model: str, p: Plan, w: Written, out: Path, opts: CompressOptions, st
         "layers": graph.n, "unit": graph.unit, "budget": budget_text, "dense_memory": graph.dense_size,
         "dense_parameters": graph.dense_parameters,
         "budget_memory": int(math.floor(p.budget)) if math.isfinite(p.budget) else None,
-        "budget_fraction": p.budget / graph.dense_size, "stored_memory": int(sol.memory),
+        "budget_fraction": p.budget / graph.dense_size if math.isfinite(p.budget) else None,
+        "stored_memory": int(sol.memory),
         "stored_fraction": sol.memory / graph.dense_size,
         "model_memory_before": w.stored_before, "model_memory_after": w.stored_after,
         **_unit_fields(graph, p.budget, int(sol.memory), w),
@@ -406,7 +404,7 @@ def report(model: str, p: Plan, w: Written, out: Path, opts: CompressOptions, st
         "bits": list(graph.bits_menu),
         "families": family_table(graph, sol), "left_out": p.left_out, "seconds": dict(steps.seconds),
         "processes": p.processes, "peak_memory_gib": peak_rss_gib(),
-        "file": str(out / "model.safetensors"), "dtype": w.dtype, "files_bytes": w.files,
+        "file": str(Path(final or out) / "model.safetensors"), "dtype": w.dtype, "files_bytes": w.files,
         "folder": w.folder, "case_info": {k: str(v) for k, v in p.case.info.items()},
     }
     (out / "report.json").write_text(json.dumps(rep, indent=2, default=str))
@@ -441,10 +439,18 @@ def compress(model: str, budget: str, out: str | Path, echo: Any = print, **opti
     p = plan(case, budget, opts, steps, echo, rank, processes)
     if p is None:
         return {"rank": rank, "processes": processes}
-    w = write(p, out, opts, steps, echo)
-    if opts.verify:
-        verify(p, w, out, opts, steps, echo)
-    return report(model, p, w, out, opts, steps, echo, budget)
+    stage = staging_folder(out)  # the folder is built aside and renamed into place whole: never half-written
+    try:
+        w = write(p, stage, opts, steps, echo)
+        if opts.verify:
+            verify(p, w, stage, opts, steps, echo)
+        rep = report(model, p, w, stage, opts, steps, echo, budget, final=out)
+        publish(stage, out)
+        echo(f"folder: {out}")
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+    return rep
 
 
 def main_from_args(args: Any) -> int:
@@ -457,7 +463,7 @@ def main_from_args(args: Any) -> int:
                  measure_rounds=args.measure_rounds, calibration=args.calibration, evaluation=args.evaluation,
                  dtype=args.dtype, cross_layer=args.cross_layer,
                  probe_tokens=None if args.probe_tokens == 0 else args.probe_tokens,
-                 bits=None if args.bits is None else tuple(args.bits))
+                 bits=None if args.bits is None else tuple(args.bits), overwrite=args.overwrite)
     except (ValueError, OSError) as exc:
         print(f"colorshare: error: {exc}", file=sys.stderr)
         return 2

@@ -52,7 +52,8 @@ def markdown(report: dict[str, Any]) -> str:
     budget = report["budget_memory"]
     out = [f"# colorshare compress: {report['model']}", "",
            f"- budget: {report['budget']} = " + ("no limit" if budget is None else f"{budget:,} {unit}")
-           + f" ({report['budget_fraction']:.1%} of {report['dense_memory']:,} {unit} in {report['layers']} "
+           + f" ({'-' if report['budget_fraction'] is None else format(report['budget_fraction'], '.1%')} of "
+           f"{report['dense_memory']:,} {unit} in {report['layers']} "
            f"layers, {report['dense_parameters']:,} weights)",
            f"- stored: {report['stored_memory']:,} {unit} ({report['stored_fraction']:.1%}"
            + (f"; {report['bits_per_weight']:.3f} bits per weight, scales included" if unit == "bytes" else "")

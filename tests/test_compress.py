@@ -199,6 +199,7 @@ def test_compress_on_the_users_own_text_states_its_token_counts(tiny_lm_folder, 
     # a file too short for one chunk, and a missing one, are errors naming the file
     short = tmp_path / "short.txt"
     short.write_text("too short")
+    argv[argv.index("--out") + 1] = str(tmp_path / "again")  # (the first run's folder is taken)
     assert main(argv[:-4] + ["--calibration", str(short)]) == 2
     assert "fewer than one chunk" in capsys.readouterr().err
     assert main(argv[:-4] + ["--evaluation", str(tmp_path / "none.txt")]) == 2

@@ -154,3 +154,27 @@ def test_compress_to_bits_per_weight_writes_a_packed_folder_that_reloads(tiny_lm
     # the file holds the plan's bytes plus the untouched tensors (bfloat16) and a header
     size = (out / "model.safetensors").stat().st_size
     assert report["model_bytes_after"] <= size <= 1.05 * report["model_bytes_after"] + 64 * 1024
+
+
+def test_a_layer_as_quantized_factors_costs_what_its_weight_error_costs():
+    """lowrank: the tail, the coefficients' and the basis' rounding add up to the surrogate of the whole error
+    U_q C_q - W (the cross terms are small), and the layer it builds computes exactly those factors."""
+    from colorshare.torch.actions.lowrank import LowRankLinear, lowrank_cost, quantized_factors
+
+    model, batches = planted_stack(families=1, layers=3, width=64, seed=2)
+    g = build_graph(model, batches, curvature="kfac", bits=(8, 4), trust_region=None, progress=False)
+    for rank, bits in ((16, 8), (32, 8), (32, 4)):
+        cost, _ = lowrank_cost(g, 0, rank, bits)
+        qU, qC = quantized_factors(g, 0, rank, bits)
+        E = qU.dequantize(torch.float64) @ qC.dequantize(torch.float64) - g.weight(0)
+        assert cost == pytest.approx(g.curvatures[0].quad(E), rel=0.05)
+    opts = [o for o in g.options((0,)) if o.action == "lowrank"]
+    assert opts and all(o.params["bits"] in (8, 4) and o.memory < g.sizes[0] for o in opts)
+    sol = solve(g, parse_budget("4bpw").for_graph(g), backend="highs", time_limit=60,
+                groups=[(i,) for i in range(g.n)], formulation="setpart")
+    shared = apply_coloring(model, g, sol)
+    assert stored_memory(shared, "bytes") == stored_memory(model, "bytes") - g.dense_size + sol.memory
+    low = [c for c in sol.classes if c.action == "lowrank"]
+    for c in low:
+        layer = shared.get_submodule(g.module_names[c.members[0]])
+        assert isinstance(layer, LowRankLinear) and layer.rank == c.params["rank"]

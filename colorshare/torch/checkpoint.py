@@ -35,8 +35,12 @@ def save_shared(model: nn.Module, path: str | Path, dtype: torch.dtype | None = 
     for name, b in model.named_buffers():
         tensors.setdefault(name, state.get(name, b).detach().contiguous())  # non-persistent ones: as they are
     plan: dict = {"format": "colorshare-shared-v1", "aliases": aliases}
+    built = {n: a for n, m in model.named_modules() for a in layer_actions() if type(m) is a.layer}
+    # a layer made of other layers (lowrank's two QuantLinear) is one entry: its parts are rebuilt with it
+    outer = {n: a for n, a in built.items() if not any(n.startswith(o + ".") for o in built if o != n)}
+    mods = dict(model.named_modules())
     for action in layer_actions():  # each module an action built: its own entry, under the action's name
-        plan[action.name] = {n: action.plan_entry(m) for n, m in model.named_modules() if type(m) is action.layer}
+        plan[action.name] = {n: action.plan_entry(mods[n]) for n, a in outer.items() if a is action}
     save_file(tensors, str(path), metadata={"colorshare": json.dumps(plan), "format": "pt"})
 
 

@@ -38,7 +38,7 @@ __all__ = ["ModelGraph", "ModelState", "check_trust_region", "ACTIONS", "DEFAULT
            "DEFAULT_MAX_GROUP_SIZE",
            "rank_menu"]
 
-DEFAULT_ACTIONS = ("tie", "basis", "input", "dense")
+DEFAULT_ACTIONS = ("tie", "basis", "input", "dense", "lowrank")
 DEFAULT_TRUST_REGION = defaults.TRUST_REGION
 """Default cap on each layer's relative whitened error ``||(W' - W) L||^2 / ||W L||^2`` (see build_graph)."""
 DEFAULT_MAX_GROUP_SIZE = defaults.MAX_GROUP_SIZE

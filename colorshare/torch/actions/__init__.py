@@ -5,6 +5,7 @@
     medoid  the members use one member's weight
     basis   the members share a left basis U, each keeps its coefficients (same shape)
     input   the members share an input-side factor B (fed the same tensor; any output sizes)
+    lowrank a layer alone as two factors stored in fewer bits (where the graph counts bytes)
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from .base import Action, SharedLinear
 from .basis import Basis, BasisLinear
 from .dense import Dense
 from .input import InputFactor, InputFactorLinear
+from .lowrank import LowRank, LowRankLinear
 from .medoid import Medoid
 from .tie import Tie
 
-__all__ = ["Action", "SharedLinear", "BasisLinear", "InputFactorLinear", "REGISTRY", "ACTIONS", "get_action",
-           "layer_actions", "register"]
+__all__ = ["Action", "SharedLinear", "BasisLinear", "InputFactorLinear", "LowRankLinear", "REGISTRY", "ACTIONS",
+           "get_action", "layer_actions", "register"]
 
-REGISTRY: dict[str, Action] = {a.name: a for a in (Dense(), Tie(), Medoid(), Basis(), InputFactor())}
+REGISTRY: dict[str, Action] = {a.name: a for a in (Dense(), Tie(), Medoid(), Basis(), InputFactor(), LowRank())}
 """Every action by name, in the order a group's options are listed."""
 
 ACTIONS: tuple[str, ...] = tuple(REGISTRY)

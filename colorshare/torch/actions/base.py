@@ -242,11 +242,11 @@ class SharedLinear(nn.Module):
 
     def to_linear(self) -> nn.Linear:
         """An ``nn.Linear`` with this layer's weight (a copy) and its bias (the same parameter)."""
-        some = next(self.parameters())
+        w = self.weight
         lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
-                        device=some.device, dtype=some.dtype)
+                        device=w.device, dtype=w.dtype)
         with torch.no_grad():
-            lin.weight.copy_(self.weight)
+            lin.weight.copy_(w)
         if self.bias is not None:
             lin.bias = self.bias
         return lin
