@@ -23,6 +23,7 @@ from benchmarks.speed import load_memory, speed_rows, write
 from colorshare import solve
 from colorshare.torch import apply_coloring, build_graph, load_compressed, save_compressed
 from colorshare.torch.models import smollm2_135m
+from colorshare.torch.quant import BITS
 
 
 def _cpu() -> str:
@@ -38,6 +39,8 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/inference/smollm2-135m")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--keeps", type=float, nargs="*", default=[0.8, 0.5, 0.3])
+    ap.add_argument("--bpw", type=float, nargs="*", default=[4.5, 3.5],
+                    help="packed plans at these bits per weight (a graph built with every bit-width)")
     ap.add_argument("--time-limit", type=float, default=120.0)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -77,6 +80,26 @@ def main() -> None:
                 kinds[c.action] = kinds.get(c.action, 0) + 1
             gap = "-" if sol.gap is None else f"{sol.gap:.1e}"
             notes.append(f"- {name}: {sol.status.value} (gap {gap}), classes {kinds}")
+        if args.bpw:
+            bytes_graph = build_graph(case.model, case.batches, case.targets, "kfac", bits=BITS)
+            for bpw in args.bpw:
+                name = f"{bpw:g} bpw"
+                sol = solve(bytes_graph, bpw / 8 * bytes_graph.dense_parameters, backend="highs",
+                            time_limit=args.time_limit)
+                shared = apply_coloring(case.model, bytes_graph, sol)
+                folder = Path(tmp) / f"bpw{bpw:g}"
+                save_compressed(shared, folder, case.tokenizer, dtype="bfloat16")
+                del shared
+                # packed layers run on the bfloat16 weight-only kernels; the rest in float32, as dense
+                model = load_compressed(folder, dtype="float32")
+                extra[name] = {"weights_bytes bfloat16": (folder / "model.safetensors").stat().st_size,
+                               "perplexity float32": case.metrics(model)["perplexity"],
+                               "load_raise_bytes bfloat16": load_memory(folder, compressed=True)["load_raise"]}
+                models[name], folders[name], kinds_of[name] = model, folder, True
+                gap = "-" if sol.gap is None else f"{sol.gap:.1e}"
+                bpw_got = 8 * sol.memory / bytes_graph.dense_parameters
+                notes.append(f"- {name}: {sol.status.value} (gap {gap}), {bpw_got:.3f} bits per weight of the block "
+                             "projections, packed (QuantLinear)")
         rows = speed_rows(models, vocab, folders, kinds_of, repeats=args.repeats)
     for r in rows:
         r.update(extra[r["model"]])

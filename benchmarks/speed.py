@@ -159,12 +159,13 @@ def speed_rows(models: dict[str, Any], vocab: int, folders: dict[str, str | Path
     side, :func:`speeds`), and for a model with a folder its weight files' bytes and (``memory``) the peak
     memory of loading it in a fresh process (:func:`load_memory`; ``compressed[name]``: load_compressed, else
     from_pretrained)."""
-    from ..torch import stored_parameters
+    from colorshare.torch import stored_memory, stored_parameters
 
     fast = speeds(models, vocab, prefill, decode, repeats=repeats)
     rows = []
     for name, model in models.items():
-        row: dict[str, Any] = {"model": name, "stored_parameters": stored_parameters(model), **fast[name]}
+        row: dict[str, Any] = {"model": name, "stored_parameters": stored_parameters(model),
+                               "stored_bytes_16bit": stored_memory(model, "bytes"), **fast[name]}
         folder = (folders or {}).get(name)
         if folder is not None:
             files = sorted(Path(folder).glob("*.safetensors"))

@@ -9,7 +9,7 @@ import math
 import sys
 from collections.abc import Sequence
 
-from .compress import DTYPE_CHOICES, CompressOptions
+from .compress import DEFAULT_HEAL_STEPS, DTYPE_CHOICES, CompressOptions
 from .formulations.budget import parse_budget
 from .solvers import Solution, available_backends, solve
 
@@ -126,6 +126,12 @@ def _compress_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--bits", type=int, nargs="+", default=d.bits,
                    help="bit-widths a layer's weight may be stored in (default: 16 8 4 3 2 with a budget in bytes "
                         "or bits per weight, else 16)")
+    c.add_argument("--heal", type=int, nargs="?", const=DEFAULT_HEAL_STEPS, default=d.heal, metavar="STEPS",
+                   help="train the compressed layers' stored tensors to match the dense model afterwards (default "
+                        f"{DEFAULT_HEAL_STEPS} steps when given without a number)")
+    c.add_argument("--heal-lr", type=float, default=d.heal_lr, help="healing's peak learning rate")
+    c.add_argument("--heal-tokens", type=int, default=d.heal_tokens,
+                   help="tokens of healing text at most (default: all of the calibration's sources)")
     c.add_argument("--measure-rounds", type=int, default=d.measure_rounds,
                    help="probed surrogate: solves that price the answer's shared classes by measurement (default "
                         "%(default)s; 1: the surrogate only)")

@@ -49,9 +49,11 @@ from .validation import (
 )
 
 __all__ = ["compress", "resolve_model", "family_table", "CompressOptions", "validate", "start", "plan", "write",
-           "verify", "report", "Plan", "Written"]
+           "verify", "report", "Plan", "Written", "DEFAULT_HEAL_STEPS"]
 
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+DEFAULT_HEAL_STEPS = 100
+"""``--heal`` without a number."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,9 @@ class CompressOptions:
     :data:`colorshare.defaults.CROSS_LAYER`). ``probe_tokens``: tokens each probe and measured class runs on
     (None: the first 2 batches whole). ``bits``: the bit-widths a layer's weight may be stored in (None: every one
     of :data:`colorshare.torch.quant.BITS` when the budget is in bits per weight or bytes, else 16 only).
-    ``overwrite``: replace an existing non-empty output folder (whole; it is never written into).
+    ``overwrite``: replace an existing non-empty output folder (whole; it is never written into). ``heal``: steps
+    of healing (:func:`colorshare.torch.heal`; 0: none) at peak learning rate ``heal_lr``, on at most
+    ``heal_tokens`` tokens of the calibration's sources (None: all).
     ``measure_rounds``: with the probed surrogate, solve at most this many
     times, pricing the shared classes of each answer by measurement; 0 or 1: the surrogate only.
     ``calibration`` / ``evaluation``: plain-text files (causal LMs). ``dtype``: of the written parameters
@@ -85,6 +89,9 @@ class CompressOptions:
     probe_tokens: int | None = defaults.PROBE_TOKENS
     bits: tuple[int, ...] | None = None
     overwrite: bool = False
+    heal: int = 0
+    heal_lr: float = 1e-4
+    heal_tokens: int | None = None
 
 
 @dataclass
@@ -114,6 +121,7 @@ class Written:
     files: dict[str, int]
     folder: bool
     reloaded: dict[str, float] | None = field(default=None)
+    healed: dict[str, Any] | None = field(default=None)
 
 
 def _silent(*_: Any, **__: Any) -> None:
@@ -155,7 +163,15 @@ def validate(model: str, budget: str, out: str | Path, opts: CompressOptions) ->
         if f is not None and not Path(f).is_file():
             raise ValueError(f"{label} file {str(f)!r} does not exist")
     check_flag(opts.overwrite, "overwrite")
+    check("--heal", opts.heal, NON_NEGATIVE_INT)
+    check("--heal-lr", opts.heal_lr, Real(low=0, low_open=True))
+    check("--heal-tokens", opts.heal_tokens, NONE, POSITIVE_INT)
     check_target(Path(out), Path(model) if Path(model).exists() else None, opts.overwrite)
+    if Path(model).is_dir():
+        from .torch.folder import check_no_remote_code, check_not_compressed
+
+        check_no_remote_code(Path(model))  # an auto_map: refused before transformers reads the folder
+        check_not_compressed(Path(model))  # a colorshare folder: load it with load_compressed instead
     from .torch import distributed as dist
 
     if opts.device == "auto" and dist.launched_size() > 1:
@@ -190,6 +206,8 @@ def resolve_model(model: str, device: str = "cpu", calibration: str | Path | Non
         raise ValueError(f"cannot read {model!r}: the folder has no config.json (not a transformers model)")
     try:
         lm, tok = load_causal_lm(str(p), device)
+    except ValueError as exc:  # names the problem already (an auto_map, a colorshare folder, missing weights)
+        raise ValueError(f"cannot read {model!r}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - whatever transformers / gguf raise, name the file
         raise ValueError(f"cannot read {model!r} as a causal language model: {type(exc).__name__}: {exc}") from None
     from .torch.folder import source_dtype
@@ -327,9 +345,15 @@ def write(p: Plan, out: Path, opts: CompressOptions, steps: Steps, echo: Any = p
     case, graph, sol = p.case, p.graph, p.solution
     folder = hasattr(getattr(case.model, "config", None), "save_pretrained")  # a transformers model
     stored_before = stored_memory(case.model, graph.unit)
+    teacher = copy.deepcopy(case.model) if opts.heal else None  # the dense model, the healing's target
     with steps("apply"):
         # no second copy of the model in memory; the graph keeps the dense weights its classes are computed from
         shared = apply_coloring(case.model, graph, sol, inplace=folder)
+        release()
+    healed = None
+    if teacher is not None:
+        shared, healed = _heal(p, shared, teacher, opts, steps, echo)
+        del teacher
         release()
     stored_after = stored_memory(shared, graph.unit)
     if stored_after != stored_before - graph.dense_size + sol.memory:
@@ -348,7 +372,35 @@ def write(p: Plan, out: Path, opts: CompressOptions, steps: Steps, echo: Any = p
             save_shared(shared, out / "model.safetensors", dtype=DTYPES[dtype])
     files = {f.name: f.stat().st_size for f in sorted(out.iterdir()) if f.is_file() and not f.name.startswith("report")}
     echo("written: " + ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in files.items()) + f" ({dtype})")
-    return Written(shared, after, stored_before, stored_after, dtype, files, folder)
+    return Written(shared, after, stored_before, stored_after, dtype, files, folder, healed=healed)
+
+
+def _heal(p: Plan, shared: Any, teacher: Any, opts: CompressOptions, steps: Steps,
+          echo: Any) -> tuple[Any, dict[str, Any]]:
+    """Heal the applied plan against the dense ``teacher`` (:func:`colorshare.torch.heal`) on the calibration's
+    sources: the metric before and after, the steps and the time. A plan in fewer bits is healed in 16 bits and
+    rounded after (its 16-bit version is built from the teacher)."""
+    from .torch import apply_coloring, heal, quantize_classes
+
+    case, graph, sol = p.case, p.graph, p.solution
+    with steps("evaluate unhealed"):
+        unhealed = case.metrics(shared)
+    echo(f"{case.name}: before healing " + ", ".join(f"{k} {v:.4f}" for k, v in unhealed.items()))
+    quantized = graph.unit == "bytes"
+    if quantized:  # heal in 16 bits, round after
+        shared = apply_coloring(teacher, graph, sol, inplace=False, quantize=False)
+    with steps("heal"):
+        batches, source = case.heal_text(opts.heal_tokens) if case.heal_text else (case.batches, "calibration")
+        res = heal(shared, teacher, batches, graph.module_names, steps=opts.heal, lr=opts.heal_lr, seed=opts.seed,
+                   progress=True)
+        if quantized:
+            quantize_classes(shared, graph, sol)
+    echo(f"healed: {res.steps} steps on {source}, held-back loss {res.held_before:.4g} -> {res.held_best:.4g} "
+         f"(best at step {res.best_step}), {res.seconds:.0f} s")
+    return shared, {"steps": res.steps, "best_step": res.best_step, "held_back_before": res.held_before,
+                    "held_back_best": res.held_best, "parameters": res.parameters, "seconds": res.seconds,
+                    "text": source, "metric_unhealed": unhealed, "lr": opts.heal_lr,
+                    "curve": [list(c) for c in res.curve if c[2] is not None]}
 
 
 def verify(p: Plan, w: Written, out: Path, opts: CompressOptions, steps: Steps, echo: Any = print) -> None:
@@ -405,7 +457,7 @@ def report(model: str, p: Plan, w: Written, out: Path, opts: CompressOptions, st
         "families": family_table(graph, sol), "left_out": p.left_out, "seconds": dict(steps.seconds),
         "processes": p.processes, "peak_memory_gib": peak_rss_gib(),
         "file": str(Path(final or out) / "model.safetensors"), "dtype": w.dtype, "files_bytes": w.files,
-        "folder": w.folder, "case_info": {k: str(v) for k, v in p.case.info.items()},
+        "folder": w.folder, "case_info": {k: str(v) for k, v in p.case.info.items()}, "heal": w.healed,
     }
     (out / "report.json").write_text(json.dumps(rep, indent=2, default=str))
     (out / "report.md").write_text(markdown(rep))
@@ -463,7 +515,8 @@ def main_from_args(args: Any) -> int:
                  measure_rounds=args.measure_rounds, calibration=args.calibration, evaluation=args.evaluation,
                  dtype=args.dtype, cross_layer=args.cross_layer,
                  probe_tokens=None if args.probe_tokens == 0 else args.probe_tokens,
-                 bits=None if args.bits is None else tuple(args.bits), overwrite=args.overwrite)
+                 bits=None if args.bits is None else tuple(args.bits), overwrite=args.overwrite,
+                 heal=args.heal, heal_lr=args.heal_lr, heal_tokens=args.heal_tokens)
     except (ValueError, OSError) as exc:
         print(f"colorshare: error: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,8 @@ different sources (no download).
 
 - :func:`pydoc_text`: the standard library's ``pydoc_data.topics`` (the language reference in prose), the
   even or the odd topics: the default calibration (even) and same-source evaluation (odd) text;
+- :func:`stdlib_text`: the docstrings of the standard library's own modules, read from their source files (never
+  imported): plenty of English prose to calibrate and heal on, beside the even topics;
 - :func:`package_text`: the long descriptions of installed distributions (their ``METADATA`` bodies: READMEs in
   Markdown or reStructuredText), a source the calibration text never saw.
 """
@@ -13,7 +15,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
-__all__ = ["pydoc_text", "package_text", "PACKAGES"]
+__all__ = ["pydoc_text", "stdlib_text", "package_text", "PACKAGES"]
 
 PACKAGES = ("numpy", "scipy", "networkx", "tqdm", "ortools", "highspy", "pulp", "transformers", "tokenizers",
             "safetensors", "accelerate", "huggingface-hub", "hypothesis", "pytest", "matplotlib", "scikit-learn",
@@ -31,6 +33,33 @@ def pydoc_text(parity: int) -> str:
     from pydoc_data.topics import topics
 
     return "".join(topics[k].strip() + "\n\n" for k in sorted(topics)[parity::2])
+
+
+def stdlib_text(min_chars: int = 200) -> str:
+    """The docstrings (modules', classes' and functions') of the standard library's ``.py`` files, in sorted path
+    order, tests and IDLE left out, each of at least ``min_chars`` characters, joined by blank lines. Read with
+    ``ast`` from the source: nothing is imported."""
+    import ast
+    import sysconfig
+    from pathlib import Path
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    parts = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).parts
+        if rel[0] in ("site-packages", "dist-packages", "test", "idlelib", "lib2to3") or "tests" in rel \
+                or "test" in rel:
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, OSError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) >= min_chars:
+                    parts.append(doc.strip())
+    return "\n\n".join(parts) + "\n"
 
 
 def _prose(text: str) -> str:

@@ -34,8 +34,9 @@ and every error is a ``ValueError`` of one line, ``<file>: <field>: <what is wro
 
 Numbers are bounded so that no arithmetic downstream overflows or loses exactness (see :data:`MAX_MEMORY`,
 :data:`MAX_TOTAL_MEMORY` and :data:`MAX_COST`): sizes, memories and a bound's ``fixed`` / ``per_member`` are
-JSON integers (not ``4.0``) in [0, 2**50] (sizes >= 1) that sum to at most 2**53 over the whole file; costs and
-pair excesses are finite, at most 1e100 in magnitude (costs >= 0); budgets are numbers in [0, 2**53].
+JSON integers (not ``4.0``) in [0, 2**50] (sizes >= 1) that sum to at most 2**53 over the whole file; costs, a
+bound's member costs (or ``null``) and pair excesses are finite, at most 1e100 in magnitude (an option's cost >= 0);
+budgets are numbers in [0, 2**53]. A file's bounds must hold for the options it lists (else they would cut them off).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from .formulations.bounds import FamilyBound, KindBound
+from .formulations.bounds import FamilyBound, KindBound, matching_factor
 from .formulations.costs import Option
 from .formulations.graph import SharingGraph
 from .validation import POSITIVE_INT, Constraint, Integer, Real, check
@@ -119,17 +120,17 @@ class _Shown:
     def __repr__(self) -> str:
         v = self.value
         if isinstance(v, numbers.Integral) and not isinstance(v, bool):
-            return f"an integer of {int(abs(int(v)).bit_length() * math.log10(2)) + 1} digits"
+            sign = "a negative" if v < 0 else "an"
+            return f"{sign} integer of about {int(abs(int(v)).bit_length() * math.log10(2)) + 1} digits"
         return self._repr.repr(v)
 
 
 def _plain(value: Any) -> Any:
-    """``value`` if it is short to write and safe to test (a float of a huge integer overflows), else a
-    :class:`_Shown` of it (which no numeric constraint accepts)."""
+    """``value`` if it is short to write, else a :class:`_Shown` of it (which no constraint here accepts)."""
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, numbers.Integral):
-        return value if abs(int(value)) < 10**300 else _Shown(value)
+        return value if abs(int(value)) < 10**20 else _Shown(value)
     if isinstance(value, numbers.Real) or (isinstance(value, str) and len(value) <= 40):
         return value
     return _Shown(value)
@@ -138,13 +139,14 @@ def _plain(value: Any) -> Any:
 def _check(field: str, value: Any, *constraints: Constraint, what: str = "it") -> Any:
     """``value`` if a constraint holds for it, else ``ValueError("<field>: <what> must be ..., got ...")``
     (:func:`~colorshare.validation.check`'s template, the value shortened to one line)."""
-    shown = _plain(value)
-    if shown is not value and any(isinstance(c, _Type) and c.holds(value) for c in constraints):
-        return value  # an array, an object or a long string where one is wanted (numbers hold for no such value)
+    huge = isinstance(value, numbers.Integral) and abs(int(value)) >= 10**300  # float() of it overflows
+    if not huge and any(c.holds(value) for c in constraints):
+        return value
     try:
-        return check(what, shown, *constraints)
+        check(what, _plain(value), *constraints)
     except ValueError as exc:
-        raise ValueError(f"{field}: {exc}{_why(shown)}") from None
+        raise ValueError(f"{field}: {exc}{_why(_plain(value))}") from None
+    raise ValueError(f"{field}: {what} is not accepted, got {_plain(value)!r}")  # not reached: nothing holds
 
 
 def _why(value: Any) -> str:
@@ -200,27 +202,38 @@ def _members(field: str, value: Any, n: int, what: str = "the members") -> tuple
     return tuple(sorted(out))
 
 
-def _numbers(field: str, value: Any, entry: Constraint, what: str, length: int) -> np.ndarray:
+def _in_range(raw: list[Any], entry: Real) -> np.ndarray | None:
+    """``raw`` as float64 when every item is a plain JSON number that ``entry`` accepts (checked at once), else
+    None (then each item is checked alone, to name the bad one)."""
+    if not all(type(x) is float or type(x) is int for x in raw):
+        return None
+    try:
+        a = np.array(raw, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64
+        return None
+    lo = -np.inf if entry.low is None else entry.low
+    hi = np.inf if entry.high is None else entry.high
+    return a if bool((np.isfinite(a) & (a >= lo) & (a <= hi)).all()) else None
+
+
+def _numbers(field: str, value: Any, entry: Real, what: str, length: int) -> np.ndarray:
     """A JSON array of ``length`` numbers that ``entry`` accepts, as float64."""
     raw = _array(field, value, what, length)
-    if all(type(x) is float or type(x) is int for x in raw):  # JSON's own numbers: test them at once
-        try:
-            a = np.array(raw, dtype=np.float64)
-        except OverflowError:  # an integer beyond float64: found below
-            a = np.full(len(raw), np.nan)
-        lo = getattr(entry, "low", None)
-        hi = getattr(entry, "high", None)
-        ok = np.isfinite(a) & (a >= (-np.inf if lo is None else lo)) & (a <= (np.inf if hi is None else hi))
-        if ok.all():
-            return a
+    a = _in_range(raw, entry)
+    if a is not None:
+        return a
     for k, x in enumerate(raw):
         _check(f"{field}[{k}]", x, entry, what="an entry")
     return np.array([float(x) for x in raw], dtype=np.float64)
 
 
-def _matrix(field: str, value: Any, entry: Constraint, n: int) -> np.ndarray:
+def _matrix(field: str, value: Any, entry: Real, n: int) -> np.ndarray:
     """An n x n JSON matrix (array of rows) of numbers that ``entry`` accepts."""
     rows = _array(field, value, "the matrix", n)
+    if all(type(r) is list and len(r) == n for r in rows):  # the usual case at once
+        a = _in_range([x for r in rows for x in r], entry)
+        if a is not None:
+            return a.reshape(n, n)
     return np.array([_numbers(f"{field}[{i}]", r, entry, "a row", n) for i, r in enumerate(rows)],
                     dtype=np.float64).reshape(n, n)
 
@@ -259,10 +272,14 @@ def _option(field: str, raw: Any, group: tuple[int, ...], n: int) -> Option:
                              f"got {len(t)} entries")
         action, cost, memory = t[:3]
         rep, params = None, t[3] if len(t) == 4 else {}
-    _check(f"{field}.action", action, _STRING, what="an action")
-    _check(f"{field}.cost", cost, _COST, what="a cost")
-    _check(f"{field}.memory", memory, _MEMORY, what="a memory")
-    _check(f"{field}.params", params, _OBJECT, what="the params")
+    if type(action) is not str:
+        _check(f"{field}.action", action, _STRING, what="an action")
+    if not ((type(cost) is float or type(cost) is int) and 0 <= cost <= MAX_COST):  # NaN fails too
+        _check(f"{field}.cost", cost, _COST, what="a cost")
+    if not (type(memory) is int and 0 <= memory <= MAX_MEMORY):
+        _check(f"{field}.memory", memory, _MEMORY, what="a memory")
+    if type(params) is not dict:
+        _check(f"{field}.params", params, _OBJECT, what="the params")
     for where, r in ((f"{field}.representative", rep), (f"{field}.params.representative",
                                                          params.get("representative"))):
         if r is not None and _layer(where, r, n) not in group:
@@ -270,8 +287,10 @@ def _option(field: str, raw: Any, group: tuple[int, ...], n: int) -> Option:
     return Option(action, float(cost), int(memory), None if rep is None else int(rep), dict(params))
 
 
-def _groups(value: Any, n: int) -> tuple[dict[tuple[int, ...], list[Option]], dict[tuple[int, ...], int]]:
-    """The ``groups`` table (sorted member tuples -> options) and each group's position in the file."""
+def _groups(value: Any, sizes: list[int]) -> tuple[dict[tuple[int, ...], list[Option]], dict[tuple[int, ...], int]]:
+    """The ``groups`` table (sorted member tuples -> options) and each group's position in the file; every layer
+    in some group with an option."""
+    n = len(sizes)
     table: dict[tuple[int, ...], list[Option]] = {}
     where: dict[tuple[int, ...], int] = {}
     for k, entry in enumerate(_array("groups", value, "the groups")):
@@ -286,6 +305,12 @@ def _groups(value: Any, n: int) -> tuple[dict[tuple[int, ...], list[Option]], di
         opts = _array(f"{field}.options", obj["options"], "the options")
         table[members] = [_option(f"{field}.options[{j}]", o, members, n) for j, o in enumerate(opts)]
         where[members] = k
+    covered = {i for members, opts in table.items() if opts for i in members}
+    if len(covered) < n:
+        i = min(set(range(n)) - covered)
+        raise ValueError(f"groups: layer {i} is in no group with an option, so no coloring exists (list each "
+                         f"layer's own options, e.g. {{\"members\": [{i}], \"options\": [[\"dense\", 0, "
+                         f"{sizes[i]}]]}})")
     return table, where
 
 
@@ -296,9 +321,14 @@ def _kind(field: str, raw: Any, m: int) -> KindBound:
     fixed = _check(f"{field}.fixed", obj["fixed"], _MEMORY, what="fixed")
     per_member = _check(f"{field}.per_member", obj["per_member"], _MEMORY, what="per_member")
     raw_costs = _array(f"{field}.costs", obj["costs"], "the costs", m)
-    costs = np.array([math.inf if c is None else float(_check(f"{field}.costs[{i}]", c, _NULL, _EXCESS,
-                                                              what="a member's cost"))
-                      for i, c in enumerate(raw_costs)], dtype=np.float64)
+    finite = _in_range([x for x in raw_costs if x is not None], _EXCESS)  # null: no group has this kind
+    if finite is not None:
+        costs = np.full(m, np.inf)
+        costs[[i for i, x in enumerate(raw_costs) if x is not None]] = finite
+    else:
+        costs = np.array([math.inf if c is None else float(_check(f"{field}.costs[{i}]", c, _NULL, _EXCESS,
+                                                                  what="a member's cost"))
+                          for i, c in enumerate(raw_costs)], dtype=np.float64)
     excess = None
     if obj.get("excess") is not None:
         excess = _matrix(f"{field}.excess", obj["excess"], _EXCESS, m)
@@ -352,6 +382,30 @@ def _sizes(value: Any, n: int | None) -> list[int]:
     return [int(_check(f"sizes[{i}]", s, _SIZE, what="a size")) for i, s in enumerate(raw)]
 
 
+def _names(value: Any, n: int) -> list[str]:
+    """Distinct layer names (strings), one per layer."""
+    names = [_check(f"names[{i}]", x, _STRING, what="a name") for i, x in enumerate(_array("names", value,
+                                                                                         "the names", n))]
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in first:
+            raise ValueError(f"names[{i}]: {_plain(name)!r} is the name of layer {first[name]} already")
+        first[name] = i
+    return names
+
+
+def _families(value: Any, sizes: list[int]) -> list[str]:
+    """A family label (a string or an integer, read as a string) per layer; a family's layers of one size."""
+    families = [str(_check(f"families[{i}]", f, _FAMILY, what="a family label"))
+                for i, f in enumerate(_array("families", value, "the families", len(sizes)))]
+    size_of: dict[str, int] = {}
+    for i, f in enumerate(families):
+        if size_of.setdefault(f, sizes[i]) != sizes[i]:
+            raise ValueError(f"families[{i}]: family {_plain(f)!r} mixes layer sizes {size_of[f]} and {sizes[i]} "
+                             f"(sizes[{i}]); layers of different sizes never share")
+    return families
+
+
 def _budgets(data: dict[str, Any]) -> None:
     """``budget``: a number; ``budgets``: an array of numbers; each in [0, 2**53] (parameters)."""
     if "budget" in data:
@@ -391,24 +445,8 @@ def graph_from_dict(data: dict[str, Any]) -> SharingGraph:
         matrix = _square_costs(kind, obj[kind], symmetric=kind == "pairwise")
         n = len(matrix)
         sizes = [1] * n if obj.get("sizes") is None else _sizes(obj["sizes"], n)
-    names = None
-    if obj.get("names") is not None:
-        names = [_check(f"names[{i}]", x, _STRING, what="a name")
-                 for i, x in enumerate(_array("names", obj["names"], "the names", n))]
-        first: dict[str, int] = {}
-        for i, name in enumerate(names):
-            if name in first:
-                raise ValueError(f"names[{i}]: {_plain(name)!r} is the name of layer {first[name]} already")
-            first[name] = i
-    families = None
-    if obj.get("families") is not None:
-        families = [str(_check(f"families[{i}]", f, _FAMILY, what="a family label"))
-                    for i, f in enumerate(_array("families", obj["families"], "the families", n))]
-        size_of: dict[str, int] = {}
-        for i, f in enumerate(families):
-            if size_of.setdefault(f, sizes[i]) != sizes[i]:
-                raise ValueError(f"families[{i}]: family {_plain(f)!r} mixes layer sizes {size_of[f]} and "
-                                 f"{sizes[i]} (sizes[{i}]); layers of different sizes never share")
+    names = None if obj.get("names") is None else _names(obj["names"], n)
+    families = None if obj.get("families") is None else _families(obj["families"], sizes)
     conflicts = [] if obj.get("conflicts") is None else _conflicts(obj["conflicts"], n, names)
     scopes = [] if obj.get("scopes") is None else _scopes(obj["scopes"], n)
     mgs = obj.get("max_group_size")
@@ -417,7 +455,7 @@ def graph_from_dict(data: dict[str, Any]) -> SharingGraph:
     _budgets(obj)
     if obj.get("about") is not None:
         _check("about", obj["about"], _STRING, what="about")
-    table, where = _groups(obj["groups"], n) if kind == "groups" else (None, {})
+    table, where = _groups(obj["groups"], sizes) if kind == "groups" else (None, {})
     _check_total(sizes, table)
     raw_bounds = obj.get("bounds")
     if raw_bounds is not None and kind != "groups":
@@ -463,7 +501,36 @@ def graph_from_dict(data: dict[str, Any]) -> SharingGraph:
         missing = [f for f in g.family_members if f not in holder and len(g.family_members[f]) > 1]
         if missing:
             raise ValueError(f"bounds: no entry for the family {_plain(missing[0])!r} (of 2+ layers)")
+        _check_bounds_hold(g, table or {}, where, holder)
     return g
+
+
+def _check_bounds_hold(g: SharingGraph, table: dict[tuple[int, ...], list[Option]], where: dict[tuple[int, ...], int],
+                       holder: dict[str, FamilyBound]) -> None:
+    """Every listed option of a family's group of 2+ members meets one of the family's bounds (cost and memory),
+    within the solvers' noise (1e-9 relative): a bound above a column would cut the optimum off, and ``solve``
+    would prove a wrong answer or find its proof broken."""
+    for members, k in where.items():
+        f = g.families[members[0]]
+        if len(members) < 2 or f not in holder or any(g.families[i] != f for i in members):
+            continue
+        pos = np.searchsorted(np.asarray(g.family_members[f]), members)
+        iu, ju = np.triu_indices(len(pos), 1)
+        floors = []
+        for kb in holder[f].kinds:
+            cost = float(kb.costs[pos].sum())
+            if kb.excess is not None:
+                cost += matching_factor(len(pos)) * float(kb.excess[pos[iu], pos[ju]].sum())
+            floors.append((cost, kb.fixed + len(pos) * kb.per_member))
+        for j, o in enumerate(table[members]):
+            if not any(o.memory >= mem and o.cost >= cost - 1e-9 * max(1.0, abs(cost)) for cost, mem in floors):
+                best = ", ".join(f"cost {c:.6g} / memory {m}" for c, m in floors) or "none: no group of 2+ may form"
+                raise ValueError(f"groups[{k}].options[{j}]: cost {o.cost!r} with memory {o.memory} is below every "
+                                 f"bound of its family, bounds[{_plain(f)!r}] ({_clip(best)}): they would cut it off")
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _num(x: float) -> float | None:
@@ -561,7 +628,7 @@ def _read_data(path: str | Path) -> Any:
     except (OSError, EOFError, zlib.error) as exc:
         raise ValueError(f"cannot read it ({_one_line(exc)})") from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte order mark, as some editors write, is no error
     except UnicodeDecodeError as exc:
         raise ValueError(f"not UTF-8 text ({_one_line(exc)})") from None
     try:

@@ -67,6 +67,11 @@ def markdown(report: dict[str, Any]) -> str:
               if report.get("probe_tokens") else "")
            + f", trust region {report['trust_region']}"]
     out += [f"- {k}: {v}" for k, v in report.get("case_info", {}).items() if k in ("calibration", "evaluation")]
+    heal = report.get("heal")
+    if heal:
+        out += [f"- healed: {heal['steps']} steps (best at {heal['best_step']}) on {heal['text']}, "
+                f"{heal['parameters']:,} parameters trained, {heal['seconds']:.0f} s; before healing "
+                + ", ".join(f"{k} {v:.4f}" for k, v in heal["metric_unhealed"].items())]
     skipped = report.get("left_out") or {}
     out += [f"- linear layers left out: {len(skipped)}" + (": " + "; ".join(f"`{n}` ({why})" for n, why in
                                                                          list(skipped.items())[:8]) if skipped else "")

@@ -76,7 +76,10 @@ class Real(Constraint):
     def holds(self, value: Any) -> bool:
         if _is_bool(value) or not isinstance(value, numbers.Real):
             return False
-        v = float(value)
+        try:
+            v = float(value)
+        except OverflowError:  # an int beyond float's range: no interval here holds it
+            return False
         if math.isnan(v) or (math.isinf(v) and not (self.allow_inf and v > 0)):
             return False
         return _inside(v, self.low, self.high, self.low_open, self.high_open)
@@ -143,7 +146,9 @@ def check(name: str, value: Any, *constraints: Constraint) -> Any:
     """``value`` if one of ``constraints`` holds for it, else ``ValueError`` in the one template."""
     if any(c.holds(value) for c in constraints):
         return value
-    raise ValueError(f"{name} must be {' or '.join(c.description for c in constraints)}, got {value!r}")
+    shown = repr(value)
+    shown = shown if len(shown) <= 80 else shown[:60] + f"... ({len(shown)} characters)"
+    raise ValueError(f"{name} must be {' or '.join(c.description for c in constraints)}, got {shown}")
 
 
 POSITIVE_INT = Integer(low=1, label="a positive integer")

@@ -19,9 +19,15 @@ from hypothesis import strategies as st
 
 from colorshare import SharingGraph, solve
 from colorshare.cli import main
-from colorshare.instance_file import MAX_COST, MAX_MEMORY, graph_from_dict, graph_to_dict, read_instance
-from colorshare.instance_file import _floor_digits, save_instance
-
+from colorshare.instance_file import (
+    MAX_COST,
+    MAX_MEMORY,
+    _floor_digits,
+    graph_from_dict,
+    graph_to_dict,
+    read_instance,
+    save_instance,
+)
 
 
 def _fuzz(examples: int) -> settings:
@@ -43,8 +49,8 @@ _JUNK = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=3)
 
 
 @st.composite
-def instances(draw: st.DrawFn) -> dict[str, Any]:
-    """A small valid instance (JSON object) of any of the three kinds."""
+def instances(draw: st.DrawFn, kinds: tuple[str, ...] = ("cost", "pairwise", "groups")) -> dict[str, Any]:
+    """A small valid instance (JSON object) of one of ``kinds``."""
     n = draw(st.integers(1, 5))
     fam_of = draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))
     size_of = {f: draw(st.sampled_from([1, 4, 64, 2**20])) for f in sorted(set(fam_of))}
@@ -58,7 +64,7 @@ def instances(draw: st.DrawFn) -> dict[str, Any]:
         data["conflicts"] = [[names[a], b] for a, b in conflicts]
     else:
         data["conflicts"] = [list(p) for p in conflicts]
-    kind = draw(st.sampled_from(["cost", "pairwise", "groups"]))
+    kind = draw(st.sampled_from(kinds))
     if kind == "cost":
         data["cost"] = [[0 if i == j else draw(_COSTS) for j in range(n)] for i in range(n)]
     elif kind == "pairwise":
@@ -171,7 +177,7 @@ def _read(path: Path) -> tuple[SharingGraph, dict[str, Any]] | None:
 def _solves(g: SharingGraph, budget: float) -> None:
     """``solve`` with HiGHS gives an answer (verified inside solve) or refuses the budget, nothing else."""
     try:
-        sol = solve(g, budget, backend="highs", time_limit=20)
+        sol = solve(g, budget, backend="highs", time_limit=5)
     except ValueError as exc:
         assert "budget" in str(exc), exc
         return
@@ -242,6 +248,35 @@ def test_damaged_text_and_gzip_are_refused_in_one_line(folder: Path, data: dict[
         _solves(got[0], _budget(d.draw, got[0]))
 
 
+@_fuzz(40)
+@given(data=instances(kinds=("groups",)), d=st.data())
+def test_random_bounds_are_refused_or_never_break_a_proof(folder: Path, data: dict[str, Any],
+                                                          d: st.DataObject) -> None:
+    sizes: dict[str, int] = {}
+    for f in data["families"]:
+        sizes[f] = sizes.get(f, 0) + 1
+    bounds = {}
+    for f, m in sizes.items():
+        kinds = []
+        for _ in range(d.draw(st.integers(0, 2))):
+            excess = None
+            if d.draw(st.booleans()):
+                excess = [[0.0] * m for _ in range(m)]
+                for a, b in combinations(range(m), 2):
+                    excess[a][b] = excess[b][a] = d.draw(st.floats(-0.5, 0.5))
+            kinds.append({"label": "k", "fixed": d.draw(st.integers(0, 4)), "per_member": d.draw(st.integers(0, 4)),
+                          "costs": d.draw(st.lists(st.none() | st.floats(0, 2), min_size=m, max_size=m)),
+                          "excess": excess})
+        bounds[f] = kinds
+    data["bounds"] = bounds
+    path = folder / "bounds.json"
+    path.write_text(json.dumps(data))
+    got = _read(path)
+    if got is not None:  # bounds that hold for every listed option: no proof is broken (SolverError)
+        for fraction in (0.3, 0.6, 1.0):
+            _solves(got[0], fraction * got[0].dense_size)
+
+
 @_fuzz(25)
 @given(data=instances(), d=st.data())
 def test_cli_solve_errors_are_one_line(folder: Path, data: dict[str, Any], d: st.DataObject) -> None:
@@ -250,7 +285,7 @@ def test_cli_solve_errors_are_one_line(folder: Path, data: dict[str, Any], d: st
     path.write_text(json.dumps(data))
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
-        rc = main(["solve", str(path), "--budget", "50%", "--backend", "highs", "--time-limit", "20"])
+        rc = main(["solve", str(path), "--budget", "50%", "--backend", "highs", "--time-limit", "5"])
     assert rc in (0, 2, 3)
     if err.getvalue():
         assert rc == 2 and err.getvalue().startswith(f"colorshare: error: {path}: ")
@@ -325,6 +360,20 @@ def test_every_other_index_is_range_checked(tmp_path: Path) -> None:
     _refused(tmp_path, _with(bounds=bounds), "bounds['size=4'][0].costs", "2 entries; expected 3")
 
 
+def test_bounds_above_a_listed_option_are_refused(tmp_path: Path) -> None:
+    bound = {"label": "tie", "fixed": 4, "per_member": 0, "costs": [0.2, 0.2, 0.0], "excess": None}
+    data = _with(bounds={"size=4": [bound]})
+    path = tmp_path / "ok.json"
+    path.write_text(json.dumps(data))  # (0, 1) ties at cost 0.5 >= 0.2 + 0.2, memory 4 >= 4
+    assert solve(read_instance(path)[0], 8, backend="highs").objective == pytest.approx(0.5)
+    bound["costs"] = [0.3, 0.3, 0.0]
+    _refused(tmp_path, data, "groups[3].options[0]", "below every bound", "bounds['size=4']")
+    bound["costs"], bound["fixed"] = [0.2, 0.2, 0.0], 5
+    _refused(tmp_path, data, "groups[3].options[0]", "memory 4")
+    data["bounds"]["size=4"] = []
+    _refused(tmp_path, data, "groups[3].options[0]", "no group of 2+ may form")
+
+
 @pytest.mark.parametrize("members", [[0, 1], [1, 0]])
 def test_a_repeated_group_is_refused_naming_both(tmp_path: Path, members: list[int]) -> None:
     _refused(tmp_path, _plus_group(members, [("tie", 0.0, 1)]), "groups[4]", "[0, 1]", "groups[3]")
@@ -370,12 +419,16 @@ def test_costs_out_of_bounds_are_refused(tmp_path: Path, cost: Any) -> None:
         _refused(tmp_path, _with(bounds=bounds), "bounds['size=4'][0].excess[0][1]", "1e100")
 
 
-def test_the_largest_costs_solve(tmp_path: Path) -> None:
+def test_the_largest_numbers_solve(tmp_path: Path) -> None:
     path = tmp_path / "big.json"
-    path.write_text(json.dumps({"cost": [[0, MAX_COST, 5e-324], [MAX_COST, 0, MAX_COST], [1, 1, 0]]}))
+    big = [[0, MAX_COST, MAX_COST / 3], [MAX_COST, 0, MAX_COST], [MAX_COST / 2, MAX_COST, 0]]
+    path.write_text(json.dumps({"cost": big, "sizes": [MAX_MEMORY] * 3}))
     g = read_instance(path)[0]
-    for budget in (1, 2, 3):
-        assert solve(g, budget, backend="highs").status == "optimal"
+    for k, objective in ((1, 4 * MAX_COST / 3), (2, MAX_COST / 3), (3, 0.0)):
+        sol = solve(g, k * MAX_MEMORY, backend="highs", time_limit=30)
+        assert sol.status == "optimal" and sol.objective == pytest.approx(objective, rel=1e-9)
+    assert solve(g, 2 * MAX_MEMORY - 1, backend="highs").objective == pytest.approx(4 * MAX_COST / 3)  # exact
+    assert solve(g, MAX_MEMORY - 1, backend="highs").status == "infeasible"
 
 
 @pytest.mark.parametrize("budgets", [[-1], [2**60], [float("nan")], ["1"], 5])
@@ -383,25 +436,28 @@ def test_budgets_in_the_file_are_checked(tmp_path: Path, budgets: Any) -> None:
     _refused(tmp_path, _with(budgets=budgets), "budgets", "budget")
 
 
-@pytest.mark.parametrize("text, words", [
+_BAD_TEXTS = [
     ('{"cost": [[0, 1], [1, 0]]', ("not valid JSON",)),
     ("", ("not valid JSON",)),
-    ("[" * 100000 + "]" * 100000, ("not valid JSON",)),
+    ("[" * 100000 + "]" * 100000, ("not valid JSON (nested too deeply)",)),
     ('{"cost": [[0, ' + "1" * 5000 + "], [1, 0]]}", ("not valid JSON",)),
     ("[1, 2]", ("instance: an instance must be a JSON object",)),
     ('{"cost": [[0, 1], [1, 0]], "cots": 1}', ("instance: unknown key(s) 'cots'",)),
     ('{"sizes": [1]}', ("exactly one of",)),
-    ('{"groups": [], "sizes": [1]}', ()),
+    ('{"groups": [], "sizes": [1]}', ("groups: layer 0 is in no group",)),
     ('{"groups": [{"members": [0], "options": [["dense", 0, 1]], "extra": 1}], "sizes": [1]}', ("groups[0]",)),
-    ('{"cost": [[0, 1], [1, 0]], "bounds": {}}', ("bounds",)),
-])
+    ('{"cost": [[0, 1], [1, 0]], "bounds": {}}', ("bounds: only a 'groups' instance",)),
+    ('{"cost": [[0, 1], [2, 0]], "sizes": [1, 2], "families": ["a", "a"]}', ("families[1]", "mixes layer sizes")),
+    ('{"pairwise": [[0, 1], [2, 0]]}', ("pairwise[0][1]", "symmetric")),
+    ('{"cost": [[0, 1], [1, 1]]}', ("cost[1][1]", "diagonal")),
+    ('{"cost": [[0, 1], [1, 0]], "names": ["a", "a"]}', ("names[1]", "layer 0")),
+    ('{"cost": [[0, 1], [1, 0]], "conflicts": [["a", 1]]}', ("conflicts[0][0]", "no layer is named 'a'")),
+]
+
+
+@pytest.mark.parametrize("text, words", _BAD_TEXTS, ids=[str(k) for k in range(len(_BAD_TEXTS))])
 def test_bad_json_is_one_line(tmp_path: Path, text: str, words: tuple[str, ...]) -> None:
-    if words:
-        _refused(tmp_path, text, *words)
-    else:  # an instance of no groups reads; its layers have no option: infeasible, not an error
-        path = tmp_path / "empty.json"
-        path.write_text(text)
-        assert solve(read_instance(path)[0], 1, backend="highs").status == "infeasible"
+    _refused(tmp_path, text, *words)
 
 
 def test_unreadable_files_are_one_line(tmp_path: Path) -> None:

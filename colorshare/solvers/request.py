@@ -95,6 +95,7 @@ def make_request(graph: Any, budget: Any, backend: Any, time_limit: Any, seed: A
     if not isinstance(graph, SharingGraph):
         raise TypeError(f"graph must be a SharingGraph, got {type(graph).__name__}")
     b = check_budget(budget)
+    b = min(b, 2.0**53)  # above any total memory a file may state (instance files bound it): no budget
     limit = check_time_limit(time_limit)
     seed = check_seed(seed)
     backend_cls = get_backend(backend)

@@ -14,14 +14,25 @@
     sol = solve(g, 4.5 / 8 * g.dense_parameters, backend="highs")   # 4.5 bits per weight
 """
 
-from .apply import BasisLinear, InputFactorLinear, QuantLinear, apply_coloring, stored_memory, stored_parameters, untie
+from .apply import (
+                    BasisLinear,
+                    InputFactorLinear,
+                    QuantLinear,
+                    apply_coloring,
+                    quantize_classes,
+                    stored_memory,
+                    stored_parameters,
+                    untie,
+)
 from .build import build_graph
 from .checkpoint import load_shared, save_shared
 from .curvature import CURVATURES, Curvature, estimate
 from .folder import load_compressed, save_compressed
+from .heal import heal
 from .model_graph import ModelGraph
 from .targets import role_of, select_modules
 
 __all__ = ["build_graph", "apply_coloring", "stored_parameters", "save_shared", "load_shared", "untie",
            "select_modules", "role_of", "estimate", "Curvature", "CURVATURES", "ModelGraph", "BasisLinear",
-           "InputFactorLinear", "QuantLinear", "stored_memory", "save_compressed", "load_compressed"]
+           "InputFactorLinear", "QuantLinear", "stored_memory", "save_compressed", "load_compressed",
+           "quantize_classes", "heal"]

@@ -16,8 +16,8 @@ from .model_graph import ModelGraph
 from .quant import QuantLinear
 from .targets import layer_shape
 
-__all__ = ["BasisLinear", "InputFactorLinear", "QuantLinear", "apply_coloring", "stored_parameters", "stored_memory",
-           "untie"]
+__all__ = ["BasisLinear", "InputFactorLinear", "QuantLinear", "apply_coloring", "quantize_classes",
+           "stored_parameters", "stored_memory", "untie"]
 
 
 def stored_parameters(model: nn.Module) -> int:
@@ -41,7 +41,8 @@ def stored_memory(model: nn.Module, unit: str = "parameters") -> int:
     return 2 * stored_parameters(model) + packed
 
 
-def apply_coloring(model: nn.Module, graph: ModelGraph, solution: Solution, inplace: bool = False) -> nn.Module:
+def apply_coloring(model: nn.Module, graph: ModelGraph, solution: Solution, inplace: bool = False,
+                   quantize: bool = True) -> nn.Module:
     """Make ``model`` store what ``solution`` chose for ``graph``'s layers; returns the changed model.
 
     Each class is built by its action (:mod:`colorshare.torch.actions`). tie: the members' weights become the
@@ -53,7 +54,8 @@ def apply_coloring(model: nn.Module, graph: ModelGraph, solution: Solution, inpl
 
     Afterwards ``stored_memory(new, graph.unit) == stored_memory(model, graph.unit) - graph.dense_size +
     solution.memory`` (in parameters: ``stored_parameters``). A layer alone stored in fewer bits (a graph that
-    counts bytes) becomes a :class:`~colorshare.torch.quant.QuantLinear`.
+    counts bytes) becomes a :class:`~colorshare.torch.quant.QuantLinear`; ``quantize=False`` keeps such classes in
+    16 bits (to heal them first; :func:`quantize_classes` rounds them afterwards).
 
     Raises ValueError if the solution has no coloring or belongs to another graph, if a layer of the graph
     is missing from the model or has another shape (naming the layer), or if a tie or medoid class spans
@@ -84,8 +86,18 @@ def apply_coloring(model: nn.Module, graph: ModelGraph, solution: Solution, inpl
         if have != shape:
             raise ValueError(f"layer {name!r} has weight shape {have}, the graph expects {shape}")
     for cl, action in zip(solution.classes, builders):
-        action.apply(graph, cl, target, mods)
+        (action.apply if quantize else action.apply_float)(graph, cl, target, mods)
     return target
+
+
+def quantize_classes(model: nn.Module, graph: ModelGraph, solution: Solution) -> nn.Module:
+    """Round, in place, the classes of a model built with ``apply_coloring(..., quantize=False)`` to the
+    bit-widths ``solution`` chose, from the tensors the model holds now (healed ones, GPTQ under the layers'
+    input covariances). Returns ``model``."""
+    mods = dict(model.named_modules())
+    for cl in solution.classes:
+        get_action(cl.action).requantize(graph, cl, model, mods)
+    return model
 
 
 def untie(model: nn.Module) -> nn.Module:

@@ -208,11 +208,11 @@ def _prepare(g: ModelGraph, progress: bool) -> None:
     """The graph's one-time work, each a step with its seconds in ``g.preparation``: every linear layer quantized
     at every bit-width below 16 (GPTQ), the options of every layer and input-scope group, and the pair
     statistics of cross-layer classes."""
-    todo = [(i, b) for i in range(g.n) if g.is_linear[i] and len(g.shapes[i]) == 2 for b in g.bits_menu if b < 16]
+    todo = [i for i in range(g.n) if g.is_linear[i] and len(g.shapes[i]) == 2] if min(g.bits_menu) < 16 else []
     if todo:
         t = time.perf_counter()
-        for i, b in tqdm(todo, desc="quantization", leave=False, disable=not progress):
-            g.quant_cost(i, b)
+        for i in tqdm(todo, desc="quantization", leave=False, disable=not progress):
+            g.quant_cost(i, min(g.bits_menu))  # every width of the menu in one pass
         g.preparation["quantization"] = time.perf_counter() - t
     t = time.perf_counter()
     for grp in tqdm([(i,) for i in range(g.n)] + g.scope_groups(), desc="options", leave=False,

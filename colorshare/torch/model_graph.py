@@ -32,7 +32,7 @@ from ..validation import NONE, Real, check
 from .actions import ACTIONS, REGISTRY, Action, get_action
 from .actions.base import Spectrum, SpectrumCache
 from .curvature import KRONECKER, Curvature, matrix_of
-from .quant import Quantized, gptq, rtn, stored_bytes
+from .quant import Quantized, gptq, gptq_widths, rtn, stored_bytes
 
 __all__ = ["ModelGraph", "ModelState", "check_trust_region", "ACTIONS", "DEFAULT_ACTIONS", "DEFAULT_TRUST_REGION",
            "DEFAULT_MAX_GROUP_SIZE",
@@ -220,8 +220,13 @@ class ModelGraph(SharingGraph):
         """The surrogate cost of storing layer i's weight in ``bits`` (GPTQ under its input covariance for
         input-aware curvature, else round-to-nearest; cached): ``quad_i(W_q - W)``."""
         key = (i, bits)
-        if key not in self.state.quant_costs:
-            self.state.quant_costs[key] = self.curvatures[i].quad(self.quantized(i, bits) - self.weight(i))
+        if key not in self.state.quant_costs:  # every width of the menu in one pass (GPTQ's loop shared)
+            widths = [b for b in self.bits_menu if b < 16 and (i, b) not in self.state.quant_costs]
+            W, c = self.weight(i), self.curvatures[i]
+            qs = gptq_widths(W, c.covariance(W.device), widths) if c.sigma_in is not None else \
+                [rtn(W, b) for b in widths]
+            for b, q in zip(widths, qs):
+                self.state.quant_costs[(i, b)] = c.quad(q.dequantize(torch.float64) - W)
         return self.state.quant_costs[key]
 
     def quantized(self, i: int, bits: int) -> torch.Tensor:

@@ -64,6 +64,9 @@ class ModelCase:
     info: dict[str, Any] = field(default_factory=dict)
     tokenizer: Any = None  # a transformers model's tokenizer (written into a compressed folder)
     source_dtype: str = "float32"  # the dtype the source ships in (a compressed folder's default)
+    heal_text: Callable[[int | None], tuple[list[Any], str]] | None = None
+    """Batches to heal on, from the calibration's sources (at most the given number of tokens; None: all), and
+    their description; None where the case has none (its calibration batches serve)."""
 
 
 def _per_model(fn: Callable[[nn.Module], Any]) -> Callable[[nn.Module], Any]:
@@ -291,22 +294,64 @@ def input_device(model: nn.Module) -> torch.device:
     return w.device if isinstance(w, torch.Tensor) else next(model.parameters()).device
 
 
+def _few(keys: Any, show: int = 3) -> str:
+    """The first ``show`` of ``keys`` (sorted) and how many there are."""
+    items = sorted(str(k) for k in keys)
+    more = f", ... ({len(items)} in all)" if len(items) > show else ""
+    return ", ".join(items[:show]) + more
+
+
+def loading_problems(info: dict[str, Any]) -> list[str]:
+    """What transformers' loading info (``output_loading_info=True``) says is wrong with a checkpoint: weights
+    missing (which transformers fills with random values), unexpected, of another shape, or errors; [] if none."""
+    out = []
+    missing, unexpected = info.get("missing_keys") or (), info.get("unexpected_keys") or ()
+    mismatched, errors = info.get("mismatched_keys") or (), info.get("error_msgs") or ()
+    if missing:
+        out.append(f"{len(missing)} weight(s) missing (transformers would fill them with random values): "
+                   + _few(missing))
+    if unexpected:
+        out.append(f"{len(unexpected)} weight(s) the architecture does not have: " + _few(unexpected))
+    if mismatched:
+        shapes = [f"{m[0]} {tuple(m[1])} in the file, {tuple(m[2])} in the model" if isinstance(m, (tuple, list))
+                  and len(m) == 3 else str(m) for m in mismatched]
+        out.append(f"{len(shapes)} weight(s) of another shape: " + _few(shapes))
+    if errors:
+        out.append(f"{len(errors)} loading error(s): " + _few(" ".join(str(e).split()) for e in errors))
+    return out
+
+
 def load_causal_lm(path: str, device: str = "cpu") -> tuple[nn.Module, Any]:
     """A transformers causal LM and its tokenizer from a local folder or a GGUF file (dequantized to float32).
-    ``device="auto"``: accelerate's ``device_map="auto"`` (the blocks spread over every GPU there is)."""
+    ``device="auto"``: accelerate's ``device_map="auto"`` (the blocks spread over every GPU there is).
+
+    Nothing of the folder runs (``trust_remote_code=False``; a folder with an ``auto_map`` is refused before
+    transformers is asked, :func:`~colorshare.torch.folder.check_no_remote_code`), and nothing is silently
+    wrong: ValueError for a folder colorshare wrote (use ``load_compressed``) and for a checkpoint whose weights
+    are missing, unexpected or of another shape (:func:`loading_problems`), naming the first few."""
     import os
 
     import transformers
 
-    kw: dict[str, Any] = {}
+    from .folder import check_no_remote_code, check_not_compressed
+
+    kw: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
     folder = path
     if path.endswith(".gguf"):
         folder, kw["gguf_file"] = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
-    tok = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True, **kw)
+    check_no_remote_code(folder)
+    if "gguf_file" not in kw:
+        check_not_compressed(folder)
+    tok = transformers.AutoTokenizer.from_pretrained(folder, **kw)
     if device == "auto":
         kw["device_map"] = "auto"
-    model: Any = transformers.AutoModelForCausalLM.from_pretrained(folder, local_files_only=True,
-                                                                   dtype=torch.float32, **kw)
+    loaded: Any = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
+                                                                    output_loading_info=True, **kw)
+    model, info = loaded
+    problems = loading_problems(info)
+    if problems:
+        raise ValueError(f"{path}: its weights do not fill the architecture its config describes: "
+                         + "; ".join(problems))
     return (model if device == "auto" else model.to(device)).eval(), tok
 
 
@@ -347,12 +392,27 @@ def causal_lm_case(name: str, model: nn.Module, tok: Any, calibration: int = 32,
     def metrics(m: nn.Module) -> dict[str, float]:
         return {"perplexity": math.exp(held_nll(m))}
 
+    def heal_text(tokens: int | None) -> tuple[list[Any], str]:
+        """The calibration's sources in full: the even topics and the standard library's docstrings, or the
+        user's calibration file (never the evaluation's source)."""
+        from ..corpus import pydoc_text, stdlib_text
+
+        if calibration_text is None:
+            text, src = pydoc_text(0) + stdlib_text(), "even pydoc topics and the standard library's docstrings"
+        else:
+            text, src = Path(calibration_text).read_text(encoding="utf-8"), str(calibration_text)
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        n = len(ids) // seq_len if tokens is None else min(len(ids), tokens) // seq_len
+        chunks = torch.tensor(ids[:n * seq_len], device=device).reshape(n, seq_len)
+        return ([{"input_ids": chunks[i:i + batch_size]} for i in range(0, n, batch_size)],
+                f"{n} x {seq_len} = {n * seq_len} tokens ({src})")
+
     # the loss is the held-out NLL (log perplexity), so that the fidelity study ranks against the real metric
     return ModelCase(name, model, batches, [ALL_LINEAR], None, metrics, held_nll,
                      {"perplexity": False}, estimators=("probed", "kfac", "layerwise", "trace"),
                      info={"calibration": f"{len(calib)} x {seq_len} = {calib.numel()} tokens ({calib_src})",
                            "evaluation": f"{len(held)} x {seq_len} = {held.numel()} tokens ({held_src})",
-                           **(info or {})}, tokenizer=tok, source_dtype=source_dtype)
+                           **(info or {})}, tokenizer=tok, source_dtype=source_dtype, heal_text=heal_text)
 
 
 def smollm2_135m(device: str = "cpu", calibration: int = 32, evaluation: int = 24, seq_len: int = 256,

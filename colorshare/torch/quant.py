@@ -21,7 +21,7 @@ weights, and the diagonal is damped by 1 % of its mean. Computed in float64 on t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["BITS", "QuantSpec", "Quantized", "QuantLinear", "group_size", "stored_bytes", "rtn", "gptq", "pack",
-           "unpack", "bits_per_weight", "exact_products"]
+__all__ = ["BITS", "QuantSpec", "Quantized", "QuantLinear", "group_size", "stored_bytes", "rtn", "gptq", "gptq_widths",
+           "pack", "unpack", "bits_per_weight", "exact_products"]
 
 BITS = (16, 8, 4, 3, 2)
 """The bit-widths a stored tensor may take (16: kept as is, in a 16-bit dtype)."""
@@ -161,52 +161,91 @@ def gptq(W: torch.Tensor, H: torch.Tensor, bits: int, group: int | None = None, 
     on its group's grid (computed from the error-updated weights when the group starts) and its error spread
     over the columns after it by the inverse Cholesky factor of the damped ``H``. Lazy block updates of
     ``block`` columns."""
-    spec = QuantSpec(bits, group or group_size(W.shape[1], bits))
-    W = W.detach().to(torch.float64).clone()
+    return gptq_widths(W, H, (bits,), group, damp, block)[0]
+
+
+def gptq_widths(W: torch.Tensor, H: torch.Tensor, widths: Sequence[int], group: int | None = None,
+                damp: float = 0.01, block: int = 128) -> list[Quantized]:
+    """:func:`gptq` at each of ``widths`` (one pass: the columns' loop and the factor of ``H`` are shared; the
+    widths keep their own grids and errors)."""
+    W = W.detach().to(torch.float64)
     H = H.detach().to(device=W.device, dtype=torch.float64).clone()
     rows, cols = W.shape
+    specs = [QuantSpec(b, group or group_size(cols, b)) for b in widths]
     dead = torch.diag(H) <= 0
     H[dead, dead] = 1.0
-    W[:, dead] = 0.0
     H += damp * torch.mean(torch.diag(H)) * torch.eye(cols, dtype=H.dtype, device=H.device)
     U = _inverse_cholesky(H)
-    g = spec.group
-    codes = torch.zeros(rows, cols, dtype=torch.int16, device=W.device)
-    scales = torch.empty(rows, cols // g, dtype=torch.float16, device=W.device)
-    zeros = None if spec.symmetric else torch.empty(rows, cols // g, dtype=torch.float16, device=W.device)
+    diag = torch.diagonal(U).clone()
+    B = len(specs)
+    Ws = W.unsqueeze(0).repeat(B, 1, 1)  # one copy per width: B x rows x cols
+    Ws[:, :, dead] = 0.0
+    codes = torch.zeros(B, rows, cols, dtype=torch.int16, device=W.device)
+    grids: list[tuple[torch.Tensor, torch.Tensor | None]] = [
+        (torch.empty(rows, cols // sp.group, dtype=torch.float16, device=W.device),
+         None if sp.symmetric else torch.empty(rows, cols // sp.group, dtype=torch.float16, device=W.device))
+        for sp in specs]
+    lo = torch.tensor([-127.0 if sp.symmetric else 0.0 for sp in specs], dtype=W.dtype, device=W.device)[:, None]
+    hi = torch.tensor([127.0 if sp.symmetric else 2.0**sp.bits - 1 for sp in specs], dtype=W.dtype,
+                      device=W.device)[:, None]
+    s_col = torch.ones(B, rows, dtype=W.dtype, device=W.device)
+    z_col = torch.zeros(B, rows, dtype=W.dtype, device=W.device)
     for b0 in range(0, cols, block):
         b1 = min(cols, b0 + block)
-        Wb = W[:, b0:b1].clone()
+        Wb = Ws[:, :, b0:b1].clone()
         Eb = torch.zeros_like(Wb)
-        for j in range(b1 - b0):
-            col = b0 + j
-            if col % g == 0:  # the group's grid from the weights as updated by the blocks before (GPTQ's)
-                s, z = _grid(W[:, col:col + g], spec)
-                scales[:, col // g] = s[:, 0]
-                if zeros is not None and z is not None:
-                    zeros[:, col // g] = z[:, 0]
-            s_col = scales[:, col // g:col // g + 1]
-            z_col = None if zeros is None else zeros[:, col // g:col // g + 1]
-            q, wq = _round(Wb[:, j:j + 1], s_col, z_col, bits)
-            codes[:, col] = q[:, 0].to(torch.int16)
-            err = (Wb[:, j:j + 1] - wq) / U[col, col]
-            Wb[:, j + 1:] -= err @ U[col:col + 1, col + 1:b1]
-            Eb[:, j:j + 1] = err
-        W[:, b1:] -= Eb @ U[b0:b1, b1:]
-    return Quantized(codes, scales, zeros, spec)
+        with _one_thread():  # column by column the ops are small: threads only add their synchronisation
+            _columns(Ws, Wb, Eb, U, diag, codes, grids, specs, s_col, z_col, lo, hi, b0, b1)
+        Ws[:, :, b1:] -= Eb @ U[b0:b1, b1:]
+    return [Quantized(codes[k], grids[k][0], grids[k][1], sp) for k, sp in enumerate(specs)]
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _columns(Ws: torch.Tensor, Wb: torch.Tensor, Eb: torch.Tensor, U: torch.Tensor, diag: torch.Tensor,
+             codes: torch.Tensor, grids: list[tuple[torch.Tensor, torch.Tensor | None]], specs: list[QuantSpec],
+             s_col: torch.Tensor, z_col: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, b0: int, b1: int) -> None:
+    """GPTQ's inner loop over the columns b0..b1 of one block (every width at once), in place."""
+    W_dtype = Ws.dtype
+    for j in range(b1 - b0):
+        col = b0 + j
+        for k, sp in enumerate(specs):
+            if col % sp.group == 0:  # the group's grid from the weights as the blocks before left them
+                s, z = _grid(Ws[k, :, col:col + sp.group], sp)
+                grids[k][0][:, col // sp.group] = s[:, 0]
+                s_col[k] = s[:, 0].to(W_dtype)
+                if z is not None:
+                    zk = grids[k][1]
+                    assert zk is not None
+                    zk[:, col // sp.group] = z[:, 0]
+                    z_col[k] = z[:, 0].to(W_dtype)
+        w = Wb[:, :, j]
+        q = torch.minimum(torch.maximum(torch.round(w / s_col) + z_col, lo), hi)
+        codes[:, :, col] = q.to(torch.int16)
+        err = (w - (q - z_col) * s_col) / diag[col]
+        Wb[:, :, j + 1:] -= err[:, :, None] * U[col, col + 1:b1]
+        Eb[:, :, j] = err
 
 
 def _inverse_cholesky(H: torch.Tensor) -> torch.Tensor:
-    """The upper Cholesky factor of ``H^-1`` (GPTQ's), with more damping if ``H`` is numerically singular."""
+    """The upper Cholesky factor R of ``H^-1`` (``H^-1 = R^T R``, GPTQ's), from one Cholesky factor: with J the
+    reversal, ``J H J = L L^T`` gives ``R = J L^-1 J``. More damping if ``H`` is numerically singular."""
     eye = torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
+    flipped = H.flip(0).flip(1)
     extra = 0.0
     for _ in range(8):
-        L, info = torch.linalg.cholesky_ex(H + extra * eye)
+        L, info = torch.linalg.cholesky_ex(flipped + extra * eye)
         if int(info) == 0:
-            Hinv = torch.cholesky_inverse(L)
-            U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
-            if int(info) == 0:
-                return U
+            Linv = torch.linalg.solve_triangular(L, eye, upper=False)
+            return Linv.flip(0).flip(1)
         extra = max(1e-12, 10 * extra or 1e-6 * float(torch.mean(torch.diag(H))))
     raise ValueError("GPTQ: the input covariance stays singular after damping")
 

@@ -259,12 +259,12 @@ class _Accumulator:
         for n in modules:
             if self.counts[n] == 0:
                 raise ValueError(f"layer {n!r} saw no input: the calibration batches never reach it")
-        for n, s in self.sums.items():
-            if not bool(torch.isfinite(s).all()):
+        for n, total in self.sums.items():
+            if not bool(torch.isfinite(total).all()):
                 raise ValueError(f"layer {n!r} received NaN or infinite inputs in the calibration pass: a weight "
                                  "before it (the embedding, a norm) or the batches hold NaN or inf")
-        for n, s in (self.sq or {}).items():
-            if s is not None and not bool(torch.isfinite(s).all()):
+        for n, grad in (self.sq or {}).items():
+            if grad is not None and not bool(torch.isfinite(grad).all()):
                 raise ValueError(f"layer {n!r} got NaN or infinite output gradients in the calibration pass: the "
                                  "model's outputs are not finite (a weight or the batches hold NaN or inf)")
         sigma: dict[str, torch.Tensor] = {}

@@ -265,6 +265,9 @@ class Action:
     pair_kind: ClassVar[str | None] = None
     """The key of the exact pair data its bounds read (``graph.pairs(pair_kind)``), if any."""
     needs_rank: ClassVar[bool] = False
+    plan_fields: ClassVar[tuple[frozenset[str], frozenset[str]]] = (frozenset({"in", "out", "rank"}),
+                                                                    frozenset({"bias"}))
+    """(required, optional) fields of its :meth:`plan_entry` (checked when a file is read)."""
 
     def scopes(self, g: GraphStatistics) -> list[tuple[int, ...]]:
         """The member sets this action may form classes in, for an action whose scope is not ``"shape"``."""
@@ -322,6 +325,15 @@ class Action:
     def apply(self, g: GraphStatistics, cl: SharingClass, target: nn.Module, mods: dict[str, nn.Module]) -> None:
         """Make ``target`` (whose modules by name are ``mods``) compute the class ``cl``."""
         raise NotImplementedError
+
+    def apply_float(self, g: GraphStatistics, cl: SharingClass, target: nn.Module,
+                    mods: dict[str, nn.Module]) -> None:
+        """:meth:`apply` with every stored tensor kept in 16 bits (to be healed, then :meth:`requantize` d)."""
+        self.apply(g, cl, target, mods)
+
+    def requantize(self, g: GraphStatistics, cl: SharingClass, target: nn.Module,
+                   mods: dict[str, nn.Module]) -> None:
+        """Round the class ``apply_float`` built to its bit-width, from the tensors ``target`` holds now."""
 
     def plan_entry(self, module: nn.Module) -> dict[str, Any]:
         """What :meth:`rebuild` needs to put an empty copy of ``module`` in place (JSON-able)."""

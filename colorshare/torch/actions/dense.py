@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from ...formulations.costs import Option
-from ..quant import QuantLinear, group_size
-from ..targets import bias_of, layer_shape
+from ..quant import QuantLinear, gptq, group_size
+from ..targets import bias_of, layer_shape, weight_of
 from .base import Action, GraphStatistics, parent_of
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ def _quantizable(g: GraphStatistics, i: int) -> bool:
 class Dense(Action):
     name = "dense"
     layer = QuantLinear
+    plan_fields = (frozenset({"in", "out", "bits"}), frozenset({"group", "bias"}))
 
     def options(self, g: GraphStatistics, group: tuple[int, ...]) -> list[Option]:
         if len(group) != 1:
@@ -75,6 +76,23 @@ class Dense(Action):
         setattr(parent, attr, QuantLinear.from_quantized(g.quantize(i, bits), bias_of(old),
                                                           device=g.device_of(i)))
         return None
+
+    def apply_float(self, g: GraphStatistics, cl: SharingClass, target: nn.Module,
+                    mods: dict[str, nn.Module]) -> None:
+        return None  # the layer stays as it is until it is rounded
+
+    def requantize(self, g: GraphStatistics, cl: SharingClass, target: nn.Module,
+                   mods: dict[str, nn.Module]) -> None:
+        bits = int((cl.params or {}).get("bits", 16))
+        if bits >= 16:
+            return
+        i = cl.members[0]
+        name = g.module_names[i]
+        layer = mods[name]
+        W = weight_of(layer).detach().to(torch.float64)
+        q = gptq(W, g.curvatures[i].covariance(W.device), bits)
+        parent, attr = parent_of(target, name)
+        setattr(parent, attr, QuantLinear.from_quantized(q, bias_of(layer), device=W.device))
 
     def plan_entry(self, module: nn.Module) -> dict[str, Any]:
         assert isinstance(module, QuantLinear)

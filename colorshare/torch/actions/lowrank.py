@@ -25,7 +25,7 @@ from ...formulations.costs import Option
 from ..quant import QuantLinear, gptq, group_size, rtn, stored_bytes
 from ..targets import bias_of, weight_of
 from .base import Action, GraphStatistics, SharedLinear, parent_of, tails
-from .basis import basis_vectors, spectrum
+from .basis import BasisLinear, basis_vectors, spectrum
 
 if TYPE_CHECKING:
     from ...formulations.graph import SharingClass
@@ -116,6 +116,7 @@ class LowRank(Action):
     name = "lowrank"
     layer = LowRankLinear
     needs_rank = True
+    plan_fields = (frozenset({"in", "out", "rank", "bits"}), frozenset({"group_basis", "group_coeff", "bias"}))
 
     def _offered(self, g: GraphStatistics, group: tuple[int, ...]) -> bool:
         i = group[0]
@@ -171,6 +172,33 @@ class LowRank(Action):
         parent, attr = parent_of(target, name)
         setattr(parent, attr, LowRankLinear(QuantLinear.from_quantized(qU, None, device),
                                             QuantLinear.from_quantized(qC, None, device), bias_of(mods[name])))
+
+    def apply_float(self, g: GraphStatistics, cl: SharingClass, target: nn.Module,
+                    mods: dict[str, nn.Module]) -> None:
+        i = cl.members[0]
+        name = g.module_names[i]
+        U = basis_vectors(g, (i,), self.rank_of((cl.params or {}).get("rank")))
+        own = weight_of(mods[name])
+        C = U.T @ g.weight(i, U.device)
+        parent, attr = parent_of(target, name)
+        setattr(parent, attr, BasisLinear(nn.Parameter(U.to(dtype=own.dtype, device=own.device)),
+                                          nn.Parameter(C.to(dtype=own.dtype, device=own.device)), bias_of(mods[name])))
+
+    def requantize(self, g: GraphStatistics, cl: SharingClass, target: nn.Module,
+                   mods: dict[str, nn.Module]) -> None:
+        i = cl.members[0]
+        name = g.module_names[i]
+        layer = mods[name]
+        if not isinstance(layer, BasisLinear):
+            return
+        bits = int((cl.params or {}).get("bits", 8))
+        U, C = (t.detach().to(torch.float64) for t in (layer.basis, layer.coeff))
+        sigma = g.curvatures[i].covariance(U.device)
+        qC = gptq(C, sigma, bits)  # C's inputs are the layer's; U's are the latent C x, covariance C Sigma C^T
+        qU = gptq(U, C @ sigma @ C.T, bits, group_size(U.shape[1], bits))
+        parent, attr = parent_of(target, name)
+        setattr(parent, attr, LowRankLinear(QuantLinear.from_quantized(qU, None, U.device),
+                                            QuantLinear.from_quantized(qC, None, U.device), layer.bias))
 
     def plan_entry(self, module: nn.Module) -> dict[str, Any]:
         assert isinstance(module, LowRankLinear)

@@ -1,0 +1,207 @@
+"""Healing: train a compressed model's stored tensors to match the dense model's outputs, on calibration text, with
+a held-back slice for early stopping.
+
+Only the targeted layers' parameters train (a shared basis or input factor, a tied tensor, each member's
+coefficients, biases); everything else (embeddings, norms, the LM head) is frozen. A tensor several layers share
+is one parameter: it receives the gradients of all its members and stays shared. The target is the dense model's
+own output: the KL divergence of the next-token distributions for a causal LM (the divergence the probes
+measure), ``1 - cosine`` of the pooled embedding for an encoder, or the user's ``loss_fn``.
+
+AdamW with linear warm-up and cosine decay, gradient clipping, seeded order of the batches; the held-back loss is
+measured every ``eval_every`` steps and the best state so far is kept, so that more steps never end worse than
+the early-stopped result (:class:`HealResult` has the curve).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..validation import POSITIVE_INT, Real, check
+from .batches import forward, model_logits, pooled_embedding
+from .stats import NO_DEFAULT_LOSS
+
+__all__ = ["heal", "HealResult", "trainable_parameters", "distillation_loss", "HELD_BACK"]
+
+HELD_BACK = 4
+"""Batches held back for early stopping by default (the last ones; at most an eighth of them)."""
+
+
+@dataclass
+class HealResult:
+    """What :func:`heal` did: steps run, the best step (its state is the model's now), held-back loss before
+    and at the best step, the curve ``(step, train loss, held-back loss or None)``, seconds and why it stopped."""
+
+    steps: int
+    best_step: int
+    held_before: float
+    held_best: float
+    parameters: int
+    seconds: float
+    stopped: str
+    curve: list[tuple[int, float, float | None]] = field(default_factory=list)
+
+
+def trainable_parameters(model: nn.Module, module_names: Sequence[str]) -> list[nn.Parameter]:
+    """The unique parameters of the named modules (each shared one once), in order."""
+    seen: dict[int, nn.Parameter] = {}
+    for name in module_names:
+        for p in model.get_submodule(name).parameters():
+            if p.is_floating_point():
+                seen.setdefault(id(p), p)
+    return list(seen.values())
+
+
+def distillation_loss(student: Any, teacher: Any, batch: Any) -> torch.Tensor:
+    """The divergence of the student's output from the teacher's on one batch: the mean KL of the next-token
+    distributions (logits; masked positions left out), or the mean ``1 - cosine`` of pooled embeddings."""
+    s_logits, t_logits = model_logits(student), model_logits(teacher)
+    if s_logits is not None and t_logits is not None:
+        t = torch.log_softmax(t_logits.float(), dim=-1)
+        s = torch.log_softmax(s_logits.float(), dim=-1)
+        kl = (t.exp() * (t - s)).sum(-1)
+        mask = batch.get("attention_mask") if isinstance(batch, dict) else None
+        if mask is not None and mask.shape == kl.shape:
+            m = mask.to(kl.dtype)
+            return (kl * m).sum() / m.sum().clamp(min=1)
+        return kl.mean()
+    s_emb, t_emb = pooled_embedding(student, batch), pooled_embedding(teacher, batch)
+    if s_emb is not None and t_emb is not None:
+        return (1.0 - (s_emb * t_emb.detach()).sum(-1)).mean()
+    raise ValueError(NO_DEFAULT_LOSS)
+
+
+def _held_loss(model: nn.Module, target: Callable[[int], Any], held: Sequence[Any], first: int,
+               loss: Callable[..., torch.Tensor]) -> float:
+    """The mean loss over the held-back batches (indices ``first``.. of the teacher's)."""
+    with torch.no_grad():
+        return math.fsum(float(loss(forward(model, b), target(first + k), b)) for k, b in enumerate(held)) \
+            / max(1, len(held))
+
+
+def _schedule(step: int, steps: int, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 10 % over the rest."""
+    if step < warmup:
+        return (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+
+def heal(model: nn.Module, teacher: nn.Module | None, batches: Sequence[Any], module_names: Sequence[str], *,
+         held_out: Sequence[Any] | None = None, steps: int = 100, lr: float = 1e-4, weight_decay: float = 0.0,
+         warmup: int = 5, clip: float = 1.0, eval_every: int = 10, seed: int = 0,
+         loss_fn: Callable[[Any, Any, Any], torch.Tensor] | None = None, teacher_outputs: Sequence[Any] | None = None,
+         progress: bool = True) -> HealResult:
+    """Train ``model``'s targeted layers (``module_names``) to match ``teacher`` on ``batches`` for ``steps`` steps
+    (one batch a step, in a seeded order), keeping the state with the least held-back loss (on ``held_out``,
+    default: the last :data:`HELD_BACK` of ``batches``, at most an eighth, left out of training).
+
+    ``teacher``: the dense model (frozen, run alongside; None: ``teacher_outputs`` gives its outputs for
+    ``batches`` then ``held_out``, cached). ``loss_fn(student_output, teacher_output, batch)``: default
+    :func:`distillation_loss`. ``lr``: AdamW's peak learning rate; ``clip``: the gradients' largest norm.
+    Returns a :class:`HealResult`; the model is left in eval mode with the best state."""
+    check("steps", steps, POSITIVE_INT)
+    check("lr", lr, Real(low=0, low_open=True))
+    check("eval_every", eval_every, POSITIVE_INT)
+    batches = list(batches)
+    if held_out is None:
+        cut = max(1, min(HELD_BACK, len(batches) // 8))
+        if len(batches) < 2:
+            raise ValueError("healing needs at least 2 batches (one is held back for early stopping)")
+        batches, held_out = batches[:-cut], batches[-cut:]
+    held = list(held_out)
+    loss = loss_fn or distillation_loss
+    params = trainable_parameters(model, module_names)
+    if not params:
+        raise ValueError("no parameter to heal: the targeted layers hold none (are they all quantized?)")
+    target = _targets(teacher, batches + held, teacher_outputs)
+    frozen = {id(p) for p in params}
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in frozen)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    model.eval()  # no dropout: the target is the dense model's deterministic output
+    best = _held_loss(model, target, held, len(batches), loss)
+    result = HealResult(0, 0, best, best, sum(p.numel() for p in params), 0.0, "steps", [(0, math.nan, best)])
+    best_state = [p.detach().clone() for p in params]
+    order: list[int] = []
+    try:
+        with tqdm(total=steps, desc="healing", leave=False, disable=not progress) as bar:
+            for step in range(steps):
+                if not order:
+                    order = torch.randperm(len(batches), generator=gen).tolist()
+                k = order.pop()
+                for group in opt.param_groups:
+                    group["lr"] = lr * _schedule(step, steps, warmup)
+                value = loss(forward(model, batches[k]), target(k), batches[k])
+                opt.zero_grad(set_to_none=True)
+                value.backward()
+                torch.nn.utils.clip_grad_norm_(params, clip)
+                opt.step()
+                held_now = None
+                if (step + 1) % eval_every == 0 or step + 1 == steps:
+                    held_now = _held_loss(model, target, held, len(batches), loss)
+                    if held_now < best:
+                        best, result.best_step = held_now, step + 1
+                        best_state = [p.detach().clone() for p in params]
+                    bar.set_postfix_str(f"held-back {held_now:.4g} (best {best:.4g} at {result.best_step})")
+                result.curve.append((step + 1, float(value), held_now))
+                result.steps = step + 1
+                bar.update()
+    finally:
+        with torch.no_grad():
+            for p, b in zip(params, best_state):
+                p.copy_(b)
+        for n, p in model.named_parameters():
+            p.requires_grad_(flags.get(n, p.requires_grad))
+        model.eval()
+    result.held_best, result.seconds = best, time.perf_counter() - t0
+    result.stopped = f"{steps} steps; best held-back loss at step {result.best_step}"
+    return result
+
+
+def _targets(teacher: nn.Module | None, batches: list[Any], given: Sequence[Any] | None) -> Callable[[int], Any]:
+    """The teacher's output for batch k (no gradients): from ``given`` where it is cached, else computed on the
+    fly (the teacher runs alongside: a forward a step, and no logits kept, 200 MB a batch of 4 x 256 tokens of a
+    49k vocabulary)."""
+    if given is not None:
+        outs = list(given)
+        if len(outs) != len(batches):
+            raise ValueError(f"teacher_outputs has {len(outs)} entries for {len(batches)} batches")
+        return lambda k: outs[k]
+    if teacher is None:
+        raise ValueError("heal needs the dense model (teacher) or its outputs (teacher_outputs)")
+    teacher.eval()  # (its gradients are never asked for: it runs under no_grad)
+
+    def run(k: int) -> Any:
+        with torch.no_grad():
+            return _detached(forward(teacher, batches[k]))
+    return run
+
+
+def _detached(out: Any) -> Any:
+    """What the losses read of a teacher's output, detached (logits or a hidden state)."""
+    logits = model_logits(out)
+    if logits is not None:
+        return _Output(logits=logits.detach())
+    hidden = getattr(out, "last_hidden_state", None)
+    if hidden is not None:
+        return _Output(last_hidden_state=hidden.detach())
+    return copy.copy(out)
+
+
+class _Output:
+    """A model output reduced to what the distillation loss reads."""
+
+    def __init__(self, **fields: torch.Tensor) -> None:
+        self.__dict__.update(fields)
