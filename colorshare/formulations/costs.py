@@ -272,6 +272,10 @@ class GroupCosts(CostModel):
         """Drop the cached options of ``group`` (an oracle whose answer for it changed)."""
         self._cache.pop(tuple(sorted(group)), None)
 
+    def forget_all(self) -> None:
+        """Drop every cached option (an oracle whose prices all changed, e.g. rescaled curvatures)."""
+        self._cache.clear()
+
     def evaluable(self, group: tuple[int, ...]) -> bool:
         """Whether the costs of ``group`` (sorted) can be had: any group for an oracle, a listed one for a table.
         A table with bounds stands for the evaluated columns of a larger space: the groups it does not list

@@ -155,7 +155,7 @@ def heal(model: nn.Module, teacher: nn.Module | None, batches: Sequence[Any], mo
                         best, result.best_step = held_now, step + 1
                         best_state = [p.detach().clone() for p in params]
                     bar.set_postfix_str(f"held-back {held_now:.4g} (best {best:.4g} at {result.best_step})")
-                result.curve.append((step + 1, float(value), held_now))
+                result.curve.append((step + 1, float(value.detach()), held_now))
                 result.steps = step + 1
                 bar.update()
     finally:

@@ -304,6 +304,8 @@ class ModelGraph(SharingGraph):
             if len(key) == 1 and isinstance(key[0], int):
                 st.spectra.put(key, Spectrum(spec.vals * r[key[0]], spec.rel_err))
         st.energies = {i: e * r[i] for i, e in energies.items()}
+        if isinstance(self.cost_model, GroupCosts):
+            self.cost_model.forget_all()  # options priced at the old scales
 
     def with_trust_region(self, trust_region: float | None) -> ModelGraph:
         """The same graph (same curvatures and caches, no new statistics) under another trust region; the measured
