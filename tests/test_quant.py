@@ -68,6 +68,18 @@ def test_gptq_beats_rounding_in_the_layers_own_metric(bits):
     assert err(gptq(W, H, bits)) < 0.8 * err(rtn(W, bits))
 
 
+@pytest.mark.parametrize("actorder", [True, False])
+@pytest.mark.parametrize("bits", [8, 4, 3])
+def test_gptq_under_uncorrelated_inputs_is_rounding_in_any_order(bits, actorder):
+    # no correlation between inputs: no error to feed forward, so GPTQ's codes are rounding's wherever the
+    # columns are taken in (act-order permutes them by the diagonal and must put every code back in place)
+    g = torch.Generator().manual_seed(bits)
+    W = torch.randn(24, 128, generator=g, dtype=torch.float64)
+    H = torch.diag(torch.rand(128, generator=g, dtype=torch.float64) + 0.1)
+    q, r = gptq(W, H, bits, actorder=actorder), rtn(W, bits)
+    assert torch.equal(q.codes, r.codes) and torch.equal(q.scales, r.scales)
+
+
 def test_gptq_sets_the_weights_of_dead_inputs_to_zero():
     W = torch.randn(16, 64, dtype=torch.float64)
     H = torch.eye(64, dtype=torch.float64)

@@ -156,16 +156,17 @@ def rtn(W: torch.Tensor, bits: int, group: int | None = None) -> Quantized:
 
 
 def gptq(W: torch.Tensor, H: torch.Tensor, bits: int, group: int | None = None, damp: float = 0.01,
-         block: int = 128) -> Quantized:
-    """GPTQ of ``W`` (rows x cols) under the input covariance ``H`` (cols x cols): columns in order, each rounded
-    on its group's grid (computed from the error-updated weights when the group starts) and its error spread
-    over the columns after it by the inverse Cholesky factor of the damped ``H``. Lazy block updates of
-    ``block`` columns."""
-    return gptq_widths(W, H, (bits,), group, damp, block)[0]
+         block: int = 128, actorder: bool = True) -> Quantized:
+    """GPTQ of ``W`` (rows x cols) under the input covariance ``H`` (cols x cols): each group's grid from its
+    range in ``W`` (static groups), then the columns one by one, in descending order of ``H``'s diagonal
+    (``actorder``; else in order), each rounded on its group's grid and its error spread over the columns
+    after it by the inverse Cholesky factor of the damped ``H``; lazy block updates of ``block`` columns.
+    The choices of the maintained implementations (llm-compressor's defaults)."""
+    return gptq_widths(W, H, (bits,), group, damp, block, actorder)[0]
 
 
 def gptq_widths(W: torch.Tensor, H: torch.Tensor, widths: Sequence[int], group: int | None = None,
-                damp: float = 0.01, block: int = 128) -> list[Quantized]:
+                damp: float = 0.01, block: int = 128, actorder: bool = True) -> list[Quantized]:
     """:func:`gptq` at each of ``widths`` (one pass: the columns' loop and the factor of ``H`` are shared; the
     widths keep their own grids and errors)."""
     W = W.detach().to(torch.float64)
@@ -174,30 +175,32 @@ def gptq_widths(W: torch.Tensor, H: torch.Tensor, widths: Sequence[int], group: 
     specs = [QuantSpec(b, group or group_size(cols, b)) for b in widths]
     dead = torch.diag(H) <= 0
     H[dead, dead] = 1.0
+    W = W.clone()
+    W[:, dead] = 0.0
+    grids = [_grid(W, sp) for sp in specs]  # static groups: every grid from the weights as given
     H += damp * torch.mean(torch.diag(H)) * torch.eye(cols, dtype=H.dtype, device=H.device)
-    U = _inverse_cholesky(H)
+    perm = torch.argsort(torch.diag(H), descending=True) if actorder else torch.arange(cols, device=W.device)
+    U = _inverse_cholesky(H[perm][:, perm])
     diag = torch.diagonal(U).clone()
-    B = len(specs)
-    Ws = W.unsqueeze(0).repeat(B, 1, 1)  # one copy per width: B x rows x cols
-    Ws[:, :, dead] = 0.0
-    codes = torch.zeros(B, rows, cols, dtype=torch.int16, device=W.device)
-    grids: list[tuple[torch.Tensor, torch.Tensor | None]] = [
-        (torch.empty(rows, cols // sp.group, dtype=torch.float16, device=W.device),
-         None if sp.symmetric else torch.empty(rows, cols // sp.group, dtype=torch.float16, device=W.device))
-        for sp in specs]
+    # per column (in the order of quantization): each width's scale, zero point and code range
+    S = torch.stack([s.to(W.dtype).repeat_interleave(sp.group, dim=1)[:, perm] for (s, _), sp in zip(grids, specs)])
+    Z = torch.stack([torch.zeros_like(W) if z is None else z.to(W.dtype).repeat_interleave(sp.group, dim=1)[:, perm]
+                     for (_, z), sp in zip(grids, specs)])
     lo = torch.tensor([-127.0 if sp.symmetric else 0.0 for sp in specs], dtype=W.dtype, device=W.device)[:, None]
     hi = torch.tensor([127.0 if sp.symmetric else 2.0**sp.bits - 1 for sp in specs], dtype=W.dtype,
                       device=W.device)[:, None]
-    s_col = torch.ones(B, rows, dtype=W.dtype, device=W.device)
-    z_col = torch.zeros(B, rows, dtype=W.dtype, device=W.device)
+    Ws = W[:, perm].unsqueeze(0).repeat(len(specs), 1, 1)  # one copy per width: B x rows x cols
+    codes = torch.zeros(len(specs), rows, cols, dtype=torch.int16, device=W.device)
     for b0 in range(0, cols, block):
         b1 = min(cols, b0 + block)
         Wb = Ws[:, :, b0:b1].clone()
         Eb = torch.zeros_like(Wb)
         with _one_thread():  # column by column the ops are small: threads only add their synchronisation
-            _columns(Ws, Wb, Eb, U, diag, codes, grids, specs, s_col, z_col, lo, hi, b0, b1)
+            _columns(Wb, Eb, U, diag, codes, S, Z, lo, hi, b0, b1)
         Ws[:, :, b1:] -= Eb @ U[b0:b1, b1:]
-    return [Quantized(codes[k], grids[k][0], grids[k][1], sp) for k, sp in enumerate(specs)]
+    out = torch.empty_like(codes)
+    out[:, :, perm] = codes
+    return [Quantized(out[k], s, z, sp) for k, ((s, z), sp) in enumerate(zip(grids, specs))]
 
 
 @contextmanager
@@ -210,27 +213,16 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _columns(Ws: torch.Tensor, Wb: torch.Tensor, Eb: torch.Tensor, U: torch.Tensor, diag: torch.Tensor,
-             codes: torch.Tensor, grids: list[tuple[torch.Tensor, torch.Tensor | None]], specs: list[QuantSpec],
-             s_col: torch.Tensor, z_col: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, b0: int, b1: int) -> None:
+def _columns(Wb: torch.Tensor, Eb: torch.Tensor, U: torch.Tensor, diag: torch.Tensor, codes: torch.Tensor,
+             S: torch.Tensor, Z: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, b0: int, b1: int) -> None:
     """GPTQ's inner loop over the columns b0..b1 of one block (every width at once), in place."""
-    W_dtype = Ws.dtype
     for j in range(b1 - b0):
         col = b0 + j
-        for k, sp in enumerate(specs):
-            if col % sp.group == 0:  # the group's grid from the weights as the blocks before left them
-                s, z = _grid(Ws[k, :, col:col + sp.group], sp)
-                grids[k][0][:, col // sp.group] = s[:, 0]
-                s_col[k] = s[:, 0].to(W_dtype)
-                if z is not None:
-                    zk = grids[k][1]
-                    assert zk is not None
-                    zk[:, col // sp.group] = z[:, 0]
-                    z_col[k] = z[:, 0].to(W_dtype)
         w = Wb[:, :, j]
-        q = torch.minimum(torch.maximum(torch.round(w / s_col) + z_col, lo), hi)
+        s, z = S[:, :, col], Z[:, :, col]
+        q = torch.minimum(torch.maximum(torch.round(w / s) + z, lo), hi)
         codes[:, :, col] = q.to(torch.int16)
-        err = (w - (q - z_col) * s_col) / diag[col]
+        err = (w - (q - z) * s) / diag[col]
         Wb[:, :, j + 1:] -= err[:, :, None] * U[col, col + 1:b1]
         Eb[:, :, j] = err
 
