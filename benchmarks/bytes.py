@@ -10,14 +10,19 @@ weights' products exact in float32 (:func:`colorshare.torch.quant.exact_products
 
 - dense (16 bits a weight);
 - round-to-nearest: 8 bits one scale per row; 4 / 3 / 2 bits in groups of 64 with a scale and a zero point;
-- GPTQ 4 / 3 / 2 bits in groups of 64 (colorshare's own, under the same input covariances as the plans: the
-  algorithm of the reference implementation, layer by layer on the dense model's statistics);
+- GPTQ 4 / 3 / 2 bits in groups of 64 (colorshare's own, :func:`colorshare.torch.quant.gptq`, under the same
+  input covariances as the plans: static groups and act-order, as llm-compressor's defaults, layer by layer on
+  the dense model's statistics);
 - HQQ 4 / 3 bits in groups of 64 (calibration-free) where the ``hqq`` package is installed;
+- GPTQ 4 / 3 bits from a maintained library (llm-compressor) with ``--peer-python PEER/bin/python``: the
+  dense model, the calibration tokens and the evaluation tokens are written to a scratch folder and
+  ``benchmarks/peer_llmcompressor.py`` runs in that environment (llm-compressor pins another transformers);
 - colorshare at each ``--bpw``: one graph built with every bit-width (``build_graph(..., bits=BITS)``), solved
   by HiGHS, applied and measured.
 
-Writes ``bytes.md``, ``bytes.json`` and ``bytes.png`` (perplexity against bits per weight, log axes) into
-``--out``.
+For MiniLM (``--model minilm-l6``) the metric is the mean cosine of held-out sentences' embeddings to the dense
+model's (its plot: ``1 - cosine``). Writes ``<model>.md``, ``<model>.json`` and ``<model>.png`` (the metric against
+bits per weight, log axes) into ``--out``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+from colorshare.bench.report import machine_line
 
 
 def _layers(graph: Any, model: Any) -> list[tuple[int, Any]]:
@@ -106,6 +113,35 @@ def plan(case: Any, graph: Any, bpw: float, time_limit: float) -> dict[str, Any]
     return out
 
 
+def peer(case: Any, held: Path, chunks: int, python: str, tmp: Path) -> list[dict[str, Any]]:
+    """llm-compressor's GPTQ rows: the dense model, calibration and evaluation tokens handed to
+    ``peer_llmcompressor.py`` under ``python`` (its own environment)."""
+    import subprocess
+
+    import torch
+    from safetensors.torch import save_model
+
+    from colorshare.torch.models import text_tokens
+
+    folder = tmp / "dense"  # written by hand: transformers will not re-save a model it read from GGUF
+    folder.mkdir()
+    save_model(case.model, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    config = case.model.config.to_dict()
+    config.pop("quantization_config", None)  # the GGUF reading's record, not a property of these float weights
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    case.tokenizer.save_pretrained(folder)
+    torch.save(torch.cat([b["input_ids"] for b in case.batches]).cpu(), tmp / "calib.pt")
+    torch.save(text_tokens(case.tokenizer, held, chunks, 256), tmp / "held.pt")
+    script = Path(__file__).with_name("peer_llmcompressor.py")
+    cmd = [python, str(script), "--model", str(folder), "--calibration", str(tmp / "calib.pt"),
+           "--evaluation", str(tmp / "held.pt"), "--bits", "4", "3", "--out", str(tmp / "peer.json")]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"llm-compressor peer failed (exit {done.returncode}):\n{done.stderr[-3000:]}", flush=True)
+        return []
+    return list(json.loads((tmp / "peer.json").read_text()))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="smollm2-135m")
@@ -114,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--curvature", default="probed")
     p.add_argument("--time-limit", type=float, default=300.0)
     p.add_argument("--out", default="benchmarks/results/bytes")
+    p.add_argument("--peer-python", default=None,
+                   help="python of an environment with llm-compressor: adds its GPTQ int4 / int3 rows")
     args = p.parse_args(argv)
     warnings.simplefilter("ignore")
     import importlib.util
@@ -126,13 +164,20 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    text, used = package_text()
     t0 = time.perf_counter()
+    peers: list[dict[str, Any]] = []
+    lm = "smollm2" in args.model
+    used: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        held = Path(tmp) / "packages.txt"
-        held.write_text(text)
-        case = MODEL_CASES[args.model](evaluation_text=held, evaluation=args.chunks)
-        same = MODEL_CASES[args.model](evaluation=args.chunks)  # the odd pydoc topics
+        if lm:  # held-out text from another source than the calibration
+            text, used = package_text()
+            held = Path(tmp) / "packages.txt"
+            held.write_text(text)
+            case = MODEL_CASES[args.model](evaluation_text=held, evaluation=args.chunks)
+            if args.peer_python:
+                peers = peer(case, held, args.chunks, args.peer_python, Path(tmp))
+        else:  # MiniLM: its held-out sentences (the standard library's docstrings not calibrated on)
+            case = MODEL_CASES[args.model]()
     graph = build_graph(case.model, case.batches, case.targets, args.curvature, bits=BITS)
     build_s = time.perf_counter() - t0
     weights = graph.dense_parameters
@@ -144,42 +189,53 @@ def main(argv: list[str] | None = None) -> int:
         for b in widths:
             rows.append(uniform(case, graph, method, b))
             print(rows[-1], flush=True)
+    rows += peers
     for bpw in args.bpw:
         rows.append(plan(case, graph, bpw, args.time_limit))
         print(rows[-1], flush=True)
-    dense_same = same.metrics(same.model)
+    if lm:  # the dense model on the calibration's own source (the odd pydoc topics), for reference
+        same = MODEL_CASES[args.model](evaluation=args.chunks)
+        same_source = same.metrics(same.model)
     for r in rows:
         if r.get("bytes"):
             r["bits_per_weight"] = 8 * r["bytes"] / weights
             r["bytes_vs_bf16"] = r["bytes"] / (2 * weights)
-    res = {"machine": machine_info(), "model": args.model, "curvature": args.curvature,
-           "calibration": case.info.get("calibration"), "evaluation": case.info.get("evaluation"),
-           "evaluation_sources": used, "dense_same_source": dense_same, "graph_build_seconds": build_s,
-           "graph_steps": graph.preparation, "weights": weights, "rows": rows}
-    (out / "bytes.json").write_text(json.dumps(res, indent=2, default=str))
+    metric = next(iter(case.higher))
+    res = {"machine": machine_info(), "model": args.model, "curvature": args.curvature, "metric": metric,
+           "higher_is_better": case.higher[metric], "calibration": case.info.get("calibration"),
+           "evaluation": case.info.get("evaluation", f"{case.info.get('held_out')} held-out sentences"),
+           "evaluation_sources": used, "dense_same_source": same_source if lm else None,
+           "graph_build_seconds": build_s, "graph_steps": graph.preparation, "weights": weights, "rows": rows}
+    (out / f"{args.model}.json").write_text(json.dumps(res, indent=2, default=str))
     write(out, res)
     return 0
 
 
 def write(out: Path, res: dict[str, Any]) -> None:
-    """``bytes.md`` and ``bytes.png`` of a run."""
+    """``<model>.md`` and ``<model>.png`` of a run."""
     rows = [r for r in res["rows"] if r.get("bytes")]
-    lines = [f"# {res['model']}: perplexity at equal bytes", "",
-             f"Machine: {res['machine']}. One run. Calibration: {res['calibration']}. Evaluation (token "
-             f"perplexity): {res['evaluation']} of installed packages' descriptions (prose lines), a source the "
-             "calibration never saw; the dense model on the calibration's own source (odd pydoc topics): "
-             f"{res['dense_same_source']['perplexity']:.2f}. Bytes: the {res['weights']:,} weights of the targeted "
+    metric, model = res.get("metric", "perplexity"), res["model"]
+    lm = metric == "perplexity"
+    if lm:
+        about = (f"Evaluation (token perplexity): {res['evaluation'].split(' (')[0]} of installed packages' "
+                 "descriptions (prose lines), a source the calibration never saw; the dense model on the "
+                 f"calibration's own source (odd pydoc topics): {res['dense_same_source']['perplexity']:.2f}.")
+    else:
+        about = f"Evaluation: {metric} to the dense model's embeddings on {res['evaluation']}."
+    lines = [f"# {model}: {metric} at equal bytes", "",
+             f"Machine: {machine_line(res['machine'])}, torch {res['machine'].get('torch')}. One run. "
+             f"Calibration: {res['calibration']}. {about} Bytes: the {res['weights']:,} weights of the targeted "
              "layers, scales and zero points included.", "",
-             "| method | bytes vs bf16 | bits per weight | perplexity |", "|---|---|---|---|"]
+             f"| method | bytes vs bf16 | bits per weight | {metric} |", "|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: -r["bytes"]):
         lines.append(f"| {r['method']} | {r['bytes_vs_bf16']:.3f} | {r['bits_per_weight']:.2f} | "
-                     f"{r['perplexity']:.2f} |")
+                     f"{r[metric]:.{2 if lm else 4}f} |")
     plans = [r for r in rows if r["method"].startswith("colorshare")]
     if plans:
         lines += ["", "What each plan chose (layers per option):", ""]
         lines += [f"- {r['method']}: " + ", ".join(f"{k} x{v}" for k, v in sorted(r["layers"].items()))
                   + f" ({r['status']}, solve {r['solve_seconds']:.0f} s)" for r in plans]
-    (out / "bytes.md").write_text("\n".join(lines) + "\n")
+    (out / f"{model}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     try:
         import matplotlib
@@ -190,21 +246,21 @@ def write(out: Path, res: dict[str, Any]) -> None:
         return
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     families: dict[str, list[tuple[float, float]]] = {}
-    for r in rows:
-        fam = r["method"].split(" ")[0]
-        families.setdefault(fam, []).append((r["bits_per_weight"], r["perplexity"]))
+    for r in rows:  # 1 - cosine for an encoder: both axes span decades
+        families.setdefault(r["method"].split(" ")[0], []).append(
+            (r["bits_per_weight"], r[metric] if lm else max(1e-6, 1.0 - r[metric])))
     for fam, pts in families.items():
         pts.sort()
         ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=fam)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("bits per weight of the targeted layers (scales included)")
-    ax.set_ylabel("perplexity on held-out text (tokens)")
-    ax.set_title(f"{res['model']}: quality at equal bytes")
+    ax.set_ylabel("perplexity on held-out text (tokens)" if lm else f"1 - {metric} on held-out sentences")
+    ax.set_title(f"{model}: quality at equal bytes")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "bytes.png", dpi=120)
+    fig.savefig(out / f"{model}.png", dpi=120)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,7 @@ from typing import Any
 
 import torch
 
-
-def _cpu() -> str:
-    """The CPU model and its cores (colorshare.bench's machine_info)."""
-    from colorshare.bench.report import machine_info
-
-    info = machine_info()
-    return f"{info['cpu']}, {info['cores']} CPUs"
+from colorshare.bench.report import machine_line
 
 
 def floor_seconds(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]]) -> float:
@@ -84,7 +78,7 @@ def main() -> None:
     svd_ppl, svd_stored = svd_uniform_perplexity(case, keep)
     ppl = (report.get("metric_after_reload") or report["metric_after"])["perplexity"]
     res = {
-        "model": args.model, "budget": args.budget, "machine": _cpu(), "torch_threads": torch.get_num_threads(),
+        "model": args.model, "budget": args.budget, "machine": machine_line(), "torch_threads": torch.get_num_threads(),
         "floor_seconds": floor, "floor_tokens": tokens, "floor_passes": len(batches),
         "compress_seconds": wall, "ratio": wall / floor, "steps": report["seconds"],
         "peak_memory_gib": report["peak_memory_gib"], "stored_parameters": report["stored_parameters"],

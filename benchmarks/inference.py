@@ -21,17 +21,10 @@ import torch
 
 from benchmarks.speed import load_memory, speed_rows, write
 from colorshare import solve
+from colorshare.bench.report import machine_line
 from colorshare.torch import apply_coloring, build_graph, load_compressed, save_compressed
 from colorshare.torch.models import smollm2_135m
 from colorshare.torch.quant import BITS
-
-
-def _cpu() -> str:
-    """The CPU model and its cores (colorshare.bench's machine_info)."""
-    from colorshare.bench.report import machine_info
-
-    info = machine_info()
-    return f"{info['cpu']}, {info['cores']} CPUs"
 
 
 def main() -> None:
@@ -104,7 +97,8 @@ def main() -> None:
     for r in rows:
         r.update(extra[r["model"]])
     header = (f"# Inference: SmolLM2-135M dense against compressed (measured in one run)\n\n"
-              f"Machine: {_cpu()}, torch {torch.__version__}, {torch.get_num_threads()} threads, float32 on CPU; "
+              f"Machine: {machine_line()}, torch {torch.__version__}, {torch.get_num_threads()} threads, float32 "
+              "on CPU; "
               f"best of {args.repeats} after a warm-up, the models taking turns. Statistics (K-FAC and pair "
               f"statistics) {stats_s:.0f} s; total "
               f"{time.perf_counter() - t0:.0f} s. Ratios in parentheses are to dense. The LM head "

@@ -104,9 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="benchmarks/results/scaling")
     args = p.parse_args(argv)
     warnings.simplefilter("ignore")
-    from benchmarks.compress_time import _cpu
+    from colorshare.bench.report import machine_line
 
-    machine = torch.cuda.get_device_name() if args.device.startswith("cuda") else _cpu()
+    machine = torch.cuda.get_device_name() if args.device.startswith("cuda") else machine_line()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []

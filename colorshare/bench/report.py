@@ -52,6 +52,12 @@ def machine_info() -> dict[str, str]:
     return info
 
 
+def machine_line(info: dict[str, str] | None = None) -> str:
+    """One line naming the machine: CPU model, cores, memory (of :func:`machine_info`, or this machine's)."""
+    info = info or machine_info()
+    return f"{info.get('cpu')}, {info.get('cores')} cores, {info.get('memory')}"
+
+
 def _f(v: Any, spec: str = ".4g") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
@@ -292,7 +298,7 @@ def write_report(cfg: BenchConfig, res: BenchResult) -> None:
              f"sections: {', '.join(cfg.sections)}; "
              f"models: {', '.join(cfg.models) or 'none'}; device {cfg.device}; seed {cfg.seed}; total "
              f"{res.timings.get('total', 0):.0f} s.", "",
-             "Machine: " + f"{info['cpu']}, {info['cores']} cores, {info['memory']}; {info['os']}; "
+             f"Machine: {machine_line(info)}; {info['os']}; "
              f"Python {info['python']}.",
              "Libraries: " + ", ".join(f"{k} {v}" for k, v in info.items() if k in _LIBS), ""]
     lines += [f"- {n}" for n in res.notes_of("layers")] + [""]

@@ -1,0 +1,145 @@
+"""Healing: the metric of a plan before and after ``compress --heal`` at several step counts, in one run.
+
+    python -m benchmarks.heal [--model smollm2-135m] [--keeps 0.8 0.5] [--steps 25 50 100 200] [--out DIR]
+
+One graph with ``colorshare compress``'s defaults (:mod:`colorshare.defaults`), one solve per budget (HiGHS), the
+plan applied; then, for each step count, a fresh copy of the plan healed exactly as ``compress --heal N`` heals it
+(:func:`colorshare.torch.heal` on the case's healing text, peak learning rate 1e-4, seed 0) and measured. For a
+causal LM the metric is token perplexity on ``--chunks`` x 256 tokens of installed packages' descriptions
+(:func:`colorshare.corpus.package_text`), a source neither the calibration nor the healing text comes from; for
+MiniLM the mean cosine of held-out sentence embeddings to the dense model's. The curve is the metric against
+steps: more steps must never end worse than fewer (the held-back slice keeps the best state).
+
+Writes ``heal-<model>.md`` and ``.json`` into ``--out`` (and ``.png``: the metric against steps, one line a
+budget).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from colorshare.bench.report import machine_line
+
+
+def _case(model: str, chunks: int, tmp: Path) -> Any:
+    from colorshare.corpus import package_text
+    from colorshare.torch.models import MODEL_CASES
+
+    if model == "smollm2-135m":
+        held = tmp / "packages.txt"
+        held.write_text(package_text()[0])
+        return MODEL_CASES[model](evaluation_text=held, evaluation=chunks)
+    return MODEL_CASES[model]()
+
+
+def budget_rows(case: Any, graph: Any, keep: float, steps: list[int], lr: float) -> list[dict[str, Any]]:
+    """The plan at ``keep`` unhealed, then healed for each of ``steps``: metric, held-back loss, seconds."""
+    from colorshare import solve
+    from colorshare.torch import apply_coloring, heal
+
+    sol = solve(graph, keep * graph.dense_size, backend="highs", time_limit=300)
+    plan = apply_coloring(case.model, graph, sol)
+    name = next(iter(case.higher))
+    rows = [{"keep": keep, "steps": 0, name: case.metrics(plan)[name], "memory": sol.memory,
+             "status": sol.status.value, "seconds": 0.0}]
+    print(rows[-1], flush=True)
+    batches, source = case.heal_text(None) if case.heal_text else (case.batches, "calibration batches")
+    for n in steps:
+        model = copy.deepcopy(plan)
+        res = heal(model, case.model, batches, graph.module_names, steps=n, lr=lr, seed=0, progress=False)
+        stored = sum(p.numel() for p in {id(p): p for name_ in graph.module_names
+                                         for p in model.get_submodule(name_).parameters()}.values())
+        rows.append({"keep": keep, "steps": n, name: case.metrics(model)[name], "memory": sol.memory,
+                     "best_step": res.best_step, "held_back_before": res.held_before, "held_back_best": res.held_best,
+                     "trainable": res.parameters, "stored_parameters": stored, "seconds": res.seconds,
+                     "text": source})
+        print(rows[-1], flush=True)
+        del model
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--keeps", type=float, nargs="*", default=[0.8, 0.5])
+    p.add_argument("--steps", type=int, nargs="*", default=[25, 50, 100, 200])
+    p.add_argument("--chunks", type=int, default=16, help="256-token chunks of held-out text (causal LM)")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--out", default="benchmarks/results/heal")
+    args = p.parse_args(argv)
+    warnings.simplefilter("ignore")
+    from colorshare import defaults
+    from colorshare.bench.report import machine_info
+    from colorshare.torch import build_graph
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        case = _case(args.model, args.chunks, Path(tmp))
+    t0 = time.perf_counter()
+    graph = build_graph(case.model, case.batches, case.targets, defaults.CURVATURE)  # compress's defaults
+    build_s = time.perf_counter() - t0
+    name = next(iter(case.higher))
+    dense = case.metrics(case.model)[name]
+    rows = [r for keep in args.keeps for r in budget_rows(case, graph, keep, args.steps, args.lr)]
+    res = {"machine": machine_info(), "model": args.model, "metric": name, "higher_is_better": case.higher[name],
+           "dense": dense, "graph_seconds": build_s, "info": {k: str(v) for k, v in case.info.items()}, "lr": args.lr,
+           "rows": rows}
+    stem = out / f"heal-{args.model}"
+    stem.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str))
+    write(stem, res)
+    return 0
+
+
+def write(stem: Path, res: dict[str, Any]) -> None:
+    """The table (``.md``) and the curve (``.png``) of a run."""
+    name, rows = res["metric"], res["rows"]
+    lines = [f"# Healing {res['model']}", "",
+             f"Machine: {machine_line(res['machine'])}, torch {res['machine'].get('torch')}. One run. Graph with "
+             f"compress's defaults: {res['graph_seconds']:.0f} s. "
+             f"Metric: {name} ({'higher' if res['higher_is_better'] else 'lower'} is better) on "
+             f"{res['info'].get('evaluation', res['info'].get('held_out'))}; dense {res['dense']:.4g}. Healing "
+             f"text: {next((r['text'] for r in rows if 'text' in r), '-')}. Peak learning rate {res['lr']:g}.", "",
+             f"| keep | steps | {name} | vs unhealed | held-back loss | best step | seconds |",
+             "|---|---|---|---|---|---|---|"]
+    base: dict[float, float] = {}
+    for r in rows:
+        base.setdefault(r["keep"], r[name])
+        held = f"{r['held_back_before']:.4g} -> {r['held_back_best']:.4g}" if "held_back_best" in r else "-"
+        lines.append(f"| {r['keep']:.0%} | {r['steps']} | {r[name]:.4g} | {r[name] / base[r['keep']]:.3f} | {held} | "
+                     f"{r.get('best_step', '-')} | {r['seconds']:.0f} |")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for keep in sorted({r["keep"] for r in rows}, reverse=True):
+        pts = [(max(r["steps"], 1), r[name]) for r in rows if r["keep"] == keep]
+        ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=f"keep {keep:.0%}")
+    ax.axhline(res["dense"], color="k", linestyle="--", label="dense")
+    ax.set_xscale("log", base=2)
+    if not res["higher_is_better"]:
+        ax.set_yscale("log")
+    ax.set_xlabel("healing steps (batches of 4 x 256 tokens; 1 = unhealed)")
+    ax.set_ylabel(name)
+    ax.set_title(f"{res['model']}: healing")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(stem.with_suffix(".png"), dpi=120)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
