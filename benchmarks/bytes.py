@@ -35,6 +35,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from colorshare.bench.plots import pyplot
 from colorshare.bench.report import machine_line
 
 
@@ -93,14 +94,24 @@ def _hqq(W: Any, bits: int) -> Any:
     return q.dequantize().reshape(W.shape).float()
 
 
-def plan(case: Any, graph: Any, bpw: float, time_limit: float) -> dict[str, Any]:
-    """colorshare's plan at ``bpw`` bits per weight: its perplexity, bytes and what it chose."""
+def plan(case: Any, graph: Any, bpw: float, time_limit: float, backends: list[str]) -> dict[str, Any]:
+    """colorshare's plan at ``bpw`` bits per weight: its perplexity, bytes and what it chose (HiGHS's solution),
+    and every exact backend's status, gap and seconds on the same graph and budget."""
     from colorshare import solve
     from colorshare.torch import apply_coloring
 
-    sol = solve(graph, bpw / 8 * graph.dense_parameters, backend="highs", time_limit=time_limit)
+    budget = bpw / 8 * graph.dense_parameters
+    sol = solve(graph, budget, backend="highs", time_limit=time_limit)
+    proofs = {"highs": {"status": sol.status.value, "gap": sol.gap, "seconds": sol.wall_time,
+                        "objective": sol.objective}}
+    for b in backends:
+        if b != "highs":
+            other = solve(graph, budget, backend=b, time_limit=time_limit)
+            proofs[b] = {"status": other.status.value, "gap": other.gap, "seconds": other.wall_time,
+                         "objective": other.objective}
+            print(f"{bpw:g} bpw {b}: {proofs[b]}", flush=True)
     if sol.colors is None:
-        return {"method": f"colorshare {bpw:g}bpw", "bytes": None, "status": sol.status.value}
+        return {"method": f"colorshare {bpw:g}bpw", "bytes": None, "status": sol.status.value, "backends": proofs}
     shared = apply_coloring(case.model, graph, sol)
     chosen: dict[str, int] = {}
     for c in sol.classes:
@@ -108,7 +119,8 @@ def plan(case: Any, graph: Any, bpw: float, time_limit: float) -> dict[str, Any]
         key = f"{c.action}{' low-rank' if 'rank' in p else ''} {p.get('bits', 16)}b"
         chosen[key] = chosen.get(key, 0) + len(c.members)
     out = {"method": f"colorshare {bpw:g}bpw", "bytes": int(sol.memory), "status": sol.status.value,
-           "gap": sol.gap, "solve_seconds": sol.wall_time, "layers": chosen, **_measure(case, shared)}
+           "gap": sol.gap, "solve_seconds": sol.wall_time, "layers": chosen, "backends": proofs,
+           **_measure(case, shared)}
     del shared
     return out
 
@@ -150,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--curvature", default="probed")
     p.add_argument("--time-limit", type=float, default=300.0)
     p.add_argument("--out", default="benchmarks/results/bytes")
+    p.add_argument("--backends", nargs="*", default=["highs", "cpsat", "cbc"],
+                   help="exact backends whose status and gap are reported at each budget (the plan is HiGHS's)")
     p.add_argument("--peer-python", default=None,
                    help="python of an environment with llm-compressor: adds its GPTQ int4 / int3 rows")
     args = p.parse_args(argv)
@@ -191,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             print(rows[-1], flush=True)
     rows += peers
     for bpw in args.bpw:
-        rows.append(plan(case, graph, bpw, args.time_limit))
+        rows.append(plan(case, graph, bpw, args.time_limit, args.backends))
         print(rows[-1], flush=True)
     if lm:  # the dense model on the calibration's own source (the odd pydoc topics), for reference
         same = MODEL_CASES[args.model](evaluation=args.chunks)
@@ -235,14 +249,22 @@ def write(out: Path, res: dict[str, Any]) -> None:
         lines += ["", "What each plan chose (layers per option):", ""]
         lines += [f"- {r['method']}: " + ", ".join(f"{k} x{v}" for k, v in sorted(r["layers"].items()))
                   + f" ({r['status']}, solve {r['solve_seconds']:.0f} s)" for r in plans]
+    proved = [r for r in res["rows"] if r.get("backends")]
+    if proved:
+        names = list(proved[0]["backends"])
+        lines += ["", "Every exact backend on the same graph and budget (status, gap, seconds; the default time "
+                  "limit):", "", "| budget | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for r in proved:
+            cells = []
+            for b in names:
+                x = r["backends"].get(b, {})
+                gap = "-" if x.get("gap") is None else f"{x['gap']:.1e}"
+                cells.append(f"{x.get('status', '-')}, gap {gap}, {x.get('seconds', 0):.1f} s")
+            lines.append(f"| {r['method'].split(' ', 1)[1]} | " + " | ".join(cells) + " |")
     (out / f"{model}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     families: dict[str, list[tuple[float, float]]] = {}

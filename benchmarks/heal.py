@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from colorshare.bench.plots import pyplot
 from colorshare.bench.report import machine_line
 
 
@@ -117,12 +118,8 @@ def write(stem: Path, res: dict[str, Any]) -> None:
                      f"{r.get('best_step', '-')} | {r['seconds']:.0f} |")
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for keep in sorted({r["keep"] for r in rows}, reverse=True):

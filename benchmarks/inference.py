@@ -85,14 +85,20 @@ def main() -> None:
                 del shared
                 # packed layers run on the bfloat16 weight-only kernels; the rest in float32, as dense
                 model = load_compressed(folder, dtype="float32")
+                rest = sum(p.numel() for p in case.model.parameters()) - bytes_graph.dense_parameters
+                planned = int(sol.memory) + 2 * rest  # the plan's bytes and the untouched tensors in bfloat16
                 extra[name] = {"weights_bytes bfloat16": (folder / "model.safetensors").stat().st_size,
+                               "planned_bytes": planned,
                                "perplexity float32": case.metrics(model)["perplexity"],
                                "load_raise_bytes bfloat16": load_memory(folder, compressed=True)["load_raise"]}
                 models[name], folders[name], kinds_of[name] = model, folder, True
                 gap = "-" if sol.gap is None else f"{sol.gap:.1e}"
                 bpw_got = 8 * sol.memory / bytes_graph.dense_parameters
+                on_disk = extra[name]["weights_bytes bfloat16"]
                 notes.append(f"- {name}: {sol.status.value} (gap {gap}), {bpw_got:.3f} bits per weight of the block "
-                             "projections, packed (QuantLinear)")
+                             f"projections, packed (QuantLinear); model.safetensors {on_disk:,} bytes, "
+                             f"{on_disk / planned:.3f}x the plan's bytes plus the untouched tensors in bfloat16 "
+                             f"({planned:,})")
         rows = speed_rows(models, vocab, folders, kinds_of, repeats=args.repeats)
     for r in rows:
         r.update(extra[r["model"]])

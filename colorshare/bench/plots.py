@@ -12,7 +12,7 @@ from .config import BenchConfig
 from .fidelity import spearman
 from .results import BenchResult, CompressionRow, FidelityRow, SolverRow
 
-__all__ = ["write_plots"]
+__all__ = ["write_plots", "pyplot"]
 
 _FLOOR = 1e-7  # where a gap of 0 is drawn on a log axis
 
@@ -24,6 +24,14 @@ def _plt() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def pyplot() -> Any | None:
+    """matplotlib's pyplot on the headless backend, or None where matplotlib is not installed."""
+    try:
+        return _plt()
+    except ImportError:
+        return None
 
 
 def _save(plt: Any, fig: Any, path: Path, title: str | None = None) -> None:
