@@ -60,6 +60,7 @@ def budget_rows(case: Any, graph: Any, keep: float, steps: list[int], lr: float)
         rows.append({"keep": keep, "steps": n, name: case.metrics(model)[name], "memory": sol.memory,
                      "best_step": res.best_step, "held_back_before": res.held_before, "held_back_best": res.held_best,
                      "trainable": res.parameters, "stored_parameters": stored, "seconds": res.seconds,
+                     "held_back_curve": [(0, res.held_before)] + [(k, h) for k, _, h in res.curve if h is not None],
                      "text": source})
         print(rows[-1], flush=True)
         del model
@@ -121,7 +122,17 @@ def write(stem: Path, res: dict[str, Any]) -> None:
     plt = pyplot()
     if plt is None:
         return
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.4))
+    for r in rows:  # the held-back loss during each healing run: the state kept is the curve's minimum
+        if r.get("held_back_curve"):
+            ks, hs = zip(*r["held_back_curve"])
+            ax2.plot(ks, hs, label=f"keep {r['keep']:.0%}, {r['steps']} steps")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("held-back loss (KL nats/token; encoder: 1 - cos)")
+    ax2.set_title("held-back loss during healing")
+    ax2.grid(True, which="both", alpha=0.3)
+    ax2.legend(fontsize=7)
     for keep in sorted({r["keep"] for r in rows}, reverse=True):
         pts = [(max(r["steps"], 1), r[name]) for r in rows if r["keep"] == keep]
         ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=f"keep {keep:.0%}")
