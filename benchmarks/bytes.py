@@ -32,6 +32,7 @@ import json
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,11 @@ def plan(case: Any, graph: Any, bpw: float, time_limit: float, backends: list[st
                         "objective": sol.objective}}
     for b in backends:
         if b != "highs":
-            other = solve(graph, budget, backend=b, time_limit=time_limit)
+            try:
+                other = solve(graph, budget, backend=b, time_limit=time_limit)
+            except Exception as e:  # a backend's failure is a result of the run, not its end
+                proofs[b] = {"status": f"error: {e}"[:200]}
+                continue
             proofs[b] = {"status": other.status.value, "gap": other.gap, "seconds": other.wall_time,
                          "objective": other.objective}
             print(f"{bpw:g} bpw {b}: {proofs[b]}", flush=True)
@@ -125,9 +130,10 @@ def plan(case: Any, graph: Any, bpw: float, time_limit: float, backends: list[st
     return out
 
 
-def peer(case: Any, held: Path, chunks: int, python: str, tmp: Path) -> list[dict[str, Any]]:
+def peer(case: Any, held: Path, chunks: int, python: str, tmp: Path) -> Callable[[], list[dict[str, Any]]]:
     """llm-compressor's GPTQ rows: the dense model, calibration and evaluation tokens handed to
-    ``peer_llmcompressor.py`` under ``python`` (its own environment)."""
+    ``peer_llmcompressor.py`` under ``python`` (its own environment), started in the background; the returned
+    function waits for its rows."""
     import subprocess
 
     import torch
@@ -147,11 +153,18 @@ def peer(case: Any, held: Path, chunks: int, python: str, tmp: Path) -> list[dic
     script = Path(__file__).with_name("peer_llmcompressor.py")
     cmd = [python, str(script), "--model", str(folder), "--calibration", str(tmp / "calib.pt"),
            "--evaluation", str(tmp / "held.pt"), "--bits", "4", "3", "--out", str(tmp / "peer.json")]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        print(f"llm-compressor peer failed (exit {done.returncode}):\n{done.stderr[-3000:]}", flush=True)
-        return []
-    return list(json.loads((tmp / "peer.json").read_text()))
+    log = open(tmp / "peer.log", "w")
+    run = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+    def rows() -> list[dict[str, Any]]:
+        code = run.wait()
+        log.close()
+        if code != 0:
+            print(f"llm-compressor peer failed (exit {code}):\n{(tmp / 'peer.log').read_text()[-3000:]}", flush=True)
+            return []
+        return list(json.loads((tmp / "peer.json").read_text()))
+
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--curvature", default="probed")
     p.add_argument("--time-limit", type=float, default=300.0)
     p.add_argument("--out", default="benchmarks/results/bytes")
-    p.add_argument("--backends", nargs="*", default=["highs", "cpsat", "cbc"],
+    p.add_argument("--backends", nargs="*", default=["highs", "cpsat", "pulp"],
                    help="exact backends whose status and gap are reported at each budget (the plan is HiGHS's)")
     p.add_argument("--peer-python", default=None,
                    help="python of an environment with llm-compressor: adds its GPTQ int4 / int3 rows")
@@ -172,26 +185,29 @@ def main(argv: list[str] | None = None) -> int:
 
     from colorshare.bench.report import machine_info
     from colorshare.corpus import package_text
+    from colorshare.solvers.registry import get_backend
     from colorshare.torch import build_graph
     from colorshare.torch.models import MODEL_CASES
     from colorshare.torch.quant import BITS
 
+    for b in args.backends:  # a misspelt backend fails here, not after the graph is built
+        get_backend(b)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    peers: list[dict[str, Any]] = []
+    peers: Callable[[], list[dict[str, Any]]] = list
     lm = "smollm2" in args.model
     used: list[str] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        if lm:  # held-out text from another source than the calibration
-            text, used = package_text()
-            held = Path(tmp) / "packages.txt"
-            held.write_text(text)
-            case = MODEL_CASES[args.model](evaluation_text=held, evaluation=args.chunks)
-            if args.peer_python:
-                peers = peer(case, held, args.chunks, args.peer_python, Path(tmp))
-        else:  # MiniLM: its held-out sentences (the standard library's docstrings not calibrated on)
-            case = MODEL_CASES[args.model]()
+    tmp = tempfile.TemporaryDirectory()
+    if lm:  # held-out text from another source than the calibration
+        text, used = package_text()
+        held = Path(tmp.name) / "packages.txt"
+        held.write_text(text)
+        case = MODEL_CASES[args.model](evaluation_text=held, evaluation=args.chunks)
+        if args.peer_python:  # runs in the background while the graph is built
+            peers = peer(case, held, args.chunks, args.peer_python, Path(tmp.name))
+    else:  # MiniLM: its held-out sentences (the standard library's docstrings not calibrated on)
+        case = MODEL_CASES[args.model]()
     graph = build_graph(case.model, case.batches, case.targets, args.curvature, bits=BITS)
     build_s = time.perf_counter() - t0
     weights = graph.dense_parameters
@@ -203,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         for b in widths:
             rows.append(uniform(case, graph, method, b))
             print(rows[-1], flush=True)
-    rows += peers
+    rows += peers()
+    tmp.cleanup()
     for bpw in args.bpw:
         rows.append(plan(case, graph, bpw, args.time_limit, args.backends))
         print(rows[-1], flush=True)

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="benchmarks/results/fresh-graph")
     args = p.parse_args(argv)
     warnings.simplefilter("ignore")
-    from colorshare.bench.report import machine_info
+    from colorshare.bench.report import machine_info, machine_line
     from colorshare.torch.models import MODEL_CASES
 
     case = MODEL_CASES[args.model]()
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "fresh-graph.json").write_text(json.dumps({"machine": machine, "args": vars(args), "rows": rows},
                                                      indent=2, default=str))
     lines = [f"# First solve on a fresh graph: {args.model}, {args.curvature}, keep {args.keep:.0%}, "
-             f"time limit {args.time_limit:g} s", "", f"Machine: {machine}. One run, each row a graph built anew.", "",
+             f"time limit {args.time_limit:g} s", "",
+             f"Machine: {machine_line(machine)}. One run, each row a graph built anew.", "",
              "| backend | cross-layer | graph steps (s) | status | gap | solve s | of it graph s | solver s |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
