@@ -242,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _calibration(text: Any) -> str:
+    """The case's calibration as a phrase (MiniLM's is a count of sentences)."""
+    return f"{text} sentences" if str(text).isdigit() else str(text)
+
+
 def write(out: Path, res: dict[str, Any]) -> None:
     """``<model>.md`` and ``<model>.png`` of a run."""
     rows = [r for r in res["rows"] if r.get("bytes")]
@@ -255,8 +260,8 @@ def write(out: Path, res: dict[str, Any]) -> None:
         about = f"Evaluation: {metric} to the dense model's embeddings on {res['evaluation']}."
     lines = [f"# {model}: {metric} at equal bytes", "",
              f"Machine: {machine_line(res['machine'])}, torch {res['machine'].get('torch')}. One run. "
-             f"Calibration: {res['calibration']}. {about} Bytes: the {res['weights']:,} weights of the targeted "
-             "layers, scales and zero points included.", "",
+             f"Calibration: {_calibration(res['calibration'])}. {about} Bytes: the {res['weights']:,} weights of the "
+             "targeted layers, scales and zero points included.", "",
              f"| method | bytes vs bf16 | bits per weight | {metric} |", "|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: -r["bytes"]):
         lines.append(f"| {r['method']} | {r['bytes_vs_bf16']:.3f} | {r['bits_per_weight']:.2f} | "
@@ -286,12 +291,19 @@ def write(out: Path, res: dict[str, Any]) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     families: dict[str, list[tuple[float, float]]] = {}
     for r in rows:  # 1 - cosine for an encoder: both axes span decades
-        families.setdefault(r["method"].split(" ")[0], []).append(
-            (r["bits_per_weight"], r[metric] if lm else max(1e-6, 1.0 - r[metric])))
+        if not r["method"].startswith("dense"):
+            families.setdefault(r["method"].split(" ")[0], []).append(
+                (r["bits_per_weight"], r[metric] if lm else 1.0 - r[metric]))
     for fam, pts in families.items():
         pts.sort()
         ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=fam)
+    dense = next((r for r in rows if r["method"].startswith("dense")), None)
+    if lm and dense is not None:
+        ax.axhline(dense[metric], color="k", linestyle="--", label="dense (16 bits)")
     ax.set_xscale("log", base=2)
+    ticks = sorted({round(r["bits_per_weight"] * 2) / 2 for r in rows if not r["method"].startswith("dense")})
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
     ax.set_yscale("log")
     ax.set_xlabel("bits per weight of the targeted layers (scales included)")
     ax.set_ylabel("perplexity on held-out text (tokens)" if lm else f"1 - {metric} on held-out sentences")
