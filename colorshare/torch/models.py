@@ -127,6 +127,11 @@ def digits_mlp(seed: int = 0, width: int = 64, hidden: int = 8, epochs: int = 30
                      info={"train": len(tr), "test": len(te), "width": width, "hidden": hidden, "epochs": epochs})
 
 
+def sentences(text: str) -> list[str]:
+    """The sentences of ``text`` (split after . ! ?) of 30 to 200 characters, in order, lines joined."""
+    return [s for s in re.split(r"(?<=[.!?])\s+", text.replace("\n", " ")) if 30 <= len(s) <= 200]
+
+
 def stdlib_sentences(k: int) -> list[str]:
     """Up to ``k`` distinct sentences (30..200 characters) from standard-library docstrings, in a fixed order."""
     out: list[str] = []
@@ -136,9 +141,8 @@ def stdlib_sentences(k: int) -> list[str]:
                  "datetime", "decimal", "email.message", "http.client", "urllib.parse", "zipfile", "tarfile"):
         mod = importlib.import_module(name)
         for _, obj in inspect.getmembers(mod):
-            doc = inspect.getdoc(obj) or ""
-            for s in re.split(r"(?<=[.!?])\s+", doc.replace("\n", " ")):
-                if 30 <= len(s) <= 200 and s not in seen:
+            for s in sentences(inspect.getdoc(obj) or ""):
+                if s not in seen:
                     seen.add(s)
                     out.append(s)
                     if len(out) == k:
@@ -217,13 +221,29 @@ def minilm_l6(calibration: int = 256, held_out: int = 512, device: str = "cpu", 
         e = nn.functional.normalize((h * mask).sum(1) / mask.sum(1), dim=-1)
         return 1.0 - (e * refs[id(batch["input_ids"])]).sum(-1).mean()
 
+    def heal_text(tokens: int | None) -> tuple[list[Any], str]:
+        """Sentences of another source than the held-out ones (the pydoc topics), then the calibration's; up to
+        about ``tokens`` tokens."""
+        from ..corpus import pydoc_text
+
+        held_set = set(held)
+        pool = [x for x in dict.fromkeys(sentences(pydoc_text(0) + pydoc_text(1))) if x not in held_set] + calib
+        if tokens is not None:
+            counts = [len(ids) for ids in tok(pool, truncation=True, max_length=max_length)["input_ids"]]
+            total, keep = 0, 0
+            while keep < len(pool) and total < tokens:
+                total, keep = total + counts[keep], keep + 1
+            pool = pool[:max(32, keep)]
+        return ([encode(pool[i:i + 32]) for i in range(0, len(pool), 32)],
+                f"{len(pool)} sentences (the pydoc topics', then the calibration's)")
+
     return ModelCase("minilm-l6", model, batches, MINILM_TARGETS, loss_fn, metrics, loss,
                      {"cosine": True, "nn_overlap": True},
                      estimators=("layerwise", "hutchinson", "trace", "kfac", "probed"),
                      info={"calibration": len(calib), "held_out": len(held), "max_length": max_length,
                            "left out": "fisher (the gradient of the distillation loss is 0 at the original model, "
                                        "so its empirical Fisher is 0); spectrum (Lanczos: too slow on a CPU)"},
-                     tokenizer=tok, source_dtype=_source_dtype(path))
+                     tokenizer=tok, source_dtype=_source_dtype(path), heal_text=heal_text)
 
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
