@@ -300,6 +300,7 @@ def write(out: Path, res: dict[str, Any]) -> None:
     dense = next((r for r in rows if r["method"].startswith("dense")), None)
     if lm and dense is not None:
         ax.axhline(dense[metric], color="k", linestyle="--", label="dense (16 bits)")
+        ax.set_ylim(0.9 * dense[metric], 20 * dense[metric])  # int2's 1e5-1e6 would flatten the rest: off the top
     ax.set_xscale("log", base=2)
     ticks = sorted({round(r["bits_per_weight"] * 2) / 2 for r in rows if not r["method"].startswith("dense")})
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
