@@ -60,7 +60,7 @@ def budget_rows(case: Any, graph: Any, keep: float, steps: list[int], lr: float)
         rows.append({"keep": keep, "steps": n, name: case.metrics(model)[name], "memory": sol.memory,
                      "best_step": res.best_step, "held_back_before": res.held_before, "held_back_best": res.held_best,
                      "trainable": res.parameters, "stored_parameters": stored, "seconds": res.seconds,
-                     "held_back_curve": [(0, res.held_before)] + [(k, h) for k, _, h in res.curve if h is not None],
+                     "held_back_curve": [(k, h) for k, _, h in res.curve if h is not None],  # from step 0
                      "text": source})
         print(rows[-1], flush=True)
         del model
