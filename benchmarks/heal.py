@@ -103,20 +103,27 @@ def main(argv: list[str] | None = None) -> int:
 def write(stem: Path, res: dict[str, Any]) -> None:
     """The table (``.md``) and the curve (``.png``) of a run."""
     name, rows = res["metric"], res["rows"]
+    higher = res["higher_is_better"]  # a similarity (at most 1): its ratio is read as 1 - value's
+    gap = f"1 - {name}" if higher else name
+
+    def loss(v: float) -> float:
+        return 1.0 - v if higher else v
+
     lines = [f"# Healing {res['model']}", "",
              f"Machine: {machine_line(res['machine'])}, torch {res['machine'].get('torch')}. One run. Graph with "
              f"compress's defaults: {res['graph_seconds']:.0f} s. "
              f"Metric: {name} ({'higher' if res['higher_is_better'] else 'lower'} is better) on "
-             f"{res['info'].get('evaluation', res['info'].get('held_out'))}; dense {res['dense']:.4g}. Healing "
-             f"text: {next((r['text'] for r in rows if 'text' in r), '-')}. Peak learning rate {res['lr']:g}.", "",
-             f"| keep | steps | {name} | vs unhealed | held-back loss | best step | seconds |",
+             f"{res['info'].get('evaluation', str(res['info'].get('held_out')) + ' held-out sentences')}; dense "
+             f"{res['dense']:.4g}. Healing text: {next((r['text'] for r in rows if 'text' in r), '-')}. Peak learning "
+             f"rate {res['lr']:g}.", "",
+             f"| keep | steps | {name} | {gap} vs unhealed | held-back loss | best step | seconds |",
              "|---|---|---|---|---|---|---|"]
     base: dict[float, float] = {}
     for r in rows:
-        base.setdefault(r["keep"], r[name])
+        base.setdefault(r["keep"], loss(r[name]))
         held = f"{r['held_back_before']:.4g} -> {r['held_back_best']:.4g}" if "held_back_best" in r else "-"
-        lines.append(f"| {r['keep']:.0%} | {r['steps']} | {r[name]:.4g} | {r[name] / base[r['keep']]:.3f} | {held} | "
-                     f"{r.get('best_step', '-')} | {r['seconds']:.0f} |")
+        lines.append(f"| {r['keep']:.0%} | {r['steps']} | {r[name]:.4g} | {loss(r[name]) / base[r['keep']]:.3f} | "
+                     f"{held} | {r.get('best_step', '-')} | {r['seconds']:.0f} |")
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     plt = pyplot()
@@ -140,7 +147,7 @@ def write(stem: Path, res: dict[str, Any]) -> None:
     ax.set_xscale("log", base=2)
     if not res["higher_is_better"]:
         ax.set_yscale("log")
-    ax.set_xlabel("healing steps (batches of 4 x 256 tokens; 1 = unhealed)")
+    ax.set_xlabel("healing steps (one batch a step; 1 = unhealed)")
     ax.set_ylabel(name)
     ax.set_title(f"{res['model']}: healing")
     ax.grid(True, which="both", alpha=0.3)
