@@ -91,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     name = next(iter(case.higher))
     dense = case.metrics(case.model)[name]
     rows = [r for keep in args.keeps for r in budget_rows(case, graph, keep, args.steps, args.lr)]
+    info = {k: str(v) for k, v in case.info.items()}
+    if "evaluation" in info and "packages.txt" in info["evaluation"]:  # a scratch file's path says nothing
+        info["evaluation"] = info["evaluation"].split(" (")[0] + " (installed packages' descriptions)"
     res = {"machine": machine_info(), "model": args.model, "metric": name, "higher_is_better": case.higher[name],
-           "dense": dense, "graph_seconds": build_s, "info": {k: str(v) for k, v in case.info.items()}, "lr": args.lr,
+           "dense": dense, "graph_seconds": build_s, "info": info, "lr": args.lr,
            "rows": rows}
     stem = out / f"heal-{args.model}"
     stem.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str))
