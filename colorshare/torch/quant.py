@@ -406,9 +406,10 @@ def _from_int4_kernel(layer: QuantLinear) -> torch.Tensor:
     assert layer._kernel is not None
     packed = layer._kernel[0]
     k, n = layer.in_features, layer.out_features
-    ones = torch.ones(k // layer.group, n, 2, dtype=torch.float32)
+    ones = torch.ones(k // layer.group, n, 2, dtype=torch.float32, device=packed.device)
     ones[..., 1] = 8.0  # (q - 8) * 1 + 8 = q
-    codes = torch.ops.aten._weight_int4pack_mm_for_cpu(torch.eye(k, dtype=torch.float32), packed, layer.group, ones)
+    eye = torch.eye(k, dtype=torch.float32, device=packed.device)
+    codes = torch.ops.aten._weight_int4pack_mm_for_cpu(eye, packed, layer.group, ones)
     return pack(codes.T.round().to(torch.int16), layer.bits)
 
 
