@@ -106,6 +106,7 @@ class Plan:
     before: dict[str, float]
     left_out: dict[str, str]
     processes: int = 1
+    rank: int = 0
 
 
 @dataclass
@@ -225,8 +226,10 @@ def _bits(budget: str, opts: CompressOptions) -> tuple[int, ...] | None:
     return BITS if parse_budget(budget).unit == "bytes" else None
 
 
-def _build(case: Any, opts: CompressOptions, steps: Steps, main: bool, bits: tuple[int, ...] | None) -> Any:
-    """The case's graph (``build_graph`` with the options); its preparation steps' seconds go to ``steps``."""
+def _build(case: Any, opts: CompressOptions, steps: Steps, main: bool, bits: tuple[int, ...] | None,
+           keep_group: bool = False) -> Any:
+    """The case's graph (``build_graph`` with the options); its preparation steps' seconds go to ``steps``.
+    ``keep_group``: leave the process group open (the ranks heal together after the solve)."""
     from .torch import build_graph
     from .torch import distributed as dist
     from .torch.memory import release
@@ -236,7 +239,10 @@ def _build(case: Any, opts: CompressOptions, steps: Steps, main: bool, bits: tup
             graph = build_graph(case.model, case.batches, case.targets, opts.curvature, seed=opts.seed,
                                 max_group_size=opts.max_group_size, cross_layer=opts.cross_layer,
                                 probe_tokens=opts.probe_tokens, bits=bits, progress=main)
-        finally:
+        except BaseException:
+            dist.close()
+            raise
+        if not keep_group:
             dist.close()  # the statistics were the collective part; rank 0 solves and writes alone
         release()  # what the statistics pass and the probes built and dropped (activations, batch covariances)
     for step in ("quantization", "options", "pair statistics"):  # reported as steps of their own
@@ -263,9 +269,9 @@ def start(opts: CompressOptions) -> tuple[int, int, str]:
 def plan(case: Any, budget: str, opts: CompressOptions, steps: Steps, echo: Any = print, rank: int = 0,
          processes: int = 1) -> Plan | None:
     """Measure ``case`` (a :class:`~colorshare.torch.models.ModelCase`) dense, build its graph and solve at
-    ``budget``. Under torchrun every rank takes part in the statistics and only rank 0 goes on: the others get
-    None."""
-    from .torch.targets import left_out
+    ``budget``. Under torchrun every rank takes part in the statistics and only rank 0 solves; with healing
+    (``opts.heal``) the others get rank 0's solution (they heal with it), else None."""
+    from .torch import distributed as dist
 
     main = rank == 0
     echo = echo if main else _silent
@@ -275,9 +281,31 @@ def plan(case: Any, budget: str, opts: CompressOptions, steps: Steps, echo: Any 
     for k in ("calibration", "evaluation"):
         if k in case.info:
             echo(f"{k}: {case.info[k]}")
-    graph = _build(case, opts, steps, main, _bits(budget, opts))
+    together = bool(opts.heal) and processes > 1  # the ranks heal together: rank 0's solution goes to all
+    graph = _build(case, opts, steps, main, _bits(budget, opts), keep_group=together)
     if not main:
-        return None
+        sol = dist.broadcast_object(None) if together else None
+        if sol is None:  # no healing, or rank 0 failed (it raises the error)
+            dist.close()
+            return None
+        return Plan(case, graph, sol, 0.0, {}, {}, processes, rank)
+    try:
+        p = _decide(case, graph, budget, opts, steps, echo, before, processes)
+    except BaseException:
+        if together:
+            dist.broadcast_object(None)
+            dist.close()
+        raise
+    if together:
+        dist.broadcast_object(p.solution)
+    return p
+
+
+def _decide(case: Any, graph: Any, budget: str, opts: CompressOptions, steps: Steps, echo: Any,
+            before: dict[str, float], processes: int) -> Plan:
+    """Rank 0's part of :func:`plan`: the budget, the layers left out, the solve and its checks."""
+    from .torch.targets import left_out
+
     if processes > 1:
         echo(f"statistics: data-parallel over {processes} processes ({steps.seconds['statistics']:.0f} s)")
     b = parse_budget(budget).for_graph(graph)
@@ -375,25 +403,39 @@ def write(p: Plan, out: Path, opts: CompressOptions, steps: Steps, echo: Any = p
     return Written(shared, after, stored_before, stored_after, dtype, files, folder, healed=healed)
 
 
+def heal_beside(p: Plan, opts: CompressOptions, steps: Steps) -> None:
+    """Under torchrun with healing, a rank other than 0: apply rank 0's plan and heal beside it (this rank's
+    share of each batch, :func:`colorshare.torch.heal`); it measures and writes nothing."""
+    from .torch import apply_coloring
+
+    teacher = copy.deepcopy(p.case.model)
+    shared = apply_coloring(p.case.model, p.graph, p.solution, inplace=True)
+    _heal(p, shared, teacher, opts, steps, _silent)
+
+
 def _heal(p: Plan, shared: Any, teacher: Any, opts: CompressOptions, steps: Steps,
           echo: Any) -> tuple[Any, dict[str, Any]]:
     """Heal the applied plan against the dense ``teacher`` (:func:`colorshare.torch.heal`) on the calibration's
     sources: the metric before and after, the steps and the time. A plan in fewer bits is healed in 16 bits and
     rounded after (its 16-bit version is built from the teacher)."""
     from .torch import apply_coloring, heal, quantize_classes
+    from .torch import distributed as dist
 
     case, graph, sol = p.case, p.graph, p.solution
     with steps("evaluate unhealed"):
-        unhealed = case.metrics(shared)
+        unhealed = case.metrics(shared) if p.rank == 0 else {}
     echo(f"{case.name}: before healing " + ", ".join(f"{k} {v:.4f}" for k, v in unhealed.items()))
     quantized = graph.unit == "bytes"
     if quantized:  # heal in 16 bits, round after
         shared = apply_coloring(teacher, graph, sol, inplace=False, quantize=False)
     with steps("heal"):
         batches, source = case.heal_text(opts.heal_tokens) if case.heal_text else (case.batches, "calibration")
-        res = heal(shared, teacher, batches, graph.module_names, steps=opts.heal, lr=opts.heal_lr, seed=opts.seed,
-                   progress=True)
-        if quantized:
+        try:  # under torchrun every rank heals its share of each batch (data-parallel)
+            res = heal(shared, teacher, batches, graph.module_names, steps=opts.heal, lr=opts.heal_lr,
+                       seed=opts.seed, progress=True)
+        finally:
+            dist.close()
+        if quantized and p.rank == 0:
             quantize_classes(shared, graph, sol)
     echo(f"healed: {res.steps} steps on {source}, held-back loss {res.held_before:.4g} -> {res.held_best:.4g} "
          f"(best at step {res.best_step}), {res.seconds:.0f} s")
@@ -490,6 +532,9 @@ def compress(model: str, budget: str, out: str | Path, echo: Any = print, **opti
         case = resolve_model(model, device, opts.calibration, opts.evaluation)
     p = plan(case, budget, opts, steps, echo, rank, processes)
     if p is None:
+        return {"rank": rank, "processes": processes}
+    if p.rank != 0:  # a rank healing beside rank 0: applies its plan and heals, writes nothing
+        heal_beside(p, opts, steps)
         return {"rank": rank, "processes": processes}
     stage = staging_folder(out)  # the folder is built aside and renamed into place whole: never half-written
     try:

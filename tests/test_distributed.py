@@ -118,3 +118,33 @@ def test_torchrun_compress_writes_the_one_process_plan(tiny_lm_folder, tmp_path)
     assert two["families"] == one["families"]  # the same classes, actions and ranks
     assert two["stored_parameters"] == one["stored_parameters"]
     assert two["solution"]["objective"] == pytest.approx(one["solution"]["objective"], rel=1e-9)
+
+
+@pytest.mark.slow
+def test_torchrun_compress_heals_data_parallel_to_the_one_process_model(tiny_lm_folder, tmp_path):
+    """``torchrun --nproc_per_node 2 -m colorshare compress --heal``: both processes heal rank 0's plan, each on
+    its share of every batch, and the folder holds the model one process heals (its metric and held-back loss)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    args = [str(tiny_lm_folder), "--budget", "50%", "--time-limit", "60", "--no-verify", "--heal", "6",
+            "--heal-lr", "1e-4", "--heal-tokens", "6144", "--curvature", "kfac"]
+    reports = {}
+    for n in (1, 2):
+        out = tmp_path / f"out{n}"
+        launch = [sys.executable, "-m", "colorshare"] if n == 1 else \
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
+             "-m", "colorshare"]
+        run = subprocess.run(launch + ["compress"] + args + ["--out", str(out)], env=env, capture_output=True,
+                             text=True, timeout=900)
+        assert run.returncode == 0, run.stderr[-2000:]
+        reports[n] = json.loads((out / "report.json").read_text())
+    one, two = reports[1], reports[2]
+    assert two["solution"]["colors"] == one["solution"]["colors"]
+    h1, h2 = one["heal"], two["heal"]
+    assert h1["steps"] == h2["steps"] == 6 and h1["held_back_best"] < h1["held_back_before"]
+    assert h2["held_back_before"] == pytest.approx(h1["held_back_before"], rel=1e-4)
+    gain = h1["held_back_before"] - h1["held_back_best"]  # both runs heal by the same amount, to within 5 % of it
+    assert abs(h2["held_back_best"] - h1["held_back_best"]) < 0.05 * gain
+    for k, v in one["metric_after"].items():
+        assert two["metric_after"][k] == pytest.approx(v, rel=1e-3), k

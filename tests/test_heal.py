@@ -85,3 +85,63 @@ def test_healing_refuses_what_it_cannot_do(plan):
         heal(apply_coloring(model, g, sol), model, batches[:1], g.module_names, steps=2, progress=False)
     with pytest.raises(ValueError, match="dense model"):
         heal(apply_coloring(model, g, sol), None, batches, g.module_names, steps=2, progress=False)
+
+
+def _dp_case():
+    """A tiny plan (every layer at its lowest rank) and batches of 3 rows: split 1 + 2 over two processes."""
+    model = tiny_llama(hidden=64, intermediate=128, tie=False)
+    g = torch.Generator().manual_seed(4)
+    batches = [{"input_ids": torch.randint(0, 97, (3, 16), generator=g)} for _ in range(8)]
+    graph = build_graph(model, batches[:4], targets="all-linear", curvature="kfac", trust_region=None,
+                        progress=False)
+    low = [min((o for o in graph.options((i,)) if o.action == "basis"), key=lambda o: o.memory)
+           for i in range(graph.n)]
+    sol = evaluate(graph, [((i,), "basis", low[i].memory) for i in range(graph.n)])
+    return model, batches, graph, apply_coloring(model, graph, sol)
+
+
+def _dp_heal(rank, size, init, out):
+    torch.set_num_threads(1)
+    model, batches, graph, shared = _dp_case()  # built before the group opens: one-process statistics
+    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=size)
+    try:
+        res = heal(shared, model, batches, graph.module_names, steps=8, lr=1e-3, eval_every=2, seed=2,
+                   progress=False)
+        if rank == 0:
+            torch.save({"params": [p.detach().clone() for p in shared.parameters()], "curve": res.curve}, out)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_heal_to_the_one_process_weights(tmp_path):
+    """Data-parallel healing (each process a slice of every batch's rows, gradients summed) ends at the weights
+    and the held-back curve one process reaches, up to the order of the sums."""
+    model, batches, graph, shared = _dp_case()
+    torch.set_num_threads(1)
+    one = heal(shared, model, batches, graph.module_names, steps=8, lr=1e-3, eval_every=2, seed=2, progress=False)
+    out = tmp_path / "rank0.pt"
+    torch.multiprocessing.start_processes(_dp_heal, args=(2, f"file://{tmp_path / 'init'}", str(out)), nprocs=2,
+                                          join=True, start_method="spawn")
+    two = torch.load(out)
+    start = _dp_case()[3]
+    moved = 0
+    for a, b, s in zip(shared.parameters(), two["params"], start.parameters()):
+        assert torch.allclose(a.detach(), b, rtol=1e-4, atol=1e-6)
+        moved += int(not torch.equal(a.detach(), s.detach()))
+    assert moved > 0  # healing changed the weights, and both runs changed them alike
+    for (k1, t1, h1), (k2, t2, h2) in zip(one.curve, two["curve"]):
+        assert k1 == k2 and (h1 is None) == (h2 is None)
+        assert h1 is None or h1 == pytest.approx(h2, rel=1e-4)
+        assert t2 == pytest.approx(t1, rel=1e-4, nan_ok=True)  # the train loss of the whole batch, summed
+
+
+def test_autocast_heals_in_bfloat16_and_keeps_float32_weights(plan):
+    model, batches, g, sol = plan
+    shared = apply_coloring(model, g, sol)
+    res = heal(shared, model, batches, g.module_names, steps=8, lr=1e-3, eval_every=4, autocast=torch.bfloat16,
+               progress=False)
+    assert res.held_best < res.held_before
+    assert all(p.dtype == torch.float32 for p in shared.parameters())
+    with pytest.raises(ValueError, match="autocast must be"):
+        heal(shared, model, batches, g.module_names, steps=1, autocast="bf16", progress=False)

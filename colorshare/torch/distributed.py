@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["world", "is_main", "init_from_env", "shard", "all_reduce_sum", "all_reduce_ints", "all_gather", "close"]
+__all__ = ["world", "is_main", "init_from_env", "shard", "all_reduce_sum", "all_reduce_ints", "all_gather",
+           "broadcast_", "broadcast_object", "close"]
 
 T = TypeVar("T")
 _opened = False  # whether init_from_env opened the default group (close() closes only that one)
@@ -113,3 +114,23 @@ def all_gather(obj: Any) -> list[Any]:
     out: list[Any] = [None] * size
     torch.distributed.all_gather_object(out, obj)
     return out
+
+
+def broadcast_(t: torch.Tensor) -> torch.Tensor:
+    """Overwrite ``t`` in place with rank 0's ``t`` (nothing in a single process); returns ``t``."""
+    if world()[1] == 1:
+        return t
+    buf = t.detach().to(_backend_device()).clone()
+    torch.distributed.broadcast(buf, src=0)
+    with torch.no_grad():
+        t.copy_(buf.to(t.device))
+    return t
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` (picklable) on every rank (``obj`` itself in a single process)."""
+    if world()[1] == 1:
+        return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]

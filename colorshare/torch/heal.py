@@ -10,6 +10,13 @@ measure), ``1 - cosine`` of the pooled embedding for an encoder, or the user's `
 AdamW with linear warm-up and cosine decay, gradient clipping, seeded order of the batches; the held-back loss is
 measured every ``eval_every`` steps and the best state so far is kept, so that more steps never end worse than
 the early-stopped result (:class:`HealResult` has the curve).
+
+Data-parallel in a process group (``torchrun``, :mod:`colorshare.torch.distributed`): every rank takes the same
+batch each step and runs its own contiguous slice of the batch's rows; the gradients, each scaled by the slice's
+share of the rows, are summed over the ranks (one all-reduce of a flat buffer a step) before clipping, so every
+rank holds the gradient of the whole batch and takes the same step: the healed weights are the one-process ones up
+to the order of a sum. On a GPU the forward passes run under bfloat16 autocast (the weights, the optimizer's state
+and the losses stay float32).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..validation import POSITIVE_INT, Real, check
+from . import distributed as dist
 from .batches import forward, model_logits, pooled_embedding
 from .stats import NO_DEFAULT_LOSS
 
@@ -79,12 +87,87 @@ def distillation_loss(student: Any, teacher: Any, batch: Any) -> torch.Tensor:
     raise ValueError(NO_DEFAULT_LOSS)
 
 
-def _held_loss(model: nn.Module, target: Callable[[int], Any], held: Sequence[Any], first: int,
-               loss: Callable[..., torch.Tensor]) -> float:
-    """The mean loss over the held-back batches (indices ``first``.. of the teacher's)."""
+def _held_loss(model: nn.Module, target: Callable[[int], Any], held: Sequence[_Part], first: int,
+               loss: Callable[..., torch.Tensor], cast: Any) -> float:
+    """The mean loss over the held-back batches (indices ``first``.. of the teacher's), over all ranks."""
     with torch.no_grad():
-        return math.fsum(float(loss(forward(model, b), target(first + k), b)) for k, b in enumerate(held)) \
-            / max(1, len(held))
+        local = math.fsum(float(_loss(model, target, first + k, part, loss, cast)) for k, part in enumerate(held))
+    return float(dist.all_reduce_sum(torch.tensor([local], dtype=torch.float64))[0]) / max(1, len(held))
+
+
+@dataclass
+class _Part:
+    """This rank's rows of one batch (None: no row) and their share of the batch's rows."""
+
+    batch: Any
+    share: float
+
+
+def _rows(batch: Any) -> int | None:
+    """The number of rows (the first dimension) of a batch's tensors, None if it has no tensor."""
+    items = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (tuple, list)) else [batch]
+    return next((int(v.shape[0]) for v in items if isinstance(v, torch.Tensor) and v.dim() >= 1), None)
+
+
+def _part(batch: Any, rank: int, size: int) -> _Part:
+    """Rank ``rank``'s contiguous slice of ``batch``'s rows (every tensor whose first dimension is the batch's cut
+    alike), with its share of the rows; the whole batch in a single process."""
+    rows = _rows(batch)
+    if size == 1:
+        return _Part(batch, 1.0)
+    if rows is None:
+        raise ValueError("data-parallel healing splits each batch's rows over the processes: a batch holds no tensor")
+    lo, hi = rows * rank // size, rows * (rank + 1) // size
+    if hi == lo:
+        return _Part(None, 0.0)
+
+    def cut(v: Any) -> Any:
+        return v[lo:hi] if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == rows else v
+    if isinstance(batch, dict):
+        part: Any = {k: cut(v) for k, v in batch.items()}
+    elif isinstance(batch, (tuple, list)):
+        part = type(batch)(cut(v) for v in batch)
+    else:
+        part = cut(batch)
+    return _Part(part, (hi - lo) / rows)
+
+
+def _loss(model: nn.Module, target: Callable[[int], Any], k: int, part: _Part, loss: Callable[..., torch.Tensor],
+          cast: Any) -> torch.Tensor:
+    """This rank's share of batch ``k``'s loss (its slice's loss times the slice's share of the rows)."""
+    if part.batch is None:
+        return torch.zeros(())
+    with cast():
+        out = forward(model, part.batch)
+    return loss(out, target(k), part.batch) * part.share
+
+
+def _sum_gradients(params: Sequence[nn.Parameter]) -> None:
+    """Sum the parameters' gradients over the ranks (one flat buffer; a missing gradient counts as zero)."""
+    if dist.world()[1] == 1:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = dist.all_reduce_sum(torch.cat([g.reshape(-1) for g in grads]))
+    at = 0
+    for p, g in zip(params, grads):
+        n = g.numel()
+        p.grad = flat[at:at + n].view_as(g).to(g.dtype)
+        at += n
+
+
+def _autocast(model: nn.Module, autocast: Any) -> Callable[[], Any]:
+    """A context factory for the forward passes: bfloat16 autocast on CUDA for ``"auto"`` (where the GPU has
+    bfloat16), ``autocast``'s dtype on the model's device for a dtype, nothing for None."""
+    import contextlib
+
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    if autocast == "auto":
+        autocast = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    if autocast is None:
+        return contextlib.nullcontext
+    if not isinstance(autocast, torch.dtype):
+        raise ValueError(f"autocast must be 'auto', None or a torch dtype, got {autocast!r}")
+    return lambda: torch.autocast(device.type, dtype=autocast)
 
 
 def _schedule(step: int, steps: int, warmup: int) -> float:
@@ -99,7 +182,7 @@ def heal(model: nn.Module, teacher: nn.Module | None, batches: Sequence[Any], mo
          held_out: Sequence[Any] | None = None, steps: int = 100, lr: float = 1e-4, weight_decay: float = 0.0,
          warmup: int = 5, clip: float = 1.0, eval_every: int = 10, seed: int = 0,
          loss_fn: Callable[[Any, Any, Any], torch.Tensor] | None = None, teacher_outputs: Sequence[Any] | None = None,
-         progress: bool = True) -> HealResult:
+         autocast: torch.dtype | str | None = "auto", progress: bool = True) -> HealResult:
     """Train ``model``'s targeted layers (``module_names``) to match ``teacher`` on ``batches`` for ``steps`` steps
     (one batch a step, in a seeded order), keeping the state with the least held-back loss (on ``held_out``,
     default: the last :data:`HELD_BACK` of ``batches``, at most an eighth, left out of training).
@@ -107,6 +190,8 @@ def heal(model: nn.Module, teacher: nn.Module | None, batches: Sequence[Any], mo
     ``teacher``: the dense model (frozen, run alongside; None: ``teacher_outputs`` gives its outputs for
     ``batches`` then ``held_out``, cached). ``loss_fn(student_output, teacher_output, batch)``: default
     :func:`distillation_loss`. ``lr``: AdamW's peak learning rate; ``clip``: the gradients' largest norm.
+    ``autocast``: the forward passes' autocast dtype (``"auto"``: bfloat16 on a CUDA model, none elsewhere).
+    In a process group every rank must call it with the same arguments (data-parallel: see the module).
     Returns a :class:`HealResult`; the model is left in eval mode with the best state."""
     check("steps", steps, POSITIVE_INT)
     check("lr", lr, Real(low=0, low_open=True))
@@ -117,12 +202,20 @@ def heal(model: nn.Module, teacher: nn.Module | None, batches: Sequence[Any], mo
         if len(batches) < 2:
             raise ValueError("healing needs at least 2 batches (one is held back for early stopping)")
         batches, held_out = batches[:-cut], batches[-cut:]
-    held = list(held_out)
+    rank, size = dist.world()
+    if size > 1 and teacher_outputs is not None:
+        raise ValueError("data-parallel healing runs the teacher on each process's rows: pass the teacher, "
+                         "not teacher_outputs")
+    parts = [_part(b, rank, size) for b in batches]
+    held = [_part(b, rank, size) for b in held_out]
     loss = loss_fn or distillation_loss
     params = trainable_parameters(model, module_names)
     if not params:
         raise ValueError("no parameter to heal: the targeted layers hold none (are they all quantized?)")
-    target = _targets(teacher, batches + held, teacher_outputs)
+    for p in params:  # every rank starts from rank 0's weights (as DistributedDataParallel does)
+        dist.broadcast_(p)
+    cast = _autocast(model, autocast)
+    target = _targets(teacher, [p.batch for p in parts + held], teacher_outputs, cast)
     frozen = {id(p) for p in params}
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     for p in model.parameters():
@@ -131,31 +224,34 @@ def heal(model: nn.Module, teacher: nn.Module | None, batches: Sequence[Any], mo
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     model.eval()  # no dropout: the target is the dense model's deterministic output
-    best = _held_loss(model, target, held, len(batches), loss)
+    best = _held_loss(model, target, held, len(batches), loss, cast)
     result = HealResult(0, 0, best, best, sum(p.numel() for p in params), 0.0, "steps", [(0, math.nan, best)])
     best_state = [p.detach().clone() for p in params]
     order: list[int] = []
     try:
-        with tqdm(total=steps, desc="healing", leave=False, disable=not progress) as bar:
+        with tqdm(total=steps, desc="healing", leave=False, disable=not progress or rank != 0) as bar:
             for step in range(steps):
                 if not order:
                     order = torch.randperm(len(batches), generator=gen).tolist()
                 k = order.pop()
                 for group in opt.param_groups:
                     group["lr"] = lr * _schedule(step, steps, warmup)
-                value = loss(forward(model, batches[k]), target(k), batches[k])
                 opt.zero_grad(set_to_none=True)
-                value.backward()
+                value = _loss(model, target, k, parts[k], loss, cast)
+                if value.requires_grad:
+                    value.backward()
+                _sum_gradients(params)
                 torch.nn.utils.clip_grad_norm_(params, clip)
                 opt.step()
                 held_now = None
                 if (step + 1) % eval_every == 0 or step + 1 == steps:
-                    held_now = _held_loss(model, target, held, len(batches), loss)
+                    held_now = _held_loss(model, target, held, len(batches), loss, cast)
                     if held_now < best:
                         best, result.best_step = held_now, step + 1
                         best_state = [p.detach().clone() for p in params]
                     bar.set_postfix_str(f"held-back {held_now:.4g} (best {best:.4g} at {result.best_step})")
-                result.curve.append((step + 1, float(value.detach()), held_now))
+                train = float(dist.all_reduce_sum(value.detach().double().reshape(1).cpu())[0])
+                result.curve.append((step + 1, train, held_now))
                 result.steps = step + 1
                 bar.update()
     finally:
@@ -170,7 +266,8 @@ def heal(model: nn.Module, teacher: nn.Module | None, batches: Sequence[Any], mo
     return result
 
 
-def _targets(teacher: nn.Module | None, batches: list[Any], given: Sequence[Any] | None) -> Callable[[int], Any]:
+def _targets(teacher: nn.Module | None, batches: list[Any], given: Sequence[Any] | None,
+             cast: Callable[[], Any]) -> Callable[[int], Any]:
     """The teacher's output for batch k (no gradients): from ``given`` where it is cached, else computed on the
     fly (the teacher runs alongside: a forward a step, and no logits kept, 200 MB a batch of 4 x 256 tokens of a
     49k vocabulary)."""
@@ -184,7 +281,7 @@ def _targets(teacher: nn.Module | None, batches: list[Any], given: Sequence[Any]
     teacher.eval()  # (its gradients are never asked for: it runs under no_grad)
 
     def run(k: int) -> Any:
-        with torch.no_grad():
+        with torch.no_grad(), cast():
             return _detached(forward(teacher, batches[k]))
     return run
 
