@@ -416,18 +416,19 @@ def heal_beside(p: Plan, opts: CompressOptions, steps: Steps) -> None:
 def _heal(p: Plan, shared: Any, teacher: Any, opts: CompressOptions, steps: Steps,
           echo: Any) -> tuple[Any, dict[str, Any]]:
     """Heal the applied plan against the dense ``teacher`` (:func:`colorshare.torch.heal`) on the calibration's
-    sources: the metric before and after, the steps and the time. A plan in fewer bits is healed in 16 bits and
-    rounded after (its 16-bit version is built from the teacher)."""
-    from .torch import apply_coloring, heal, quantize_classes
+    sources: the metric before and after, the steps and the time. A plan in fewer bits heals straight through its
+    rounding, on each layer's own grid (:mod:`colorshare.torch.qat`), and keeps its bytes."""
     from .torch import distributed as dist
+    from .torch import heal
+    from .torch.qat import freeze, unfreeze
 
-    case, graph, sol = p.case, p.graph, p.solution
+    case, graph = p.case, p.graph
     with steps("evaluate unhealed"):
         unhealed = case.metrics(shared) if p.rank == 0 else {}
     echo(f"{case.name}: before healing " + ", ".join(f"{k} {v:.4f}" for k, v in unhealed.items()))
     quantized = graph.unit == "bytes"
-    if quantized:  # heal in 16 bits, round after
-        shared = apply_coloring(teacher, graph, sol, inplace=False, quantize=False)
+    if quantized:  # benchmarks/heal_bits.py: better than healing in 16 bits and rounding after
+        unfreeze(shared, graph.module_names)
     with steps("heal"):
         batches, source = case.heal_text(opts.heal_tokens) if case.heal_text else (case.batches, "calibration")
         try:  # under torchrun every rank heals its share of each batch (data-parallel)
@@ -435,8 +436,8 @@ def _heal(p: Plan, shared: Any, teacher: Any, opts: CompressOptions, steps: Step
                        seed=opts.seed, progress=True)
         finally:
             dist.close()
-        if quantized and p.rank == 0:
-            quantize_classes(shared, graph, sol)
+        if quantized:
+            freeze(shared, graph.module_names)
     echo(f"healed: {res.steps} steps on {source}, held-back loss {res.held_before:.4g} -> {res.held_best:.4g} "
          f"(best at step {res.best_step}), {res.seconds:.0f} s")
     return shared, {"steps": res.steps, "best_step": res.best_step, "held_back_before": res.held_before,

@@ -15,8 +15,8 @@ Data-parallel in a process group (``torchrun``, :mod:`colorshare.torch.distribut
 batch each step and runs its own contiguous slice of the batch's rows; the gradients, each scaled by the slice's
 share of the rows, are summed over the ranks (one all-reduce of a flat buffer a step) before clipping, so every
 rank holds the gradient of the whole batch and takes the same step: the healed weights are the one-process ones up
-to the order of a sum. On a GPU the forward passes run under bfloat16 autocast (the weights, the optimizer's state
-and the losses stay float32).
+to the order of a sum. Where the device multiplies bfloat16 natively (a GPU; a CPU with AVX512-BF16 or AMX) the
+forward passes run under bfloat16 autocast (the weights, the optimizer's state and the losses stay float32).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from . import distributed as dist
 from .batches import forward, model_logits, pooled_embedding
 from .stats import NO_DEFAULT_LOSS
 
-__all__ = ["heal", "HealResult", "trainable_parameters", "distillation_loss", "HELD_BACK"]
+__all__ = ["heal", "HealResult", "trainable_parameters", "distillation_loss", "native_bfloat16", "HELD_BACK"]
 
 HELD_BACK = 4
 """Batches held back for early stopping by default (the last ones; at most an eighth of them)."""
@@ -155,14 +155,26 @@ def _sum_gradients(params: Sequence[nn.Parameter]) -> None:
         at += n
 
 
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 natively: a CUDA GPU with bfloat16, a CPU with AVX512-BF16 or AMX
+    (elsewhere bfloat16 products are emulated, slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+    return False
+
+
 def _autocast(model: nn.Module, autocast: Any) -> Callable[[], Any]:
-    """A context factory for the forward passes: bfloat16 autocast on CUDA for ``"auto"`` (where the GPU has
-    bfloat16), ``autocast``'s dtype on the model's device for a dtype, nothing for None."""
+    """A context factory for the forward passes: for ``"auto"`` bfloat16 autocast where the model's device
+    multiplies bfloat16 natively (:func:`native_bfloat16`), ``autocast``'s dtype on the model's device for a
+    dtype, nothing for None."""
     import contextlib
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     if autocast == "auto":
-        autocast = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+        autocast = torch.bfloat16 if native_bfloat16(device) else None
     if autocast is None:
         return contextlib.nullcontext
     if not isinstance(autocast, torch.dtype):
@@ -180,7 +192,7 @@ def _schedule(step: int, steps: int, warmup: int) -> float:
 
 def heal(model: nn.Module, teacher: nn.Module | None, batches: Sequence[Any], module_names: Sequence[str], *,
          held_out: Sequence[Any] | None = None, steps: int = 100, lr: float = 1e-4, weight_decay: float = 0.0,
-         warmup: int = 5, clip: float = 1.0, eval_every: int = 10, seed: int = 0,
+         warmup: int = 5, clip: float = 1.0, eval_every: int | None = None, seed: int = 0,
          loss_fn: Callable[[Any, Any, Any], torch.Tensor] | None = None, teacher_outputs: Sequence[Any] | None = None,
          autocast: torch.dtype | str | None = "auto", progress: bool = True) -> HealResult:
     """Train ``model``'s targeted layers (``module_names``) to match ``teacher`` on ``batches`` for ``steps`` steps
@@ -190,11 +202,14 @@ def heal(model: nn.Module, teacher: nn.Module | None, batches: Sequence[Any], mo
     ``teacher``: the dense model (frozen, run alongside; None: ``teacher_outputs`` gives its outputs for
     ``batches`` then ``held_out``, cached). ``loss_fn(student_output, teacher_output, batch)``: default
     :func:`distillation_loss`. ``lr``: AdamW's peak learning rate; ``clip``: the gradients' largest norm.
-    ``autocast``: the forward passes' autocast dtype (``"auto"``: bfloat16 on a CUDA model, none elsewhere).
+    ``eval_every``: steps between held-back measurements (default: a tenth of ``steps``).
+    ``autocast``: the forward passes' autocast dtype (``"auto"``: bfloat16 where the model's device multiplies it
+    natively: a GPU, a CPU with AVX512-BF16 or AMX; float32 elsewhere).
     In a process group every rank must call it with the same arguments (data-parallel: see the module).
     Returns a :class:`HealResult`; the model is left in eval mode with the best state."""
     check("steps", steps, POSITIVE_INT)
     check("lr", lr, Real(low=0, low_open=True))
+    eval_every = max(1, steps // 10) if eval_every is None else eval_every
     check("eval_every", eval_every, POSITIVE_INT)
     batches = list(batches)
     if held_out is None:
