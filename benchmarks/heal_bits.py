@@ -1,5 +1,5 @@
-"""Healing a plan in fewer bits: heal in 16 bits and round after, or heal straight through the rounding, at
-equal bytes, in one run.
+"""Healing a plan in fewer bits: heal in 16 bits and round after, heal straight through the rounding, or both
+(half the steps each), at equal bytes, in one run.
 
     python -m benchmarks.heal_bits [--model minilm-l6] [--bpw 4.5 3.5 2.5] [--steps 100] [--out DIR]
 
@@ -8,10 +8,12 @@ budget (HiGHS); then, from the same plan and the same healing text, seed and ste
 
 - ``unhealed``: the plan as applied (GPTQ codes);
 - ``heal then round``: the plan built in 16 bits, healed, then rounded (GPTQ of the healed tensors under each
-  layer's input covariance: what ``compress --heal`` did before);
+  layer's input covariance);
 - ``straight through``: the quantized plan made trainable (:mod:`colorshare.torch.qat`: latent weights from
   the GPTQ codes, rounded on each layer's GPTQ grid in every forward, the rounding passed straight through),
-  healed, and stored as the codes it trained (what ``compress --heal`` does now).
+  healed, and stored as the codes it trained;
+- ``both``: half the steps in 16 bits, rounded, the other half straight through (what ``compress --heal``
+  does: :func:`colorshare.torch.qat.heal_in_bits`).
 
 The metric is :mod:`benchmarks.heal`'s (token perplexity on installed packages' descriptions for a causal LM,
 cosine of held-out sentences' embeddings for MiniLM); bytes are counted from the model (codes, scales, zero
@@ -31,13 +33,17 @@ from typing import Any
 from benchmarks.heal import _case
 from colorshare.bench.report import machine_line
 
+WAYS = {"heal_then_round": 1.0, "straight_through": 0.0, "both": 0.5}
+"""Each way to heal a plan in bits: the share of the steps its 16-bit version heals before it is rounded."""
+
 
 def budget_row(case: Any, graph: Any, bpw: float, steps: int, lr: float, batches: list[Any]) -> dict[str, Any]:
-    """The three ways at ``bpw`` bits per weight: metric, stored bytes and healing seconds of each."""
+    """The plan at ``bpw`` bits per weight unhealed and healed each of :data:`WAYS`: metric, stored bytes,
+    seconds."""
     from colorshare import solve
     from colorshare.formulations.budget import parse_budget
-    from colorshare.torch import apply_coloring, heal, quantize_classes, stored_memory
-    from colorshare.torch.qat import freeze, unfreeze
+    from colorshare.torch import apply_coloring, stored_memory
+    from colorshare.torch.qat import heal_in_bits
 
     name = next(iter(case.higher))
     sol = solve(graph, parse_budget(f"{bpw}bpw").for_graph(graph), backend="highs", time_limit=300)
@@ -45,24 +51,16 @@ def budget_row(case: Any, graph: Any, bpw: float, steps: int, lr: float, batches
     plan = apply_coloring(case.model, graph, sol)
     row["unhealed"] = case.metrics(plan)[name]
     row["bytes"] = stored_memory(plan, "bytes")
-
-    f = apply_coloring(case.model, graph, sol, quantize=False)
-    t = time.perf_counter()
-    res = heal(f, case.model, batches, graph.module_names, steps=steps, lr=lr, seed=0, progress=False)
-    quantize_classes(f, graph, sol)
-    row["heal_then_round"] = case.metrics(f)[name]
-    row["heal_then_round_seconds"] = time.perf_counter() - t
-    row["heal_then_round_best_step"] = res.best_step
-    row["heal_then_round_bytes"] = stored_memory(f, "bytes")
-
-    unfreeze(plan, graph.module_names)
-    t = time.perf_counter()
-    res = heal(plan, case.model, batches, graph.module_names, steps=steps, lr=lr, seed=0, progress=False)
-    freeze(plan, graph.module_names)
-    row["straight_through"] = case.metrics(plan)[name]
-    row["straight_through_seconds"] = time.perf_counter() - t
-    row["straight_through_best_step"] = res.best_step
-    row["straight_through_bytes"] = stored_memory(plan, "bytes")
+    del plan
+    for way, share in WAYS.items():
+        t = time.perf_counter()
+        model, phases = heal_in_bits(case.model, graph, sol, batches, steps, float_share=share, lr=lr, seed=0,
+                                     progress=False)
+        row[way] = case.metrics(model)[name]
+        row[f"{way}_seconds"] = time.perf_counter() - t
+        row[f"{way}_best_steps"] = [r.best_step for r in phases]
+        row[f"{way}_bytes"] = stored_memory(model, "bytes")
+        del model
     print(row, flush=True)
     return row
 
@@ -109,13 +107,13 @@ def write(stem: Path, res: dict[str, Any]) -> None:
              f"better; dense {res['dense']:.4g}). {res['steps']} steps at peak learning rate {res['lr']:g} on "
              f"{res['text']}. Bytes counted from the model (codes, scales, zero points); the three columns of a row "
              "store the same bytes.", "",
-             "| bits per weight | status | unhealed | heal then round | straight through | seconds (round / "
-             "straight) |", "|---|---|---|---|---|---|"]
+             "| bits per weight | status | unhealed | heal then round | straight through | both (half each) | "
+             "seconds (round / straight / both) |", "|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
-        same = r["bytes"] == r["heal_then_round_bytes"] == r["straight_through_bytes"]
-        lines.append(f"| {r['bpw']:g} | {r['status']} | {r['unhealed']:.4g} | {r['heal_then_round']:.4g} | "
-                     f"{r['straight_through']:.4g} | {r['heal_then_round_seconds']:.0f} / "
-                     f"{r['straight_through_seconds']:.0f} |" + ("" if same else " bytes differ!"))
+        same = all(r[f"{w}_bytes"] == r["bytes"] for w in WAYS)
+        lines.append(f"| {r['bpw']:g} | {r['status']} | {r['unhealed']:.4g} | "
+                     + " | ".join(f"{r[w]:.4g}" for w in WAYS) + " | "
+                     + " / ".join(f"{r[w + '_seconds']:.0f}" for w in WAYS) + " |" + ("" if same else " bytes differ!"))
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

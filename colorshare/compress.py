@@ -416,34 +416,42 @@ def heal_beside(p: Plan, opts: CompressOptions, steps: Steps) -> None:
 def _heal(p: Plan, shared: Any, teacher: Any, opts: CompressOptions, steps: Steps,
           echo: Any) -> tuple[Any, dict[str, Any]]:
     """Heal the applied plan against the dense ``teacher`` (:func:`colorshare.torch.heal`) on the calibration's
-    sources: the metric before and after, the steps and the time. A plan in fewer bits heals straight through its
-    rounding, on each layer's own grid (:mod:`colorshare.torch.qat`), and keeps its bytes."""
+    sources: the metric before and after, the steps and the time. A plan in fewer bits heals its 16-bit version
+    for half the steps, is rounded, and heals straight through the rounding for the rest
+    (:func:`colorshare.torch.qat.heal_in_bits`); it keeps its bytes."""
     from .torch import distributed as dist
     from .torch import heal
-    from .torch.qat import freeze, unfreeze
+    from .torch.heal import held_back_loss
+    from .torch.qat import heal_in_bits
 
     case, graph = p.case, p.graph
     with steps("evaluate unhealed"):
         unhealed = case.metrics(shared) if p.rank == 0 else {}
     echo(f"{case.name}: before healing " + ", ".join(f"{k} {v:.4f}" for k, v in unhealed.items()))
-    quantized = graph.unit == "bytes"
-    if quantized:  # benchmarks/heal_bits.py: better than healing in 16 bits and rounding after
-        unfreeze(shared, graph.module_names)
     with steps("heal"):
         batches, source = case.heal_text(opts.heal_tokens) if case.heal_text else (case.batches, "calibration")
+        kw: dict[str, Any] = {"lr": opts.heal_lr, "seed": opts.seed, "progress": True}
         try:  # under torchrun every rank heals its share of each batch (data-parallel)
-            res = heal(shared, teacher, batches, graph.module_names, steps=opts.heal, lr=opts.heal_lr,
-                       seed=opts.seed, progress=True)
+            if graph.unit == "bytes":  # benchmarks/heal_bits.py measures the ways to heal a plan in bits
+                before = held_back_loss(shared, teacher, batches)  # the plan as applied (its 16-bit version differs)
+                shared, phases = heal_in_bits(teacher, graph, p.solution, batches, opts.heal, plan=shared, **kw)
+            else:
+                phases = [heal(shared, teacher, batches, graph.module_names, steps=opts.heal, **kw)]
+                before = phases[0].held_before
         finally:
             dist.close()
-        if quantized:
-            freeze(shared, graph.module_names)
-    echo(f"healed: {res.steps} steps on {source}, held-back loss {res.held_before:.4g} -> {res.held_best:.4g} "
-         f"(best at step {res.best_step}), {res.seconds:.0f} s")
-    return shared, {"steps": res.steps, "best_step": res.best_step, "held_back_before": res.held_before,
-                    "held_back_best": res.held_best, "parameters": res.parameters, "seconds": res.seconds,
-                    "text": source, "metric_unhealed": unhealed, "lr": opts.heal_lr,
-                    "curve": [list(c) for c in res.curve if c[2] is not None]}
+    last = phases[-1]
+    seconds = sum(r.seconds for r in phases)
+    echo(f"healed: {opts.heal} steps on {source}, held-back loss {before:.4g} -> {last.held_best:.4g}"
+         f" (best at step {last.best_step}{' of the last phase' if len(phases) > 1 else ''}), {seconds:.0f} s")
+    return shared, {"steps": sum(r.steps for r in phases), "best_step": last.best_step,
+                    "held_back_before": before, "held_back_best": last.held_best,
+                    "parameters": max(r.parameters for r in phases), "seconds": seconds, "text": source,
+                    "metric_unhealed": unhealed, "lr": opts.heal_lr,
+                    "phases": [{"steps": r.steps, "best_step": r.best_step, "held_back_before": r.held_before,
+                                "held_back_best": r.held_best, "seconds": r.seconds,
+                                "curve": [list(c) for c in r.curve if c[2] is not None]} for r in phases],
+                    "curve": [list(c) for c in last.curve if c[2] is not None]}
 
 
 def verify(p: Plan, w: Written, out: Path, opts: CompressOptions, steps: Steps, echo: Any = print) -> None:

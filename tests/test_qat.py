@@ -12,7 +12,8 @@ from conftest import tiny_llama  # noqa: E402
 from colorshare import solve  # noqa: E402
 from colorshare.formulations.budget import parse_budget  # noqa: E402
 from colorshare.torch import apply_coloring, build_graph, heal, stored_memory  # noqa: E402
-from colorshare.torch.qat import FakeQuantLinear, freeze, unfreeze  # noqa: E402
+from colorshare.torch.heal import held_back_loss  # noqa: E402
+from colorshare.torch.qat import FakeQuantLinear, freeze, heal_in_bits, unfreeze  # noqa: E402
 from colorshare.torch.quant import QuantLinear, exact_products, gptq  # noqa: E402
 
 
@@ -67,6 +68,29 @@ def test_straight_through_healing_keeps_the_bytes_and_stores_what_it_trained():
     assert stored_memory(plan, "bytes") == nbytes
     with exact_products():
         assert torch.allclose(plan(input_ids=x).logits, trained, atol=1e-4)
+
+
+
+def test_a_plan_in_bits_heals_in_16_bits_then_straight_through_and_keeps_its_bytes():
+    model = tiny_llama(hidden=64, intermediate=128, tie=False)
+    g = torch.Generator().manual_seed(3)
+    batches = [{"input_ids": torch.randint(0, 97, (4, 24), generator=g)} for _ in range(12)]
+    graph = build_graph(model, batches[:6], targets="all-linear", curvature="kfac", bits=(8, 4, 3), progress=False)
+    sol = solve(graph, parse_budget("4bpw").for_graph(graph), backend="highs", time_limit=60)
+    want = stored_memory(apply_coloring(model, graph, sol), "bytes")
+    healed, phases = heal_in_bits(model, graph, sol, batches, 7, lr=1e-4, eval_every=1, progress=False)
+    assert [r.steps for r in phases] == [4, 3]  # half (rounded) in 16 bits, the rest straight through
+    assert stored_memory(healed, "bytes") == want
+    assert not any(isinstance(m, FakeQuantLinear) for m in healed.modules())
+    assert all(p.requires_grad for p in model.parameters())  # the teacher is left as it is
+    only, (one,) = heal_in_bits(model, graph, sol, batches, 3, float_share=0.0, lr=1e-4, progress=False)
+    assert one.steps == 3 and stored_memory(only, "bytes") == want
+    plan = apply_coloring(model, graph, sol)
+    unhealed = held_back_loss(plan, model, batches)
+    healed, _ = heal_in_bits(model, graph, sol, batches, 4, plan=plan, lr=1e-2, progress=False)  # a wild rate
+    assert held_back_loss(healed, model, batches) <= unhealed + 1e-12  # never ends worse than the plan
+    with pytest.raises(ValueError, match="float_share"):
+        heal_in_bits(model, graph, sol, batches, 3, float_share=2.0)
 
 
 @pytest.mark.slow

@@ -37,7 +37,8 @@ from . import distributed as dist
 from .batches import forward, model_logits, pooled_embedding
 from .stats import NO_DEFAULT_LOSS
 
-__all__ = ["heal", "HealResult", "trainable_parameters", "distillation_loss", "native_bfloat16", "HELD_BACK"]
+__all__ = ["heal", "HealResult", "trainable_parameters", "distillation_loss", "native_bfloat16", "held_back_loss",
+           "split_held_back", "HELD_BACK"]
 
 HELD_BACK = 4
 """Batches held back for early stopping by default (the last ones; at most an eighth of them)."""
@@ -190,6 +191,35 @@ def _schedule(step: int, steps: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
 
 
+def split_held_back(batches: Sequence[Any], held_out: Sequence[Any] | None = None) -> tuple[list[Any], list[Any]]:
+    """The batches :func:`heal` trains on and those it holds back: ``held_out`` if given, else the last
+    :data:`HELD_BACK` of ``batches`` (at most an eighth, at least one)."""
+    batches = list(batches)
+    if held_out is not None:
+        return batches, list(held_out)
+    if len(batches) < 2:
+        raise ValueError("healing needs at least 2 batches (one is held back for early stopping)")
+    cut = max(1, min(HELD_BACK, len(batches) // 8))
+    return batches[:-cut], batches[-cut:]
+
+
+def held_back_loss(model: nn.Module, teacher: nn.Module, batches: Sequence[Any], *,
+                   held_out: Sequence[Any] | None = None, autocast: torch.dtype | str | None = "auto") -> float:
+    """The loss :func:`heal` would measure on its held-back batches (same split, same autocast; over every
+    rank in a process group), without training."""
+    _, held = split_held_back(batches, held_out)
+    rank, size = dist.world()
+    parts = [_part(b, rank, size) for b in held]
+    cast = _autocast(model, autocast)
+    target = _targets(teacher, [p.batch for p in parts], None, cast)
+    was = model.training
+    model.eval()
+    try:
+        return _held_loss(model, target, parts, 0, distillation_loss, cast)
+    finally:
+        model.train(was)
+
+
 def heal(model: nn.Module, teacher: nn.Module | None, batches: Sequence[Any], module_names: Sequence[str], *,
          held_out: Sequence[Any] | None = None, steps: int = 100, lr: float = 1e-4, weight_decay: float = 0.0,
          warmup: int = 5, clip: float = 1.0, eval_every: int | None = None, seed: int = 0,
@@ -211,12 +241,7 @@ def heal(model: nn.Module, teacher: nn.Module | None, batches: Sequence[Any], mo
     check("lr", lr, Real(low=0, low_open=True))
     eval_every = max(1, steps // 10) if eval_every is None else eval_every
     check("eval_every", eval_every, POSITIVE_INT)
-    batches = list(batches)
-    if held_out is None:
-        cut = max(1, min(HELD_BACK, len(batches) // 8))
-        if len(batches) < 2:
-            raise ValueError("healing needs at least 2 batches (one is held back for early stopping)")
-        batches, held_out = batches[:-cut], batches[-cut:]
+    batches, held_out = split_held_back(batches, held_out)
     rank, size = dist.world()
     if size > 1 and teacher_outputs is not None:
         raise ValueError("data-parallel healing runs the teacher on each process's rows: pass the teacher, "
@@ -227,8 +252,9 @@ def heal(model: nn.Module, teacher: nn.Module | None, batches: Sequence[Any], mo
     params = trainable_parameters(model, module_names)
     if not params:
         raise ValueError("no parameter to heal: the targeted layers hold none (are they all quantized?)")
-    for p in params:  # every rank starts from rank 0's weights (as DistributedDataParallel does)
-        dist.broadcast_(p)
+    if size > 1:  # every rank starts from rank 0's weights and buffers (as DistributedDataParallel does)
+        for t in params + [b for name in module_names for b in model.get_submodule(name).buffers()]:
+            dist.broadcast_(t)
     cast = _autocast(model, autocast)
     target = _targets(teacher, [p.batch for p in parts + held], teacher_outputs, cast)
     frozen = {id(p) for p in params}

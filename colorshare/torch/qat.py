@@ -7,18 +7,22 @@ straight through in the backward (the straight-through estimator; a weight clamp
 gradient). With ``scales=True`` the scales train too (their gradient through the rounded values, as in LSQ).
 :func:`freeze` turns each back into a ``QuantLinear`` whose codes are the latent weight rounded on the grid: the
 model it leaves is exactly the one the last forward computed, in the bytes the plan counted.
+
+:func:`heal_in_bits` heals a plan in fewer bits as ``compress --heal`` does: its 16-bit version first, then
+rounded (GPTQ), then straight through the rounding (``benchmarks/heal_bits.py`` measures why both).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from .quant import Quantized, QuantLinear, QuantSpec
 
-__all__ = ["FakeQuantLinear", "unfreeze", "freeze"]
+__all__ = ["FakeQuantLinear", "unfreeze", "freeze", "heal_in_bits"]
 
 
 class FakeQuantLinear(nn.Module):
@@ -104,3 +108,39 @@ def freeze(model: nn.Module, module_names: Sequence[str]) -> int:
     """Store the layers :func:`unfreeze` made trainable as quantized layers again (in place: their codes the
     latent weights rounded on their grids); returns how many."""
     return _swap(model, module_names, FakeQuantLinear, lambda m: m.to_quantized())
+
+
+def heal_in_bits(teacher: nn.Module, graph: Any, solution: Any, batches: Sequence[Any], steps: int,
+                 float_share: float = 0.5, plan: nn.Module | None = None,
+                 **heal_options: Any) -> tuple[nn.Module, list[Any]]:
+    """Heal ``solution``'s plan in fewer bits from the dense ``teacher`` (left as it is): its 16-bit version for
+    ``float_share`` of ``steps`` (:func:`colorshare.torch.heal`), then rounded to the planned bit-widths (GPTQ
+    under each layer's input covariance), then straight through the rounding for the other steps. Returns the
+    quantized model, in the plan's bytes, and the :class:`~colorshare.torch.heal.HealResult` of each phase run.
+    ``float_share`` 1: heal then round; 0: straight through only. ``plan``: the plan as applied (quantized, as
+    ``apply_coloring`` builds it; used in place): the straight-through phase then starts from whichever of it
+    and the rounded healed 16-bit model holds back less, so healing never ends worse than the plan."""
+    from .apply import apply_coloring, quantize_classes
+    from .heal import heal, held_back_loss
+
+    if not 0.0 <= float_share <= 1.0:
+        raise ValueError(f"float_share must lie in [0, 1], got {float_share!r}")
+    first = round(steps * float_share)
+    model = apply_coloring(teacher, graph, solution, inplace=False, quantize=False)
+    results = []
+    if first:
+        results.append(heal(model, teacher, batches, graph.module_names, steps=first, **heal_options))
+    quantize_classes(model, graph, solution)
+    if plan is not None and first:
+        cast = heal_options.get("autocast", "auto")
+        if held_back_loss(plan, teacher, batches, autocast=cast) <= held_back_loss(model, teacher, batches,
+                                                                                   autocast=cast):
+            model = plan
+    elif plan is not None:
+        model = plan
+    if steps - first and unfreeze(model, graph.module_names):
+        try:
+            results.append(heal(model, teacher, batches, graph.module_names, steps=steps - first, **heal_options))
+        finally:
+            freeze(model, graph.module_names)
+    return model, results

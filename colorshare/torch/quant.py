@@ -286,6 +286,13 @@ def exact_products() -> Iterator[None]:
         _EXACT[0] = before
 
 
+def _cpu_int8_ok(cols: int) -> bool:
+    """Whether torch's CPU int8 kernel takes ``cols`` inputs: it reads them in blocks (torch 2.13 on an AVX-512
+    CPU crashes on 8, 24, 40, 56 or 100 inputs and runs 16, 48, 80); a multiple of 64 is taken, anything else
+    (a low-rank factor's rank) dequantizes instead."""
+    return cols % 64 == 0
+
+
 def _cpu_int4_ok(rows: int, cols: int, group: int) -> bool:
     """Whether torch's CPU int4 weight-only kernel takes this shape (rows a multiple of 16; groups it knows)."""
     return rows % 16 == 0 and group in (32, 64, 128, 256) and cols % group == 0
@@ -364,11 +371,11 @@ class QuantLinear(nn.Module):
             # torch's CPU weight-only kernels are fast in bfloat16 only (float32 takes a reference path 20x
             # slower): the activations go through bfloat16, the output comes back in their own dtype
             xb = x2.to(torch.bfloat16).contiguous()  # the kernels read rows as they lie in memory
-            if self.bits == 8:
+            if self.bits == 8 and _cpu_int8_ok(self.in_features):
                 if self.codes.data_ptr() % 64:  # the kernel reads aligned rows (safetensors may give any offset)
                     self.codes = self.codes.clone()
                 y = torch.ops.aten._weight_int8pack_mm(xb, self.codes, self.scales.reshape(-1).to(torch.bfloat16))
-            elif _cpu_int4_ok(self.out_features, self.in_features, self.group):
+            elif self.bits < 8 and _cpu_int4_ok(self.out_features, self.in_features, self.group):
                 packed, sz, _ = self._int4(torch.bfloat16)
                 y = torch.ops.aten._weight_int4pack_mm_for_cpu(xb, packed, self.group, sz)
             else:
