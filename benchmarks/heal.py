@@ -1,10 +1,11 @@
 """Healing: the metric of a plan before and after ``compress --heal`` at several step counts, in one run.
 
-    python -m benchmarks.heal [--model smollm2-135m] [--keeps 0.8 0.5] [--steps 25 50 100 200] [--out DIR]
+    python -m benchmarks.heal [--model smollm2-135m] [--keeps 0.8 0.5] [--steps N ...] [--out DIR]
 
 One graph with ``colorshare compress``'s defaults (:mod:`colorshare.defaults`), one solve per budget (HiGHS), the
 plan applied; then, for each step count, a fresh copy of the plan healed exactly as ``compress --heal N`` heals it
-(:func:`colorshare.torch.heal` on the case's healing text, peak learning rate 1e-4, seed 0) and measured. For a
+(:func:`colorshare.torch.heal` on the case's healing text, compress's default peak learning rate and steps,
+seed 0, bfloat16 autocast where the CPU multiplies it natively) and measured. For a
 causal LM the metric is token perplexity on ``--chunks`` x 256 tokens of installed packages' descriptions
 (:func:`colorshare.corpus.package_text`), a source neither the calibration nor the healing text comes from; for
 MiniLM the mean cosine of held-out sentence embeddings to the dense model's. The curve is the metric against
@@ -27,6 +28,7 @@ from typing import Any
 
 from colorshare.bench.plots import pyplot
 from colorshare.bench.report import machine_line
+from colorshare.compress import DEFAULT_HEAL_STEPS, CompressOptions
 
 
 def _case(model: str, chunks: int, tmp: Path) -> Any:
@@ -67,13 +69,21 @@ def budget_rows(case: Any, graph: Any, keep: float, steps: list[int], lr: float)
     return rows
 
 
+def _autocast(case: Any) -> str:
+    """What heal's default autocast does on the case's model here."""
+    from colorshare.torch.heal import native_bfloat16
+
+    device = next(case.model.parameters()).device
+    return "bfloat16" if native_bfloat16(device) else "none (float32)"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--keeps", type=float, nargs="*", default=[0.8, 0.5])
-    p.add_argument("--steps", type=int, nargs="*", default=[25, 50, 100, 200])
+    p.add_argument("--steps", type=int, nargs="*", default=[DEFAULT_HEAL_STEPS])
     p.add_argument("--chunks", type=int, default=16, help="256-token chunks of held-out text (causal LM)")
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr", type=float, default=CompressOptions.heal_lr)
     p.add_argument("--out", default="benchmarks/results/heal")
     args = p.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -95,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if "evaluation" in info and "packages.txt" in info["evaluation"]:  # a scratch file's path says nothing
         info["evaluation"] = info["evaluation"].split(" (")[0] + " (installed packages' descriptions)"
     res = {"machine": machine_info(), "model": args.model, "metric": name, "higher_is_better": case.higher[name],
-           "dense": dense, "graph_seconds": build_s, "info": info, "lr": args.lr,
+           "dense": dense, "graph_seconds": build_s, "info": info, "lr": args.lr, "autocast": _autocast(case),
            "rows": rows}
     stem = out / f"heal-{args.model}"
     stem.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str))
@@ -118,7 +128,7 @@ def write(stem: Path, res: dict[str, Any]) -> None:
              f"Metric: {name} ({'higher' if res['higher_is_better'] else 'lower'} is better) on "
              f"{res['info'].get('evaluation', str(res['info'].get('held_out')) + ' held-out sentences')}; dense "
              f"{res['dense']:.4g}. Healing text: {next((r['text'] for r in rows if 'text' in r), '-')}. Peak learning "
-             f"rate {res['lr']:g}.", "",
+             f"rate {res['lr']:g}; autocast {res.get('autocast', 'none (float32)')}.", "",
              f"| keep | steps | {name} | {gap} vs unhealed | held-back loss | best step | seconds |",
              "|---|---|---|---|---|---|---|"]
     base: dict[float, float] = {}
