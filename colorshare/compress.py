@@ -435,17 +435,18 @@ def _heal(p: Plan, shared: Any, teacher: Any, opts: CompressOptions, steps: Step
             if graph.unit == "bytes":  # benchmarks/heal_bits.py measures the ways to heal a plan in bits
                 before = held_back_loss(shared, teacher, batches)  # the plan as applied (its 16-bit version differs)
                 shared, phases = heal_in_bits(teacher, graph, p.solution, batches, opts.heal, plan=shared, **kw)
+                best = held_back_loss(shared, teacher, batches)  # as stored: the same arithmetic as ``before``
             else:
                 phases = [heal(shared, teacher, batches, graph.module_names, steps=opts.heal, **kw)]
-                before = phases[0].held_before
+                before, best = phases[0].held_before, phases[0].held_best
         finally:
             dist.close()
     last = phases[-1]
     seconds = sum(r.seconds for r in phases)
-    echo(f"healed: {opts.heal} steps on {source}, held-back loss {before:.4g} -> {last.held_best:.4g}"
+    echo(f"healed: {opts.heal} steps on {source}, held-back loss {before:.4g} -> {best:.4g}"
          f" (best at step {last.best_step}{' of the last phase' if len(phases) > 1 else ''}), {seconds:.0f} s")
     return shared, {"steps": sum(r.steps for r in phases), "best_step": last.best_step,
-                    "held_back_before": before, "held_back_best": last.held_best,
+                    "held_back_before": before, "held_back_best": best,
                     "parameters": max(r.parameters for r in phases), "seconds": seconds, "text": source,
                     "metric_unhealed": unhealed, "lr": opts.heal_lr,
                     "phases": [{"steps": r.steps, "best_step": r.best_step, "held_back_before": r.held_before,
