@@ -92,6 +92,21 @@ def _refused(rank, size, init, folder):
         torch.distributed.destroy_process_group()
 
 
+def _one_and_two_processes(args, env, tmp_path, port):
+    """The reports of ``colorshare compress ARGS`` in one process and under ``torchrun --nproc_per_node 2``."""
+    reports = []
+    for n in (1, 2):
+        out = tmp_path / f"out{n}"
+        launch = [sys.executable, "-m", "colorshare"] if n == 1 else \
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+             "-m", "colorshare"]
+        run = subprocess.run(launch + ["compress"] + args + ["--out", str(out)], env=env, capture_output=True,
+                             text=True, timeout=900)
+        assert run.returncode == 0, run.stderr[-2000:]
+        reports.append(json.loads((out / "report.json").read_text()))
+    return reports
+
+
 @pytest.mark.slow
 def test_torchrun_compress_writes_the_one_process_plan(tiny_lm_folder, tmp_path):
     """``torchrun --nproc_per_node 2 -m colorshare compress`` (gloo) writes the plan one process writes."""
@@ -102,17 +117,7 @@ def test_torchrun_compress_writes_the_one_process_plan(tiny_lm_folder, tmp_path)
     # KLs (about 1e-5 nats, differences of log-softmaxes) by a few percent, enough to flip its near-ties
     env["OMP_NUM_THREADS"] = "1"
     args = [str(tiny_lm_folder), "--budget", "50%", "--time-limit", "60", "--no-verify"]
-    reports = {}
-    for n in (1, 2):
-        out = tmp_path / f"out{n}"
-        launch = [sys.executable, "-m", "colorshare"] if n == 1 else \
-            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-             "-m", "colorshare"]
-        run = subprocess.run(launch + ["compress"] + args + ["--out", str(out)], env=env, capture_output=True,
-                             text=True, timeout=900)
-        assert run.returncode == 0, run.stderr[-2000:]
-        reports[n] = json.loads((out / "report.json").read_text())
-    one, two = reports[1], reports[2]
+    one, two = _one_and_two_processes(args, env, tmp_path, port=29517)
     assert two["processes"] == 2 and one["processes"] == 1
     assert two["solution"]["colors"] == one["solution"]["colors"]
     assert two["families"] == one["families"]  # the same classes, actions and ranks
@@ -129,17 +134,7 @@ def test_torchrun_compress_heals_data_parallel_to_the_one_process_model(tiny_lm_
     env.pop("WORLD_SIZE", None)
     args = [str(tiny_lm_folder), "--budget", "50%", "--time-limit", "60", "--no-verify", "--heal", "6",
             "--heal-lr", "1e-4", "--heal-tokens", "6144", "--curvature", "kfac"]
-    reports = {}
-    for n in (1, 2):
-        out = tmp_path / f"out{n}"
-        launch = [sys.executable, "-m", "colorshare"] if n == 1 else \
-            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
-             "-m", "colorshare"]
-        run = subprocess.run(launch + ["compress"] + args + ["--out", str(out)], env=env, capture_output=True,
-                             text=True, timeout=900)
-        assert run.returncode == 0, run.stderr[-2000:]
-        reports[n] = json.loads((out / "report.json").read_text())
-    one, two = reports[1], reports[2]
+    one, two = _one_and_two_processes(args, env, tmp_path, port=29518)
     assert two["solution"]["colors"] == one["solution"]["colors"]
     h1, h2 = one["heal"], two["heal"]
     assert h1["steps"] == h2["steps"] == 6 and h1["held_back_best"] < h1["held_back_before"]

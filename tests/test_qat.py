@@ -49,12 +49,18 @@ def test_the_rounding_passes_gradients_straight_through_and_scales_train_on_requ
     assert not isinstance(fixed.scales, torch.nn.Parameter)
 
 
-def test_straight_through_healing_keeps_the_bytes_and_stores_what_it_trained():
+@pytest.fixture(scope="module")
+def bits_plan():
+    """A tiny LM, its batches, a graph with 8/4/3-bit options and its plan at 4 bits per weight."""
     model = tiny_llama(hidden=64, intermediate=128, tie=False)
     g = torch.Generator().manual_seed(3)
     batches = [{"input_ids": torch.randint(0, 97, (4, 24), generator=g)} for _ in range(12)]
     graph = build_graph(model, batches[:6], targets="all-linear", curvature="kfac", bits=(8, 4, 3), progress=False)
-    sol = solve(graph, parse_budget("4bpw").for_graph(graph), backend="highs", time_limit=60)
+    return model, batches, graph, solve(graph, parse_budget("4bpw").for_graph(graph), backend="highs", time_limit=60)
+
+
+def test_straight_through_healing_keeps_the_bytes_and_stores_what_it_trained(bits_plan):
+    model, batches, graph, sol = bits_plan
     plan = apply_coloring(model, graph, sol)
     nbytes = stored_memory(plan, "bytes")
     n = unfreeze(plan, graph.module_names)
@@ -71,12 +77,8 @@ def test_straight_through_healing_keeps_the_bytes_and_stores_what_it_trained():
 
 
 
-def test_a_plan_in_bits_heals_in_16_bits_then_straight_through_and_keeps_its_bytes():
-    model = tiny_llama(hidden=64, intermediate=128, tie=False)
-    g = torch.Generator().manual_seed(3)
-    batches = [{"input_ids": torch.randint(0, 97, (4, 24), generator=g)} for _ in range(12)]
-    graph = build_graph(model, batches[:6], targets="all-linear", curvature="kfac", bits=(8, 4, 3), progress=False)
-    sol = solve(graph, parse_budget("4bpw").for_graph(graph), backend="highs", time_limit=60)
+def test_a_plan_in_bits_heals_in_16_bits_then_straight_through_and_keeps_its_bytes(bits_plan):
+    model, batches, graph, sol = bits_plan
     want = stored_memory(apply_coloring(model, graph, sol), "bytes")
     healed, phases = heal_in_bits(model, graph, sol, batches, 7, lr=1e-4, eval_every=1, progress=False)
     assert [r.steps for r in phases] == [4, 3]  # half (rounded) in 16 bits, the rest straight through

@@ -93,7 +93,8 @@ def _held_loss(model: nn.Module, target: Callable[[int], Any], held: Sequence[_P
     """The mean loss over the held-back batches (indices ``first``.. of the teacher's), over all ranks."""
     with torch.no_grad():
         local = math.fsum(float(_loss(model, target, first + k, part, loss, cast)) for k, part in enumerate(held))
-    return float(dist.all_reduce_sum(torch.tensor([local], dtype=torch.float64))[0]) / max(1, len(held))
+    device = next(model.parameters()).device
+    return float(dist.all_reduce_sum(torch.tensor([local], dtype=torch.float64, device=device))[0]) / max(1, len(held))
 
 
 @dataclass
@@ -136,8 +137,8 @@ def _part(batch: Any, rank: int, size: int) -> _Part:
 def _loss(model: nn.Module, target: Callable[[int], Any], k: int, part: _Part, loss: Callable[..., torch.Tensor],
           cast: Any) -> torch.Tensor:
     """This rank's share of batch ``k``'s loss (its slice's loss times the slice's share of the rows)."""
-    if part.batch is None:
-        return torch.zeros(())
+    if part.batch is None:  # this rank holds no row of the batch: it adds nothing
+        return torch.zeros((), device=next(model.parameters()).device)
     with cast():
         out = forward(model, part.batch)
     return loss(out, target(k), part.batch) * part.share
@@ -291,7 +292,7 @@ def heal(model: nn.Module, teacher: nn.Module | None, batches: Sequence[Any], mo
                         best, result.best_step = held_now, step + 1
                         best_state = [p.detach().clone() for p in params]
                     bar.set_postfix_str(f"held-back {held_now:.4g} (best {best:.4g} at {result.best_step})")
-                train = float(dist.all_reduce_sum(value.detach().double().reshape(1).cpu())[0])
+                train = float(dist.all_reduce_sum(value.detach().double().reshape(1))[0])
                 result.curve.append((step + 1, train, held_now))
                 result.steps = step + 1
                 bar.update()
