@@ -11,6 +11,7 @@ different sources (no download).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
@@ -27,6 +28,7 @@ PACKAGES = ("numpy", "scipy", "networkx", "tqdm", "ortools", "highspy", "pulp", 
 and theirs, so that the text exists wherever colorshare's benchmarks run."""
 
 
+@functools.lru_cache(maxsize=2)
 def pydoc_text(parity: int) -> str:
     """The ``pydoc_data.topics`` topics in sorted order, every other one from ``parity`` (0 or 1), joined by blank
     lines."""
@@ -35,6 +37,7 @@ def pydoc_text(parity: int) -> str:
     return "".join(topics[k].strip() + "\n\n" for k in sorted(topics)[parity::2])
 
 
+@functools.lru_cache(maxsize=2)
 def stdlib_text(min_chars: int = 200) -> str:
     """The docstrings (modules', classes' and functions') of the standard library's ``.py`` files, in sorted path
     order, tests and IDLE left out, each of at least ``min_chars`` characters, joined by blank lines. Read with

@@ -10,6 +10,7 @@ from torch import nn  # noqa: E402
 from colorshare import solve  # noqa: E402
 from colorshare.cli import main  # noqa: E402
 from colorshare.torch import apply_coloring, build_graph, load_shared, save_shared  # noqa: E402
+from colorshare.torch.models import CALIBRATION_CHUNKS  # noqa: E402
 
 
 def test_compress_digits_mlp_writes_model_and_report_that_reload(tmp_path, capsys):
@@ -192,7 +193,7 @@ def test_compress_on_the_users_own_text_states_its_token_counts(tiny_lm_folder, 
     info = report["case_info"]
     assert str(calib) in info["calibration"] and str(held) in info["evaluation"]
     n_cal = int(info["calibration"].split(" = ")[1].split()[0])
-    assert 256 <= n_cal <= 32 * 256 and n_cal % 256 == 0
+    assert 256 <= n_cal <= CALIBRATION_CHUNKS * 256 and n_cal % 256 == 0
     printed = capsys.readouterr().out
     assert f"calibration: {info['calibration']}" in printed
     assert info["evaluation"] in (out / "report.md").read_text()
@@ -204,6 +205,31 @@ def test_compress_on_the_users_own_text_states_its_token_counts(tiny_lm_folder, 
     assert "fewer than one chunk" in capsys.readouterr().err
     assert main(argv[:-4] + ["--evaluation", str(tmp_path / "none.txt")]) == 2
     assert "--evaluation file" in capsys.readouterr().err
+
+
+def test_calibration_text_is_spread_over_its_sources_and_disjoint_from_evaluation(tiny_lm_folder, tmp_path):
+    """The built-in calibration alternates the even pydoc topics and the standard library's docstrings, each
+    source's chunks spread over all of it; a user's file is read spread too. Neither touches the evaluation's
+    odd topics."""
+    transformers = pytest.importorskip("transformers")
+    from colorshare.corpus import pydoc_text, stdlib_text
+    from colorshare.torch.models import calibration_tokens, text_tokens, topic_tokens
+
+    tok = transformers.AutoTokenizer.from_pretrained(tiny_lm_folder)
+    calib = calibration_tokens(tok, 10, 64)
+    assert calib.shape == (10, 64)
+    for row, text in ((0, pydoc_text(0)), (1, stdlib_text())):
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        windows = {tuple(ids[a:a + 64]): a for a in range(0, len(ids) - 63, 64)}
+        starts = [windows[tuple(r.tolist())] for r in calib[row::2]]  # KeyError: a row not from this source
+        assert starts == sorted(starts) and starts[0] == 0 and starts[-1] >= len(ids) * 3 // 4 - 64
+    held = {tuple(r.tolist()) for r in topic_tokens(tok, 1, 40, 64)}
+    assert not held & {tuple(r.tolist()) for r in calib}
+    f = tmp_path / "mine.txt"
+    f.write_text(pydoc_text(1))
+    first, spread = text_tokens(tok, f, 4, 64), text_tokens(tok, f, 4, 64, spread=True)
+    assert torch.equal(first[0], spread[0]) and not torch.equal(first[1:], spread[1:])
+    assert torch.equal(text_tokens(tok, f, 10**6, 64, spread=True), text_tokens(tok, f, 10**6, 64))  # all of it
 
 
 def test_own_text_for_a_model_that_is_not_a_causal_lm_is_an_error(tmp_path, capsys):

