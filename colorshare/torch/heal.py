@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from ..validation import POSITIVE_INT, Real, check
 from . import distributed as dist
 from .batches import forward, model_logits, pooled_embedding
+from .kl import row_kl
 from .stats import NO_DEFAULT_LOSS
 
 __all__ = ["heal", "HealResult", "trainable_parameters", "distillation_loss", "native_bfloat16", "held_back_loss",
@@ -74,9 +75,7 @@ def distillation_loss(student: Any, teacher: Any, batch: Any) -> torch.Tensor:
     distributions (logits; masked positions left out), or the mean ``1 - cosine`` of pooled embeddings."""
     s_logits, t_logits = model_logits(student), model_logits(teacher)
     if s_logits is not None and t_logits is not None:
-        t = torch.log_softmax(t_logits.float(), dim=-1)
-        s = torch.log_softmax(s_logits.float(), dim=-1)
-        kl = (t.exp() * (t - s)).sum(-1)
+        kl = row_kl(s_logits, t_logits)
         mask = batch.get("attention_mask") if isinstance(batch, dict) else None
         if mask is not None and mask.shape == kl.shape:
             m = mask.to(kl.dtype)

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from . import distributed as dist
 from .actions.basis import basis_factors, basis_option
 from .batches import attention_mask, model_logits, pooled_embedding
+from .kl import row_kl
 from .replay import BlockReplay
 from .stats import NO_DEFAULT_LOSS
 from .targets import weight_of
@@ -62,8 +63,7 @@ def position_kl(logits: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """KL(dense || changed) of the next-token distributions at every position (nats; ``reference``: the dense
     model's log-probabilities). >= 0 at every position: a change below float32 resolution can round to a tiny
     negative sum, clamped to 0."""
-    lp = torch.log_softmax(logits.float(), dim=-1)
-    return (reference.exp() * (reference - lp)).sum(-1).clamp(min=0)
+    return row_kl(logits, reference).clamp(min=0)
 
 
 def cut_rank(graph: Any, i: int, fraction: float) -> int:
