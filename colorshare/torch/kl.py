@@ -32,7 +32,7 @@ def _rows(vocab: int) -> int:
 
 class _RowKL(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         out = torch.empty(s.shape[0], dtype=torch.promote_types(s.dtype, torch.float32), device=s.device)
         step = _rows(s.shape[1])
         for i in range(0, s.shape[0], step):
@@ -43,7 +43,7 @@ class _RowKL(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         s, t = ctx.saved_tensors
         out = torch.empty_like(s)
         step = _rows(s.shape[1])
