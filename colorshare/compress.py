@@ -52,7 +52,7 @@ __all__ = ["compress", "resolve_model", "family_table", "CompressOptions", "vali
            "verify", "report", "Plan", "Written", "DEFAULT_HEAL_STEPS"]
 
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
-DEFAULT_HEAL_STEPS = 180
+DEFAULT_HEAL_STEPS = 240
 """``--heal`` without a number."""
 
 

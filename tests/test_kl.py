@@ -47,3 +47,22 @@ def test_row_kl_of_low_precision_logits_is_float32_and_its_gradient_keeps_their_
 def test_row_kl_names_a_shape_mismatch():
     with pytest.raises(ValueError, match="differ in shape"):
         row_kl(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_healing_and_probe_divergences_are_the_textbook_kl_over_unmasked_positions():
+    from types import SimpleNamespace
+
+    from colorshare.torch.heal import distillation_loss
+    from colorshare.torch.probe import position_kl
+
+    g = torch.Generator().manual_seed(2)
+    s = torch.randn(2, 6, 13, generator=g, dtype=torch.float64)
+    t = torch.randn(2, 6, 13, generator=g, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
+    ref = _textbook(s, t)
+    got = distillation_loss(SimpleNamespace(logits=s), SimpleNamespace(logits=t), {"attention_mask": mask})
+    torch.testing.assert_close(got, ref[mask.bool()].mean())
+    got = distillation_loss(SimpleNamespace(logits=s), SimpleNamespace(logits=t), {})
+    torch.testing.assert_close(got, ref.mean())
+    torch.testing.assert_close(position_kl(s, torch.log_softmax(t, -1)), ref)
+    assert float(position_kl(t, torch.log_softmax(t, -1)).min()) >= 0.0
