@@ -52,7 +52,7 @@ __all__ = ["compress", "resolve_model", "family_table", "CompressOptions", "vali
            "verify", "report", "Plan", "Written", "DEFAULT_HEAL_STEPS"]
 
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
-DEFAULT_HEAL_STEPS = 240
+DEFAULT_HEAL_STEPS = defaults.HEAL_STEPS
 """``--heal`` without a number."""
 
 
@@ -90,7 +90,7 @@ class CompressOptions:
     bits: tuple[int, ...] | None = None
     overwrite: bool = False
     heal: int = 0
-    heal_lr: float = 1e-4
+    heal_lr: float = defaults.HEAL_LR
     heal_tokens: int | None = None
 
 

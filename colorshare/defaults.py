@@ -3,7 +3,7 @@ that the Python route and the command build the same graph. torch-free: the CLI 
 
 from __future__ import annotations
 
-__all__ = ["CURVATURE", "CROSS_LAYER", "PROBE_TOKENS", "TRUST_REGION", "MAX_GROUP_SIZE"]
+__all__ = ["CURVATURE", "CROSS_LAYER", "PROBE_TOKENS", "TRUST_REGION", "MAX_GROUP_SIZE", "HEAL_STEPS", "HEAL_LR"]
 
 CURVATURE = "probed"
 """The loss surrogate: K-FAC with each layer's level fitted to one measured probe cut (``colorshare.torch.probe``);
@@ -24,3 +24,10 @@ TRUST_REGION = 0.6
 
 MAX_GROUP_SIZE = 2
 """Largest sharing class of a model's graph when it may share bases (Basis Sharing's group size)."""
+
+HEAL_STEPS = 240
+"""Healing steps (one batch of 4 x 256 tokens a step) for ``heal`` and ``--heal`` without a number: what fits three
+times the rest of ``colorshare compress`` on SmolLM2 at keep 80 % on a 2-core CPU (docs/compress.md, Healing)."""
+
+HEAL_LR = 1e-4
+"""Healing's peak learning rate (AdamW)."""

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..defaults import HEAL_LR, HEAL_STEPS
 from ..validation import POSITIVE_INT, Real, check
 from . import distributed as dist
 from .batches import forward, model_logits, pooled_embedding
@@ -221,7 +222,7 @@ def held_back_loss(model: nn.Module, teacher: nn.Module, batches: Sequence[Any],
 
 
 def heal(model: nn.Module, teacher: nn.Module | None, batches: Sequence[Any], module_names: Sequence[str], *,
-         held_out: Sequence[Any] | None = None, steps: int = 240, lr: float = 1e-4, weight_decay: float = 0.0,
+         held_out: Sequence[Any] | None = None, steps: int = HEAL_STEPS, lr: float = HEAL_LR, weight_decay: float = 0.0,
          warmup: int = 5, clip: float = 1.0, eval_every: int | None = None, seed: int = 0,
          loss_fn: Callable[[Any, Any, Any], torch.Tensor] | None = None, teacher_outputs: Sequence[Any] | None = None,
          autocast: torch.dtype | str | None = "auto", progress: bool = True) -> HealResult:
