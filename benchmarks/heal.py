@@ -1,6 +1,6 @@
 """Healing: the metric of a plan before and after ``compress --heal`` at several step counts, in one run.
 
-    python -m benchmarks.heal [--model smollm2-135m] [--keeps 0.8 0.5] [--steps N ...] [--out DIR]
+    python -m benchmarks.heal [--model smollm2-135m] [--keeps 0.8 0.5] [--steps N ...] [--out DIR] [--append]
 
 One graph with ``colorshare compress``'s defaults (:mod:`colorshare.defaults`), one solve per budget (HiGHS), the
 plan applied; then, for each step count, a fresh copy of the plan healed exactly as ``compress --heal N`` heals it
@@ -12,7 +12,9 @@ MiniLM the mean cosine of held-out sentence embeddings to the dense model's. The
 steps: more steps must never end worse than fewer (the held-back slice keeps the best state).
 
 Writes ``heal-<model>.md`` and ``.json`` into ``--out`` (and ``.png``: the metric against steps, one line a
-budget).
+budget). ``--append`` adds this run's budgets to the result already there (same model, metric, evaluation text
+and dense metric, else an error; a budget and step count measured again replaces the old row), so that a long
+study can run in parts.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunks", type=int, default=16, help="256-token chunks of held-out text (causal LM)")
     p.add_argument("--lr", type=float, default=CompressOptions.heal_lr)
     p.add_argument("--out", default="benchmarks/results/heal")
+    p.add_argument("--append", action="store_true", help="add the rows to the result already in --out")
     args = p.parse_args(argv)
     warnings.simplefilter("ignore")
     from colorshare import defaults
@@ -108,9 +111,39 @@ def main(argv: list[str] | None = None) -> int:
            "dense": dense, "graph_seconds": build_s, "info": info, "lr": args.lr, "autocast": _autocast(case),
            "rows": rows}
     stem = out / f"heal-{args.model}"
+    if args.append:
+        res = merged(json.loads(stem.with_suffix(".json").read_text()), res)
     stem.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str))
     write(stem, res)
     return 0
+
+
+def merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``old``'s result with ``new``'s rows added (a budget and step count in both: ``new``'s row), budgets in
+    decreasing order; the graph's seconds of each run. ValueError where the two do not measure the same thing."""
+    for key in ("model", "metric", "lr", "autocast"):
+        if old.get(key) != new.get(key):
+            raise ValueError(f"cannot append: {key} {new.get(key)!r} differs from the result's {old.get(key)!r}")
+    if old["info"].get("evaluation") != new["info"].get("evaluation"):
+        raise ValueError("cannot append: the evaluation text differs from the result's")
+    if abs(old["dense"] - new["dense"]) > 1e-6 * abs(old["dense"]):
+        raise ValueError(f"cannot append: the dense {new['metric']} {new['dense']:.6g} differs from the result's "
+                         f"{old['dense']:.6g}")
+    fresh = {(r["keep"], r["steps"]) for r in new["rows"]}
+    rows = [r for r in old["rows"] if (r["keep"], r["steps"]) not in fresh] + new["rows"]
+    rows.sort(key=lambda r: (-r["keep"], r["steps"]))
+    seconds = old["graph_seconds"] if isinstance(old["graph_seconds"], list) else [old["graph_seconds"]]
+    return {**new, "rows": rows, "graph_seconds": seconds + [new["graph_seconds"]]}
+
+
+def _runs(res: dict[str, Any]) -> str:
+    n = len(res["graph_seconds"]) if isinstance(res["graph_seconds"], list) else 1
+    return "One run" if n == 1 else f"{n} runs (each its own graph, the same up to the order of sums)"
+
+
+def _graph_seconds(res: dict[str, Any]) -> str:
+    s = res["graph_seconds"] if isinstance(res["graph_seconds"], list) else [res["graph_seconds"]]
+    return " / ".join(f"{x:.0f}" for x in s) + " s"
 
 
 def write(stem: Path, res: dict[str, Any]) -> None:
@@ -123,8 +156,8 @@ def write(stem: Path, res: dict[str, Any]) -> None:
         return 1.0 - v if higher else v
 
     lines = [f"# Healing {res['model']}", "",
-             f"Machine: {machine_line(res['machine'])}, torch {res['machine'].get('torch')}. One run. Graph with "
-             f"compress's defaults: {res['graph_seconds']:.0f} s. "
+             f"Machine: {machine_line(res['machine'])}, torch {res['machine'].get('torch')}. {_runs(res)}. Graph with "
+             f"compress's defaults: {_graph_seconds(res)}. "
              f"Metric: {name} ({'higher' if res['higher_is_better'] else 'lower'} is better) on "
              f"{res['info'].get('evaluation', str(res['info'].get('held_out')) + ' held-out sentences')}; dense "
              f"{res['dense']:.4g}. Healing text: {next((r['text'] for r in rows if 'text' in r), '-')}. Peak learning "
