@@ -138,7 +138,7 @@ def merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 def _runs(res: dict[str, Any]) -> str:
     n = len(res["graph_seconds"]) if isinstance(res["graph_seconds"], list) else 1
-    return "One run" if n == 1 else f"{n} runs (each its own graph, the same up to the order of sums)"
+    return "One run" if n == 1 else f"{n} runs (each its own graph, from the same defaults and text)"
 
 
 def _graph_seconds(res: dict[str, Any]) -> str:
