@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="benchmarks/results/heal")
     p.add_argument("--append", action="store_true", help="add the rows to the result already in --out")
     args = p.parse_args(argv)
+    stem = Path(args.out) / f"heal-{args.model}"
+    if args.append and not stem.with_suffix(".json").is_file():  # before hours of work, not after
+        p.error(f"--append: no result to append to ({stem.with_suffix('.json')} does not exist)")
     warnings.simplefilter("ignore")
     from colorshare import defaults
     from colorshare.bench.report import machine_info
@@ -110,7 +113,6 @@ def main(argv: list[str] | None = None) -> int:
     res = {"machine": machine_info(), "model": args.model, "metric": name, "higher_is_better": case.higher[name],
            "dense": dense, "graph_seconds": build_s, "info": info, "lr": args.lr, "autocast": _autocast(case),
            "rows": rows}
-    stem = out / f"heal-{args.model}"
     if args.append:
         res = merged(json.loads(stem.with_suffix(".json").read_text()), res)
     stem.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str))
@@ -132,18 +134,13 @@ def merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     fresh = {(r["keep"], r["steps"]) for r in new["rows"]}
     rows = [r for r in old["rows"] if (r["keep"], r["steps"]) not in fresh] + new["rows"]
     rows.sort(key=lambda r: (-r["keep"], r["steps"]))
-    seconds = old["graph_seconds"] if isinstance(old["graph_seconds"], list) else [old["graph_seconds"]]
-    return {**new, "rows": rows, "graph_seconds": seconds + [new["graph_seconds"]]}
+    return {**new, "rows": rows, "graph_seconds": _graph_seconds(old) + _graph_seconds(new)}
 
 
-def _runs(res: dict[str, Any]) -> str:
-    n = len(res["graph_seconds"]) if isinstance(res["graph_seconds"], list) else 1
-    return "One run" if n == 1 else f"{n} runs (each its own graph, from the same defaults and text)"
-
-
-def _graph_seconds(res: dict[str, Any]) -> str:
-    s = res["graph_seconds"] if isinstance(res["graph_seconds"], list) else [res["graph_seconds"]]
-    return " / ".join(f"{x:.0f}" for x in s) + " s"
+def _graph_seconds(res: dict[str, Any]) -> list[float]:
+    """Each run's graph seconds (one number for a result of one run, a list for one appended to)."""
+    s = res["graph_seconds"]
+    return list(s) if isinstance(s, list) else [s]
 
 
 def write(stem: Path, res: dict[str, Any]) -> None:
@@ -155,9 +152,11 @@ def write(stem: Path, res: dict[str, Any]) -> None:
     def loss(v: float) -> float:
         return 1.0 - v if higher else v
 
+    seconds = _graph_seconds(res)
+    runs = "One run" if len(seconds) == 1 else f"{len(seconds)} runs (each its own graph, same defaults and text)"
     lines = [f"# Healing {res['model']}", "",
-             f"Machine: {machine_line(res['machine'])}, torch {res['machine'].get('torch')}. {_runs(res)}. Graph with "
-             f"compress's defaults: {_graph_seconds(res)}. "
+             f"Machine: {machine_line(res['machine'])}, torch {res['machine'].get('torch')}. {runs}. Graph with "
+             f"compress's defaults: {' / '.join(f'{x:.0f}' for x in seconds)} s. "
              f"Metric: {name} ({'higher' if res['higher_is_better'] else 'lower'} is better) on "
              f"{res['info'].get('evaluation', str(res['info'].get('held_out')) + ' held-out sentences')}; dense "
              f"{res['dense']:.4g}. Healing text: {next((r['text'] for r in rows if 'text' in r), '-')}. Peak learning "
