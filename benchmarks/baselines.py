@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 from colorshare.timing import peak_rss_gib
 
@@ -31,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-limit", type=float, default=120.0, help="seconds per solve")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="benchmarks/results")
-    p.add_argument("--methods", nargs="*", default=["optimal", "optimal-per-layer", "svd-uniform", "basis-sharing"])
+    p.add_argument("--methods", nargs="*", default=["optimal", "optimal-per-layer", "svd-uniform", "basis-sharing"],
+                   choices=["optimal", "optimal-per-layer", "svd-uniform", "basis-sharing"])
     args = p.parse_args(argv)
 
     from colorshare import solve
@@ -62,22 +64,24 @@ def main(argv: list[str] | None = None) -> int:
         lw = build_graph(case.model, case.batches, case.targets, curvature="layerwise", trust_region=None)
         step("statistics (layerwise, baselines)", t)
     base = stored_parameters(case.model)
-    rows = [{"method": "dense", "keep": 1.0, "stored_fraction": 1.0, metric: dense, "status": "-",
-             "seconds": 0.0}]
+    rows: list[dict[str, Any]] = [{"method": "dense", "keep": 1.0, "stored_fraction": 1.0, metric: dense,
+                                   "status": "-", "seconds": 0.0}]
     for keep in args.keeps:
         for method in args.methods:
             t = time.perf_counter()
             if method.startswith("optimal"):
-                opts = {"max_group_size": 1} if method == "optimal-per-layer" else {}
+                opts: dict[str, Any] = {"max_group_size": 1} if method == "optimal-per-layer" else {}
                 sol, graph = solve(g, keep * g.dense_size, backend="highs", time_limit=args.time_limit, **opts), g
                 status = sol.status.value + (f" gap {sol.gap:.2%}" if sol.gap else "")
             else:
+                assert lw is not None  # built above for any baseline method
                 sol, graph = baseline(lw, method, keep), lw
                 status = "-"
             if sol.colors is None:
                 rows.append({"method": method, "keep": keep, "stored_fraction": None, metric: None,
                              "status": sol.status.value, "seconds": time.perf_counter() - t})
                 continue
+            assert sol.memory is not None
             shared = apply_coloring(case.model, graph, sol)
             assert stored_parameters(shared) == base - graph.dense_size + sol.memory
             ppl = case.metrics(shared)[metric]

@@ -117,6 +117,7 @@ def plan(case: Any, graph: Any, bpw: float, time_limit: float, backends: list[st
             print(f"{bpw:g} bpw {b}: {proofs[b]}", flush=True)
     if sol.colors is None:
         return {"method": f"colorshare {bpw:g}bpw", "bytes": None, "status": sol.status.value, "backends": proofs}
+    assert sol.memory is not None
     shared = apply_coloring(case.model, graph, sol)
     chosen: dict[str, int] = {}
     for c in sol.classes:
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     graph = build_graph(case.model, case.batches, case.targets, args.curvature, bits=BITS)
     build_s = time.perf_counter() - t0
     weights = graph.dense_parameters
-    rows = [{"method": "dense bf16", "bytes": 2 * weights, **_measure(case, case.model)}]
+    rows: list[dict[str, Any]] = [{"method": "dense bf16", "bytes": 2 * weights, **_measure(case, case.model)}]
     print(rows[-1], flush=True)
     for method, widths in (("rtn", (8, 4, 3, 2)), ("gptq", (4, 3, 2)), ("hqq", (4, 3))):
         if method == "hqq" and importlib.util.find_spec("hqq") is None:

@@ -47,6 +47,7 @@ def svd_uniform_perplexity(case: Any, keep: float) -> tuple[float, int]:
 
     graph = build_graph(case.model, case.batches, case.targets, "layerwise", progress=False)
     sol = baseline(graph, "svd-uniform", keep)
+    assert sol.memory is not None
     return case.metrics(apply_coloring(case.model, graph, sol))["perplexity"], int(sol.memory)
 
 

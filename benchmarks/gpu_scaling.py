@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
-SHAPES = {
+SHAPES: dict[str, dict[str, Any]] = {
     "smollm2": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
                     num_key_value_heads=3, vocab_size=49152),
     "tinyllama": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
@@ -30,7 +31,8 @@ def llama(shape: str, device: str, seed: int = 0):
 
     torch.manual_seed(seed)
     cfg = transformers.LlamaConfig(**SHAPES[shape], max_position_embeddings=512)
-    return transformers.LlamaForCausalLM(cfg).to(device).eval()
+    with torch.device(device):
+        return transformers.LlamaForCausalLM(cfg).eval()
 
 
 def tokens(vocab: int, device: str, batches: int = 8, bs: int = 4, seq: int = 256, seed: int = 1):
@@ -65,6 +67,7 @@ def run_shape(shape: str, device: str, time_limit: float) -> dict:
     sol = solve(g, 0.5 * g.dense_size, backend="highs", time_limit=time_limit)
     out["solve_s"] = time.perf_counter() - t
     out["status"] = sol.status.value
+    assert sol.memory is not None, f"no plan at half the parameters: {sol.status.value}"
     out["columns"] = sol.facts.get("columns")
     out["groups"] = sum(len(c.members) > 1 for c in sol.classes)
     t = time.perf_counter()

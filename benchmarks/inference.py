@@ -16,6 +16,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -40,7 +41,8 @@ def main() -> None:
     torch.set_num_threads(torch.get_num_threads())
     t0 = time.perf_counter()
     case = smollm2_135m()
-    vocab = case.model.config.vocab_size
+    dense: Any = case.model  # a transformers LlamaForCausalLM
+    vocab = int(dense.config.vocab_size)
     graph = build_graph(case.model, case.batches, case.targets, "kfac")  # the graph compress builds
     stats_s = time.perf_counter() - t0
     notes: list[str] = []
@@ -49,7 +51,8 @@ def main() -> None:
         dense_dir = Path(tmp) / "dense"
         # float32 (a GGUF-loaded model has no save_pretrained); a plain transformers folder that from_pretrained loads
         save_compressed(case.model, dense_dir, dtype="float32")
-        models, folders, kinds_of = {"dense": case.model}, {"dense": dense_dir}, {"dense": False}
+        models, kinds_of = {"dense": case.model}, {"dense": False}
+        folders: dict[str, str | Path] = {"dense": dense_dir}
         extra["dense"]["weights_bytes bfloat16"] = (dense_dir / "model.safetensors").stat().st_size // 2
         for keep in args.keeps:
             name = f"keep {keep:.0%}"
@@ -79,6 +82,7 @@ def main() -> None:
                 name = f"{bpw:g} bpw"
                 sol = solve(bytes_graph, bpw / 8 * bytes_graph.dense_parameters, backend="highs",
                             time_limit=args.time_limit)
+                assert sol.memory is not None, f"no plan at {name}: {sol.status.value}"
                 shared = apply_coloring(case.model, bytes_graph, sol)
                 folder = Path(tmp) / f"bpw{bpw:g}"
                 save_compressed(shared, folder, case.tokenizer, dtype="bfloat16")
@@ -108,7 +112,7 @@ def main() -> None:
               f"best of {args.repeats} after a warm-up, the models taking turns. Statistics (K-FAC and pair "
               f"statistics) {stats_s:.0f} s; total "
               f"{time.perf_counter() - t0:.0f} s. Ratios in parentheses are to dense. The LM head "
-              f"({case.model.lm_head.weight.numel():,} parameters, tied to the embedding) and the embedding are "
+              f"({dense.lm_head.weight.numel():,} parameters, tied to the embedding) and the embedding are "
               f"not compressed. Memory: peak resident memory of a fresh process after loading the folder "
               f"(load_raise) and after one 1 x 256 prefill (run_raise), above its peak before loading (torch, "
               f"transformers and colorshare imported, the architecture built on meta); dense loads "

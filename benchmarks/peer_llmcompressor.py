@@ -22,7 +22,7 @@ import math
 import time
 
 
-def perplexity(model, ids, batch_size: int = 4) -> float:  # type: ignore[no-untyped-def]
+def perplexity(model, ids, batch_size: int = 4) -> float:
     import torch
 
     tot, count = 0.0, 0

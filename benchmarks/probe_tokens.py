@@ -21,6 +21,7 @@ import time
 import warnings
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,13 +87,12 @@ def main() -> None:
     n_seq, n_pos = kls.shape[1:]
 
     def rho_with(ratios: np.ndarray | None) -> tuple[float, dict[str, float]]:
-        for c, s, r in zip(graph.curvatures, base, np.ones(graph.n) if ratios is None else ratios):
-            c.scale = s * float(r)
-        graph._reset()
+        target = np.array(base) * (np.ones(graph.n) if ratios is None else ratios)
+        graph.rescale(target / np.array([c.scale for c in graph.curvatures]))  # from the scales set last
         return equal_budget_rho(graph, colorings)
 
     full = kls.reshape(graph.n, -1).mean(1) / pred
-    rows = []
+    rows: list[dict[str, Any]] = []
     if "kfac" in args.price:
         rows.append({"variant": "kfac (no probes)", "tokens": 0, **dict(zip(("rho", "per_budget"), rho_with(None)))})
     for s in (8, 4, 2, 1):
@@ -116,9 +116,10 @@ def main() -> None:
              f"{len(colorings)} committed colorings priced by each variant's graph.", "",
              "| probe tokens | tokens | rho at equal budget | log-sd of ratio vs full |", "|---|---|---|---|"]
     for r in rows:
-        sd = r.get("log_ratio_sd_vs_full")
+        spread = r.get("log_ratio_sd_vs_full")
         rho = "-" if "rho" not in r else f"{r['rho']:.3f}"
-        lines.append(f"| {r['variant']} | {r['tokens']} | {rho} | {'-' if sd is None else f'{sd:.3f}'} |")
+        sd_text = "-" if spread is None else f"{spread:.3f}"
+        lines.append(f"| {r['variant']} | {r['tokens']} | {rho} | {sd_text} |")
     (out / f"{args.model}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

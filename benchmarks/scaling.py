@@ -30,7 +30,7 @@ SHAPES = {**SHAPES, "llama7b": dict(hidden_size=4096, intermediate_size=11008, n
                                     num_attention_heads=32, num_key_value_heads=32, vocab_size=32000)}
 
 
-def llama(cfg: dict[str, int], device: str, seed: int = 0) -> Any:
+def llama(cfg: dict[str, Any], device: str, seed: int = 0) -> Any:
     """A random-initialised LlamaForCausalLM of the given shape, on ``device``, in float32."""
     import torch
     import transformers

@@ -234,5 +234,5 @@ def _probe(g: ModelGraph, modules: dict[str, nn.Module], model: nn.Module, batch
     g.state.probe_set = first_sequences(batches, tokens)
     ratios = probe_scales(g, {n: modules[n] for n in g.module_names}, model, g.state.probe_set, loss_fn, fraction,
                           progress)
-    g._rescale(ratios)  # what the probes computed for one layer scales with its ratio: kept, not recomputed
+    g.rescale(ratios)  # what the probes computed for one layer scales with its ratio: kept, not recomputed
     g.state.probe_ratios = ratios

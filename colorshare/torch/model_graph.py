@@ -281,7 +281,7 @@ class ModelGraph(SharingGraph):
         W = torch.stack([self.weight(i, home).reshape(-1) for i in group])
         return (W @ W.T).cpu().numpy()
 
-    def _rescale(self, ratios: Sequence[float] | np.ndarray) -> None:
+    def rescale(self, ratios: Sequence[float] | np.ndarray) -> None:
         """Multiply each layer's curvature scale by its ratio (the probes'), keeping every cached quantity of one
         layer that scales exactly with it: a singleton's spectrum and energy (times r), its Gram matrices (times
         r), its whitened weight (times sqrt r), its eigenvectors and the input covariance's root (unchanged).
