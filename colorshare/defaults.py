@@ -17,7 +17,7 @@ the depth; ``build_graph`` computes them as a step of its own)."""
 
 PROBE_TOKENS = 256
 """Tokens each probe and each measured class runs on (whole sequences of the first calibration batch): on SmolLM2
-rho at equal budget 0.958 against 0.961 on 2048 tokens (benchmarks/results/probe-tokens), an eighth of the cost."""
+rho at equal budget 0.947 against 0.961 on 2048 tokens (benchmarks/results/probe-tokens), an eighth of the cost."""
 
 TRUST_REGION = 0.6
 """Cap on each layer's relative whitened error ``||(W' - W) L||^2 / ||W L||^2``."""
