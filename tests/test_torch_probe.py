@@ -101,6 +101,21 @@ def test_bad_probe_options_are_named():
         build_graph(model, xs, targets=["a", "b"], probe_tokens=0, progress=False)
 
 
+def test_rescale_multiplies_each_scale_and_refuses_a_ratio_per_layer_it_cannot_use():
+    model, xs = _setup()
+    g = build_graph(model, xs, targets=["a", "b"], curvature="kfac", progress=False)
+    before = [c.scale for c in g.curvatures]
+    energy = [g.energy(0), g.energy(1)]  # cached: kept and scaled, not recomputed
+    assert min(energy) > 0
+    g.rescale([2.0, 0.5])
+    assert [c.scale for c in g.curvatures] == pytest.approx([2.0 * before[0], 0.5 * before[1]])
+    assert [g.energy(0), g.energy(1)] == pytest.approx([2.0 * energy[0], 0.5 * energy[1]])
+    for bad in ([1.0], [1.0, 0.0], [1.0, float("nan")], [1.0, -2.0]):
+        with pytest.raises(ValueError, match="one finite positive ratio per layer"):
+            g.rescale(bad)
+    assert [c.scale for c in g.curvatures] == pytest.approx([2.0 * before[0], 0.5 * before[1]])  # untouched
+
+
 def test_first_sequences_take_whole_rows_of_transformers_batches_and_leave_other_batches_alone():
     from colorshare.torch.batches import first_sequences
 

@@ -285,8 +285,13 @@ class ModelGraph(SharingGraph):
         """Multiply each layer's curvature scale by its ratio (the probes'), keeping every cached quantity of one
         layer that scales exactly with it: a singleton's spectrum and energy (times r), its Gram matrices (times
         r), its whitened weight (times sqrt r), its eigenvectors and the input covariance's root (unchanged).
-        What mixes layers of different ratios (input scopes, pairs) is forgotten."""
-        r = [float(x) for x in ratios]
+        What mixes layers of different ratios (input scopes, pairs) is forgotten.
+
+        Raises ValueError unless there is one finite positive ratio per layer."""
+        r = [float(x) for x in np.asarray(ratios, dtype=float).reshape(-1)]
+        if len(r) != self.n or not all(math.isfinite(x) and x > 0 for x in r):
+            raise ValueError(f"rescale needs one finite positive ratio per layer ({self.n}), got {len(r)} "
+                             f"(min {min(r, default=float('nan')):g})")
         for c, x in zip(self.curvatures, r):
             c.scale *= x
         st = self.state
