@@ -31,8 +31,8 @@ def llama(shape: str, device: str, seed: int = 0):
 
     torch.manual_seed(seed)
     cfg = transformers.LlamaConfig(**SHAPES[shape], max_position_embeddings=512)
-    with torch.device(device):
-        return transformers.LlamaForCausalLM(cfg).eval()
+    model: Any = transformers.LlamaForCausalLM(cfg)  # initialised on the CPU: the same weights on every device
+    return model.to(device).eval()
 
 
 def tokens(vocab: int, device: str, batches: int = 8, bs: int = 4, seq: int = 256, seed: int = 1):

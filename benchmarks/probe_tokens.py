@@ -87,7 +87,10 @@ def main() -> None:
     n_seq, n_pos = kls.shape[1:]
 
     def rho_with(ratios: np.ndarray | None) -> tuple[float, dict[str, float]]:
-        target = np.array(base) * (np.ones(graph.n) if ratios is None else ratios)
+        r = np.ones(graph.n) if ratios is None else np.array(ratios, dtype=float)
+        bad = ~(np.isfinite(r) & (r > 0))  # a subset that measured or predicted no change: the median, as probes do
+        r[bad] = float(np.median(r[~bad]))
+        target = np.array(base) * r
         graph.rescale(target / np.array([c.scale for c in graph.curvatures]))  # from the scales set last
         return equal_budget_rho(graph, colorings)
 

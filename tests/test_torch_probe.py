@@ -2,6 +2,7 @@
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -110,7 +111,7 @@ def test_rescale_multiplies_each_scale_and_refuses_a_ratio_per_layer_it_cannot_u
     g.rescale([2.0, 0.5])
     assert [c.scale for c in g.curvatures] == pytest.approx([2.0 * before[0], 0.5 * before[1]])
     assert [g.energy(0), g.energy(1)] == pytest.approx([2.0 * energy[0], 0.5 * energy[1]])
-    for bad in ([1.0], [1.0, 0.0], [1.0, float("nan")], [1.0, -2.0]):
+    for bad in ([1.0], [1.0, 0.0], [1.0, float("nan")], [1.0, -2.0], np.ones((2, 1))):
         with pytest.raises(ValueError, match="one finite positive ratio per layer"):
             g.rescale(bad)
     assert [c.scale for c in g.curvatures] == pytest.approx([2.0 * before[0], 0.5 * before[1]])  # untouched

@@ -288,10 +288,11 @@ class ModelGraph(SharingGraph):
         What mixes layers of different ratios (input scopes, pairs) is forgotten.
 
         Raises ValueError unless there is one finite positive ratio per layer."""
-        r = [float(x) for x in np.asarray(ratios, dtype=float).reshape(-1)]
+        shape = getattr(ratios, "shape", (len(ratios),))
+        r = [float(x) for x in ratios] if len(shape) == 1 else []
         if len(r) != self.n or not all(math.isfinite(x) and x > 0 for x in r):
-            raise ValueError(f"rescale needs one finite positive ratio per layer ({self.n}), got {len(r)} "
-                             f"(min {min(r, default=float('nan')):g})")
+            raise ValueError(f"rescale needs one finite positive ratio per layer ({self.n}), got shape "
+                             f"{tuple(shape)} (min {min(r, default=float('nan')):g})")
         for c, x in zip(self.curvatures, r):
             c.scale *= x
         st = self.state
